@@ -1,0 +1,5 @@
+import sys
+
+from misato.cli import main
+
+sys.exit(main())

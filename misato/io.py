@@ -1,0 +1,120 @@
+"""File helpers shared by every stage: atomic writes, hashing and strict image reading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class ImageFileError(ValueError):
+    """An image or mask file that cannot be used as it is; the message names the file."""
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and `os.replace`.
+
+    A reader never sees a half-written file, even when the writer is killed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Atomically save a uint8 (H, W, 3) RGB or (H, W) L array as PNG."""
+    import io
+
+    if array.dtype != np.uint8:
+        raise ValueError(f"save_png expects uint8, got {array.dtype}")
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an 8-bit RGB image as uint8 (H, W, 3).
+
+    Only 8-bit RGB files are accepted (PIL modes "RGB", or "P" palettes without transparency, which
+    decode losslessly to RGB). RGBA, gray, 16-bit and CMYK files raise `ImageFileError` naming the
+    file: converting them silently would change what is scored.
+    """
+    image = _open(path)
+    if image.mode == "P" and "transparency" not in image.info:
+        image = image.convert("RGB")
+    if image.mode != "RGB":
+        raise ImageFileError(
+            f"{path}: expected an 8-bit RGB image, got PIL mode {image.mode!r}; convert it to RGB first"
+        )
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read_mask(path: str | os.PathLike, hole_is_white: bool = True) -> np.ndarray:
+    """Read a mask file as float32 (H, W) in {0, 1} with 1 = hole.
+
+    The file is converted to 8-bit gray (RGB masks are averaged by PIL's "L" conversion) and binarised
+    at 0.5 after /255: value >= 128 is white. `hole_is_white=False` reads the MAT/Co-Mod convention
+    (white = keep) and inverts it.
+    """
+    image = _open(path)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        raise ImageFileError(f"{path}: 16-bit or float masks are not supported; save it as 8-bit L")
+    gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    white = gray >= 0.5
+    return (white if hole_is_white else ~white).astype(np.float32)
+
+
+def _open(path: str | os.PathLike) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # PIL raises several types for broken files
+        raise ImageFileError(f"{path}: unreadable image file ({error})") from error
+    return image

@@ -1,0 +1,233 @@
+"""Weights registry: every pretrained file the suite can use, with URL, sha256 and file name.
+
+Resolution order for a key (see `resolve`):
+  1. an explicit path (a CLI flag / Python argument, or the environment variable `MISATO_WEIGHT_<KEY>`);
+  2. `$MISATO_WEIGHTS_DIR/<file name>`;
+  3. the standard caches: `$TORCH_HOME/hub/checkpoints/<file name>` and, for Hugging Face files, the
+     hub cache (`huggingface_hub.try_to_load_from_cache`, offline);
+  4. a download into `$MISATO_WEIGHTS_DIR` (or the torch hub folder) when `allow_download=True`.
+Nothing found raises `WeightsNotFoundError`, which names the file, its URL and where to put it.
+
+A file found through 2-4 must match the registered sha256 (a wrong file there is an error). An explicit
+path with an unexpected hash is used, and `ResolvedWeight.matches` is False so results record it.
+
+Specs live beside the code that uses them, as a module-level `WEIGHTS: list[WeightSpec]` in one of
+`SPEC_MODULES`; `all_specs()` collects them (one source of truth per key).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from misato.io import sha256_file
+
+log = logging.getLogger(__name__)
+
+SPEC_MODULES: tuple[str, ...] = ("evaluators.weight_specs", "baselines.weight_specs")
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One pretrained file. `sha256` is the full hex digest of the published file."""
+
+    key: str
+    filename: str
+    url: str
+    sha256: str
+    description: str
+    hf_repo: str | None = None  # Hugging Face repo id when the file lives on the hub
+    md5: str | None = None  # as published by some projects, informative only
+
+
+@dataclass(frozen=True)
+class ResolvedWeight:
+    """Where a weight was found and whether its bytes are the registered ones."""
+
+    key: str
+    path: Path
+    sha256: str
+    expected_sha256: str
+    source: str  # "explicit", "env", "weights_dir", "torch_hub", "hf_cache", "download"
+
+    @property
+    def matches(self) -> bool:
+        return self.sha256 == self.expected_sha256
+
+    def record(self) -> dict:
+        """JSON-able provenance for result files."""
+        return {
+            "key": self.key,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "expected_sha256": self.expected_sha256,
+            "matches": self.matches,
+            "source": self.source,
+        }
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """A pretrained file is not on this machine and may not be downloaded."""
+
+    def __init__(self, spec: WeightSpec, searched: list[Path]):
+        self.spec = spec
+        self.searched = searched
+        places = "\n".join(f"  - {p}" for p in searched) or "  (none)"
+        super().__init__(
+            f"weights {spec.key!r} ({spec.filename}) not found. Searched:\n{places}\n"
+            f"Fix: run `misato weights fetch {spec.key}` on a machine with internet, or download\n"
+            f"  {spec.url}\n"
+            f"and put it at $MISATO_WEIGHTS_DIR/{spec.filename} (default {default_weights_dir()}/{spec.filename}),\n"
+            f"or pass its path with --weight {spec.key}=PATH or ${env_var(spec.key)}."
+        )
+
+
+class WeightsHashError(ValueError):
+    """A file found in a weights folder or cache whose sha256 differs from the registered one."""
+
+
+_REGISTRY: dict[str, WeightSpec] = {}
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def register(spec: WeightSpec) -> WeightSpec:
+    """Add a spec; registering the same key twice with different contents is an error."""
+    known = _REGISTRY.get(spec.key)
+    if known is not None and known != spec:
+        raise ValueError(f"weight key {spec.key!r} registered twice with different specs")
+    _REGISTRY[spec.key] = spec
+    return spec
+
+
+def all_specs() -> dict[str, WeightSpec]:
+    """Every registered spec, after importing the spec modules (light, data-only modules)."""
+    for module in SPEC_MODULES:
+        try:
+            specs = importlib.import_module(module).WEIGHTS
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+            continue
+        for spec in specs:
+            register(spec)
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_spec(key: str) -> WeightSpec:
+    specs = all_specs()
+    if key not in specs:
+        import difflib
+
+        close = difflib.get_close_matches(key, specs, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(specs)}"
+        raise KeyError(f"unknown weights key {key!r}{hint}")
+    return specs[key]
+
+
+def env_var(key: str) -> str:
+    """Environment variable that holds an explicit path for `key`."""
+    return "MISATO_WEIGHT_" + "".join(c if c.isalnum() else "_" for c in key).upper()
+
+
+def default_weights_dir() -> Path:
+    """`$MISATO_WEIGHTS_DIR`, else `~/.cache/misato/weights` (never inside site-packages)."""
+    configured = os.environ.get("MISATO_WEIGHTS_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "misato" / "weights"
+
+
+def torch_hub_dir() -> Path:
+    torch_home = os.environ.get("TORCH_HOME") or Path(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
+    ) / "torch"
+    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) for the life of the process."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        _HASH_CACHE[key] = sha256_file(path)
+    return _HASH_CACHE[key]
+
+
+def _hf_cached(spec: WeightSpec) -> Path | None:
+    if spec.hf_repo is None:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(spec.hf_repo, spec.filename)
+    return Path(found) if isinstance(found, str) else None
+
+
+def candidates(spec: WeightSpec) -> list[tuple[str, Path]]:
+    """Non-explicit places searched for `spec`, in order."""
+    places = [("weights_dir", default_weights_dir() / spec.filename), ("torch_hub", torch_hub_dir() / spec.filename)]
+    hf = _hf_cached(spec)
+    if hf is not None:
+        places.append(("hf_cache", hf))
+    return places
+
+
+def resolve(key: str, path: str | os.PathLike | None = None, allow_download: bool = False) -> ResolvedWeight:
+    """Find the file for `key`; see the module docstring for the order and the hash rules."""
+    spec = get_spec(key)
+    explicit = [("explicit", Path(path))] if path else []
+    if not explicit and os.environ.get(env_var(key)):
+        explicit = [("env", Path(os.environ[env_var(key)]))]
+    for source, candidate in explicit:
+        if not candidate.is_file():
+            raise WeightsNotFoundError(spec, [candidate])
+        digest = file_sha256(candidate)
+        if digest != spec.sha256:
+            log.warning("%s: sha256 %s differs from the registered %s; using it and recording the mismatch",
+                        candidate, digest, spec.sha256)
+        return ResolvedWeight(key, candidate, digest, spec.sha256, source)
+    searched = []
+    for source, candidate in candidates(spec):
+        searched.append(candidate)
+        if candidate.is_file():
+            digest = file_sha256(candidate)
+            if digest != spec.sha256:
+                raise WeightsHashError(
+                    f"{candidate}: sha256 {digest} but {spec.key} should be {spec.sha256}; "
+                    f"delete it and run `misato weights fetch {spec.key}`, or pass it explicitly to use it anyway"
+                )
+            return ResolvedWeight(key, candidate, digest, spec.sha256, source)
+    if not allow_download:
+        raise WeightsNotFoundError(spec, searched)
+    return download(spec)
+
+
+def download(spec: WeightSpec, folder: Path | None = None) -> ResolvedWeight:
+    """Download `spec.url` into `folder` (default weights dir) atomically and check its sha256."""
+    import tempfile
+
+    import torch.hub
+
+    folder = folder or default_weights_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / spec.filename
+    fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", dir=folder)
+    os.close(fd)
+    try:
+        torch.hub.download_url_to_file(spec.url, tmp, progress=True)
+        digest = sha256_file(tmp)
+        if digest != spec.sha256:
+            raise WeightsHashError(f"downloaded {spec.url}: sha256 {digest}, expected {spec.sha256}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return ResolvedWeight(spec.key, target, digest, spec.sha256, "download")
+
+
+def spec_record(spec: WeightSpec) -> dict:
+    return asdict(spec)
