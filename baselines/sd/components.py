@@ -1,0 +1,241 @@
+"""Shared pieces of the Stable-Diffusion inpainters: model loading, dtypes, input checks, seeds, tiny configs.
+
+Conventions at this module's boundary are those of `baselines.base`: images float32 (B, 3, H, W) RGB in
+[0, 1], masks float32 (B, 1, H, W) in {0, 1} with 1 = hole. Prompt embeddings are float (1, L, D) tensors
+(D = 768 for SD 1.5), broadcast over the batch.
+
+The tiny builders at the end make randomly initialised, seeded modules of the sizes diffusers uses in its
+own fast tests (UNet block_out_channels (32, 64), cross-attention dim 32), so that every pipeline runs on
+CPU in seconds without weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from diffusers import (
+        AsymmetricAutoencoderKL,
+        AutoencoderKL,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+
+log = logging.getLogger(__name__)
+
+# SD 1.5 inpainting (9-channel UNet); the runwayml/ id was deleted from the hub.
+DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+# SD 1.5 text-to-image (4-channel UNet), used by RePaint.
+DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+# diffusers' default for the SD pipelines; recorded in every config.
+DEFAULT_GUIDANCE = 7.5
+DEFAULT_STEPS = 50
+
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None, gpu_default: str = "fp16") -> torch.dtype:
+    """Weights dtype: `dtype` if given, else `gpu_default` on CUDA and float32 on CPU.
+
+    Half precision on CPU is refused: many CPU kernels lack fp16 and the results would not be comparable.
+    """
+    if dtype is None:
+        dtype = gpu_default if device.type == "cuda" else "fp32"
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+        dtype = DTYPES[dtype]
+    if device.type == "cpu" and dtype != torch.float32:
+        raise ValueError(f"dtype {dtype} is not supported on CPU; use fp32 there")
+    return dtype
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """Short name of a torch dtype for configs ("fp32", "fp16", "bf16")."""
+    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+
+
+def check_batch(name: str, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int], multiple: int) -> None:
+    """Validate inputs at the inpainter boundary (see the module docstring); raise ValueError naming the problem."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{name}: images must be (B, 3, H, W), got {tuple(images.shape)}")
+    if masks.ndim != 4 or masks.shape[1] != 1 or masks.shape[0] != images.shape[0] or masks.shape[2:] != images.shape[2:]:
+        raise ValueError(f"{name}: masks must be (B, 1, H, W) matching images {tuple(images.shape)}, got {tuple(masks.shape)}")
+    if len(seeds) != images.shape[0]:
+        raise ValueError(f"{name}: {len(seeds)} seeds for a batch of {images.shape[0]}")
+    height, width = images.shape[2:]
+    if height % multiple or width % multiple:
+        raise ValueError(f"{name}: H and W must be multiples of {multiple} (the harness pads), got {height}x{width}")
+
+
+def generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU `torch.Generator` per sample, seeded with its seed.
+
+    CPU generators make the noise the same on every device, and a list (one per sample) makes each sample's
+    noise independent of the batch it is in (diffusers draws per-sample noise from a list of generators).
+    """
+    return [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
+
+
+def _from_pretrained(loader: Any, model: str, kind: str, **kwargs: Any) -> Any:
+    """`loader.from_pretrained(model, **kwargs)` with an error that says what was searched and how to fix it."""
+    try:
+        return loader.from_pretrained(model, **kwargs)
+    except (OSError, ValueError) as error:
+        where = "local folder" if Path(model).expanduser().exists() else "Hugging Face model id"
+        raise FileNotFoundError(
+            f"cannot load the {kind} from {where} {model!r}: {error}\n"
+            f"Fix: pass model=<local diffusers folder>, or run `huggingface-cli download {model}` on a machine "
+            f"with internet (and accept the model licence) so that the Hugging Face cache has it."
+        ) from error
+
+
+def load_inpaint_pipeline(
+    model: str, device: torch.device, dtype: torch.dtype, text_encoder: bool = True
+) -> "StableDiffusionInpaintPipeline":
+    """`StableDiffusionInpaintPipeline` from a hub id or a local folder, without the safety checker.
+
+    text_encoder=False skips the CLIP text encoder and tokenizer (callers pass `prompt_embeds`).
+    """
+    from diffusers import StableDiffusionInpaintPipeline
+
+    extra: dict[str, Any] = {} if text_encoder else {"text_encoder": None, "tokenizer": None}
+    pipe = _from_pretrained(
+        StableDiffusionInpaintPipeline, model, "SD inpainting pipeline",
+        torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **extra,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def load_base_pipeline(model: str, device: torch.device, dtype: torch.dtype) -> "StableDiffusionPipeline":
+    """`StableDiffusionPipeline` (4-channel UNet, VAE, text encoder, scheduler config) for RePaint."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = _from_pretrained(
+        StableDiffusionPipeline, model, "SD text-to-image pipeline",
+        torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def encode_text(pipe: Any, prompt: str, device: torch.device) -> torch.Tensor:
+    """CLIP embeddings (1, 77, D) of `prompt` with the pipeline's own `encode_prompt` (no CFG duplication)."""
+    if getattr(pipe, "text_encoder", None) is None or getattr(pipe, "tokenizer", None) is None:
+        raise ValueError(
+            f"prompt {prompt!r} needs the pipeline's text encoder and tokenizer, but it has none; "
+            "load it with its text encoder or pass prompt_embeds"
+        )
+    embeds, _ = pipe.encode_prompt(prompt, device, 1, False)
+    return embeds
+
+
+def load_tensor_file(path: str | Path, keys: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """Tensors from a `.safetensors` file or a torch file (loaded with weights_only=True).
+
+    A torch file may hold one tensor (returned under the first of `keys`, or "tensor") or a dict of tensors.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(loaded, torch.Tensor):
+        return {keys[0] if keys else "tensor": loaded}
+    if isinstance(loaded, dict) and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        return dict(loaded)
+    raise ValueError(f"{path}: expected a tensor or a dict of tensors, got {type(loaded).__name__}")
+
+
+def as_prompt_batch(embeds: torch.Tensor, source: str) -> torch.Tensor:
+    """(L, D) or (1, L, D) prompt embeddings -> (1, L, D); anything else is an error naming `source`."""
+    if embeds.ndim == 2:
+        embeds = embeds[None]
+    if embeds.ndim != 3 or embeds.shape[0] != 1:
+        raise ValueError(f"{source}: prompt embeddings must be (L, D) or (1, L, D), got {tuple(embeds.shape)}")
+    return embeds
+
+
+# --------------------------------------------------------------------------------------------------------
+# Tiny random components (diffusers' fast-test sizes) for CPU tests and smoke runs.
+
+
+def tiny_unet(in_channels: int = 9, cross_attention_dim: int = 32, seed: int = 0) -> "UNet2DConditionModel":
+    """UNet2DConditionModel with block_out_channels (32, 64); in_channels 9 (inpainting) or 4 (RePaint)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=in_channels, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+    ).eval()
+
+
+def tiny_vae(seed: int = 0) -> "AutoencoderKL":
+    """AutoencoderKL with 2 levels (scale factor 2), 4 latent channels."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=[32, 64], in_channels=3, out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4,
+    ).eval()
+
+
+def tiny_asymmetric_vae(seed: int = 0) -> "AsymmetricAutoencoderKL":
+    """AsymmetricAutoencoderKL (decoder conditioned on masked image + mask), 2 levels, 4 latent channels."""
+    from diffusers import AsymmetricAutoencoderKL
+
+    torch.manual_seed(seed)
+    return AsymmetricAutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2, down_block_out_channels=[2, 4],
+        layers_per_down_block=1, up_block_types=["UpDecoderBlock2D"] * 2, up_block_out_channels=[2, 4],
+        layers_per_up_block=1, act_fn="silu", latent_channels=4, norm_num_groups=2, sample_size=32,
+        scaling_factor=0.18215,
+    ).eval()
+
+
+def tiny_scheduler() -> Any:
+    """The SD 1.5 noise schedule (scaled_linear 0.00085..0.012) in a DDIM scheduler (deterministic, eta 0)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+        set_alpha_to_one=False, steps_offset=1,
+    )
+
+
+def tiny_inpaint_pipeline(vae: Any | None = None, seed: int = 0) -> "StableDiffusionInpaintPipeline":
+    """A StableDiffusionInpaintPipeline of tiny random modules, without text encoder (pass prompt_embeds)."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    pipe = StableDiffusionInpaintPipeline(
+        vae=vae if vae is not None else tiny_vae(seed), text_encoder=None, tokenizer=None,
+        unet=tiny_unet(9, seed=seed), scheduler=tiny_scheduler(), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_prompt_embeds(length: int = 8, dim: int = 32, seed: int = 0) -> torch.Tensor:
+    """Random (1, length, dim) prompt embeddings for the tiny UNet's cross-attention."""
+    return torch.randn((1, length, dim), generator=torch.Generator().manual_seed(seed))
