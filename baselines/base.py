@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+
+if TYPE_CHECKING:
+    from misato.weights import ResolvedWeight
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Inpainter(abc.ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     deterministic: ClassVar[bool] = True  # same inputs and seeds -> same outputs
     weights: ClassVar[tuple[str, ...]] = ()  # keys in misato.weights
+    uses_sample_ids: ClassVar[bool] = False  # True: the harness passes `stems=` (precomputed predictions)
 
     def __init__(self, device: str | torch.device = "cpu", **options: Any) -> None:
         self.device = torch.device(device)
@@ -52,6 +56,25 @@ class Inpainter(abc.ABC):
     def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         """Fill the holes. See the module docstring for shapes, ranges and the mask convention."""
 
+    def prepare(self, stems: list[str]) -> None:
+        """Called once by the runner with every sample id of the run before any `inpaint` call.
+
+        Default: nothing. Inpainters that read per-sample files check here that all of them exist.
+        """
+
+    def resolve_weight(self, key: str) -> "ResolvedWeight":
+        """Find the file for weights `key` (see `misato.weights.resolve`) and remember it for `config()`.
+
+        Explicit paths come from the option `weight_paths={key: path}` (CLI `--weight KEY=PATH`), downloads
+        are allowed by the option `allow_download=True`. A missing file raises `WeightsNotFoundError`.
+        """
+        from misato.weights import resolve
+
+        paths = self.options.get("weight_paths") or {}
+        resolved = resolve(key, path=paths.get(key), allow_download=bool(self.options.get("allow_download", False)))
+        self.__dict__.setdefault("resolved_weights", {})[key] = resolved
+        return resolved
+
     def config(self) -> dict[str, Any]:
         """JSON-able description recorded in run manifests (override to add resolved weights)."""
         return {
@@ -60,4 +83,5 @@ class Inpainter(abc.ABC):
             "version": self.version,
             "device": str(self.device),
             "options": {k: v for k, v in self.options.items() if isinstance(v, (str, int, float, bool, type(None)))},
+            "weights": [w.record() for w in self.__dict__.get("resolved_weights", {}).values()],
         }
