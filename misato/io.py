@@ -97,16 +97,10 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 def read_mask(path: str | os.PathLike, hole_is_white: bool = True) -> np.ndarray:
     """Read a mask file as float32 (H, W) in {0, 1} with 1 = hole.
 
-    The file is converted to 8-bit gray (RGB masks are averaged by PIL's "L" conversion) and binarised
-    at 0.5 after /255: value >= 128 is white. `hole_is_white=False` reads the MAT/Co-Mod convention
-    (white = keep) and inverts it.
+    The file is converted to 8-bit gray (RGB masks via PIL's "L" conversion) and binarised at 0.5 after
+    /255 (>= 128 is white). `hole_is_white=False` reads the MAT convention (white = keep) and inverts it.
     """
-    image = _open(path)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        raise ImageFileError(f"{path}: 16-bit or float masks are not supported; save it as 8-bit L")
-    gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    white = gray >= 0.5
-    return (white if hole_is_white else ~white).astype(np.float32)
+    return (read_mask_gray(path, hole_is_white) >= 128).astype(np.float32)
 
 
 def _open(path: str | os.PathLike) -> Image.Image:
@@ -118,3 +112,16 @@ def _open(path: str | os.PathLike) -> Image.Image:
     except Exception as error:  # PIL raises several types for broken files
         raise ImageFileError(f"{path}: unreadable image file ({error})") from error
     return image
+
+
+def read_mask_gray(path: str | os.PathLike, hole_is_white: bool = True) -> np.ndarray:
+    """Read a mask file as uint8 (H, W) gray levels oriented so that 255 = hole.
+
+    `read_mask` binarises this at >= 128 (0.5 after /255). The gray levels are kept for metrics that use the
+    soft mask (the asuka boundary gradient).
+    """
+    image = _open(path)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        raise ImageFileError(f"{path}: 16-bit or float masks are not supported; save it as 8-bit L")
+    gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    return gray if hole_is_white else 255 - gray

@@ -27,12 +27,17 @@ from misato.io import sha256_file
 
 log = logging.getLogger(__name__)
 
-SPEC_MODULES: tuple[str, ...] = ("evaluators.weight_specs", "baselines.weight_specs")
+SPEC_MODULES: tuple[str, ...] = ("evaluators.weight_specs", "baselines.weight_specs", "baselines.asuka.weight_specs")
 
 
 @dataclass(frozen=True)
 class WeightSpec:
-    """One pretrained file. `sha256` is the full hex digest of the published file."""
+    """One pretrained file.
+
+    `sha256` is the full hex digest of the published file, or "" where no digest is published (the file
+    is then used as found and its actual hash recorded, never "verified"). `package_file` names a copy
+    shipped inside an installed package ("package:relative/path"), searched after the weights folder.
+    """
 
     key: str
     filename: str
@@ -41,6 +46,7 @@ class WeightSpec:
     description: str
     hf_repo: str | None = None  # Hugging Face repo id when the file lives on the hub
     md5: str | None = None  # as published by some projects, informative only
+    package_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,10 @@ class ResolvedWeight:
     source: str  # "explicit", "env", "weights_dir", "torch_hub", "hf_cache", "download"
 
     @property
-    def matches(self) -> bool:
+    def matches(self) -> bool | None:
+        """True/False against the registered digest; None when no digest is registered."""
+        if not self.expected_sha256:
+            return None
         return self.sha256 == self.expected_sha256
 
     def record(self) -> dict:
@@ -167,9 +176,25 @@ def _hf_cached(spec: WeightSpec) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
+def _package_path(spec: WeightSpec) -> Path | None:
+    if spec.package_file is None:
+        return None
+    import importlib.util
+
+    package, _, relative = spec.package_file.partition(":")
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(list(found.submodule_search_locations)[0]) / relative
+
+
 def candidates(spec: WeightSpec) -> list[tuple[str, Path]]:
     """Non-explicit places searched for `spec`, in order."""
-    places = [("weights_dir", default_weights_dir() / spec.filename), ("torch_hub", torch_hub_dir() / spec.filename)]
+    places = [("weights_dir", default_weights_dir() / spec.filename)]
+    packaged = _package_path(spec)
+    if packaged is not None:
+        places.append(("package", packaged))
+    places.append(("torch_hub", torch_hub_dir() / spec.filename))
     hf = _hf_cached(spec)
     if hf is not None:
         places.append(("hf_cache", hf))
@@ -186,7 +211,7 @@ def resolve(key: str, path: str | os.PathLike | None = None, allow_download: boo
         if not candidate.is_file():
             raise WeightsNotFoundError(spec, [candidate])
         digest = file_sha256(candidate)
-        if digest != spec.sha256:
+        if spec.sha256 and digest != spec.sha256:
             log.warning("%s: sha256 %s differs from the registered %s; using it and recording the mismatch",
                         candidate, digest, spec.sha256)
         return ResolvedWeight(key, candidate, digest, spec.sha256, source)
@@ -195,7 +220,7 @@ def resolve(key: str, path: str | os.PathLike | None = None, allow_download: boo
         searched.append(candidate)
         if candidate.is_file():
             digest = file_sha256(candidate)
-            if digest != spec.sha256:
+            if spec.sha256 and digest != spec.sha256:
                 raise WeightsHashError(
                     f"{candidate}: sha256 {digest} but {spec.key} should be {spec.sha256}; "
                     f"delete it and run `misato weights fetch {spec.key}`, or pass it explicitly to use it anyway"
@@ -220,7 +245,7 @@ def download(spec: WeightSpec, folder: Path | None = None) -> ResolvedWeight:
     try:
         torch.hub.download_url_to_file(spec.url, tmp, progress=True)
         digest = sha256_file(tmp)
-        if digest != spec.sha256:
+        if spec.sha256 and digest != spec.sha256:
             raise WeightsHashError(f"downloaded {spec.url}: sha256 {digest}, expected {spec.sha256}")
         os.replace(tmp, target)
     finally:

@@ -1,0 +1,54 @@
+"""On-disk cache of ground-truth features, keyed so one protocol's cache can never serve another.
+
+Key: dataset content hash + protocol name/version + extractor key + weight sha256 (clean-fid style). Files
+live in `$MISATO_CACHE_DIR` (default ~/.cache/misato/features), never inside site-packages; writes are atomic.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from misato.io import atomic_write_bytes
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get("MISATO_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "misato" / "features"
+
+
+def cache_key(dataset_hash: str, protocol: str, version: int, extractor: str, weight_sha256: str) -> str:
+    return f"{dataset_hash[:20]}_{protocol}-v{version}_{extractor}-{weight_sha256[:16]}"
+
+
+class FeatureCache:
+    """Stores (stems, features) arrays per key as .npz."""
+
+    def __init__(self, folder: Path | None = None, enabled: bool = True):
+        self.folder = folder or default_cache_dir()
+        self.enabled = enabled
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.npz"
+
+    def load(self, key: str, stems: list[str]) -> np.ndarray | None:
+        """Features (N, D) in the order of `stems`, or None when absent, disabled or not matching."""
+        path = self.path(key)
+        if not self.enabled or not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            if list(data["stems"]) != stems:
+                return None
+            return data["features"]
+
+    def save(self, key: str, stems: list[str], features: np.ndarray) -> None:
+        if not self.enabled:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, stems=np.array(stems), features=features.astype(np.float32))
+        atomic_write_bytes(self.path(key), buffer.getvalue())

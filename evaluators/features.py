@@ -1,0 +1,172 @@
+"""Feature extractors for FID / IDS / KID, one per protocol input convention.
+
+Each extractor splits into a picklable `preprocess` (runs in data-loader workers on one uint8 (H, W, 3)
+image) and `forward` (a batch on the chosen device -> float32 (B, 2048) on the CPU).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Callable, ClassVar
+from unittest import mock
+
+import numpy as np
+import torch
+
+from misato.weights import ResolvedWeight
+
+
+def _load_state_dict(path) -> dict:
+    """Weights-only load of a plain state dict (never unpickles arbitrary objects)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+class FeatureExtractor(abc.ABC):
+    """Network + input convention. `weight_key` names the file in misato.weights."""
+
+    key: ClassVar[str]
+    weight_key: ClassVar[str]
+    dim: ClassVar[int] = 2048
+
+    def __init__(self, weights: ResolvedWeight, device: torch.device):
+        self.weights = weights
+        self.device = device
+
+    @abc.abstractmethod
+    def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
+        """A picklable function: uint8 (H, W, 3) RGB -> the network's per-image input tensor."""
+
+    @abc.abstractmethod
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, ...) stacked preprocessed inputs -> float32 (B, dim) features on the CPU."""
+
+
+def build_tf_inception(weights_path) -> torch.nn.Module:
+    """torch-fidelity's port of the TF Inception 2015-12-05 graph, loaded weights-only.
+
+    torch-fidelity calls `torch.load(..., weights_only=False)` on the file; we patch that one call so the
+    file is read weights-only (the port itself, layers and TF1 resize, is used unchanged).
+    """
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    state = _load_state_dict(weights_path)
+    with mock.patch.object(torch, "load", lambda *args, **kwargs: state):
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights_path))
+    return net
+
+
+def tf_inception_float_forward(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Pool3 features of torch-fidelity's network for float (B, 3, 299, 299) inputs in [0, 255].
+
+    torch-fidelity's forward accepts only uint8 and resizes inside; clean-fid feeds float images already
+    resized to 299 (PIL bicubic, unquantised). At 299 the TF1 resize is the identity, so this runs the same
+    layers in the same order after the same (x - 128) / 128 scaling (tested equal to the uint8 path).
+    """
+    if x.shape[-2:] != (299, 299):
+        raise ValueError(f"expected 299x299 inputs, got {tuple(x.shape)}")
+    x = (x.float() - 128) / 128
+    for name in (
+        "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+        "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+        "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool",
+    ):
+        x = getattr(net, name)(x)
+    return torch.flatten(x, 1)
+
+
+def _to_chw_uint8(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+
+
+class _CleanResize:
+    """clean-fid's resize (PIL bicubic per channel on float32, to 299x299), created lazily per process."""
+
+    def __init__(self) -> None:
+        self._fn = None
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        if self._fn is None:
+            from cleanfid.resize import make_resizer
+
+            self._fn = make_resizer("PIL", False, "bicubic", (299, 299))
+        return torch.from_numpy(self._fn(image)).permute(2, 0, 1).contiguous()
+
+    def __getstate__(self) -> dict:
+        return {"_fn": None}
+
+
+class _TorchvisionInceptionTransform:
+    """torchvision Inception_V3_Weights.IMAGENET1K_V1.transforms() applied to a PIL image, as cal_ids.py does."""
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        from PIL import Image
+        from torchvision.models import Inception_V3_Weights
+
+        return Inception_V3_Weights.IMAGENET1K_V1.transforms()(Image.fromarray(image))
+
+
+class InceptionTF(FeatureExtractor):
+    """comod: uint8 images at native size, TF1 bilinear resize to 299 inside the network."""
+
+    key = "inception-tf"
+    weight_key = "inception-tf"
+
+    def __init__(self, weights: ResolvedWeight, device: torch.device):
+        super().__init__(weights, device)
+        self.net = build_tf_inception(weights.path).to(device)
+
+    def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
+        return _to_chw_uint8
+
+    @torch.no_grad()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.net(batch.to(self.device))[0].float().cpu()
+
+
+class InceptionTFClean(InceptionTF):
+    """clean: clean-fid's PIL bicubic float resize to 299, then the same network."""
+
+    key = "inception-tf-clean"
+
+    def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
+        return _CleanResize()
+
+    @torch.no_grad()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return tf_inception_float_forward(self.net, batch.to(self.device)).float().cpu()
+
+
+def build_torchvision_inception(weights_path) -> torch.nn.Module:
+    """torchvision inception_v3 as `inception_v3(weights=IMAGENET1K_V1)` builds it, with fc = Identity."""
+    from torchvision.models import inception_v3
+
+    net = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
+    net.load_state_dict(_load_state_dict(weights_path))
+    net.fc = torch.nn.Identity()
+    return net.eval()
+
+
+class InceptionTorchvision(FeatureExtractor):
+    """asuka: torchvision ImageNet Inception, resize 342 + centre crop 299 + ImageNet normalisation."""
+
+    key = "inception-torchvision"
+    weight_key = "inception-torchvision"
+
+    def __init__(self, weights: ResolvedWeight, device: torch.device):
+        super().__init__(weights, device)
+        self.net = build_torchvision_inception(weights.path).to(device)
+
+    def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
+        return _TorchvisionInceptionTransform()
+
+    @torch.no_grad()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.net(batch.to(self.device)).float().cpu()
+
+
+EXTRACTORS: dict[str, type[FeatureExtractor]] = {
+    cls.key: cls for cls in (InceptionTF, InceptionTFClean, InceptionTorchvision)
+}

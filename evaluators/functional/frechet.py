@@ -1,0 +1,82 @@
+"""Frechet distance between Gaussians and streaming float64 feature statistics.
+
+Own implementation (why): clean-fid and pytorch-fid call `scipy.linalg.sqrtm(..., disp=False)`, deprecated
+in scipy 1.17 and removed in 1.18, and none of the references lets the covariance ddof be chosen (MAT uses
+the population covariance, the others np.cov). We compute tr((S1 S2)^(1/2)) as the sum of square roots of
+the eigenvalues of the symmetric PSD matrix S1^(1/2) S2 S1^(1/2), which has the same eigenvalues as S1 S2;
+symmetric eigendecompositions in float64 give real, non-negative results without complex parts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """tr((sigma1 @ sigma2)^(1/2)) for symmetric PSD float64 matrices of shape (D, D)."""
+    root1 = _psd_sqrt(sigma1)
+    middle = root1 @ sigma2 @ root1
+    middle = (middle + middle.T) / 2.0
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0.0, None)).sum())
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)); inputs (D,) and (D, D)."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
+        raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2))
+
+
+class GaussianStats:
+    """Streaming mean and covariance of (N, D) features, accumulated in float64.
+
+    Memory is O(D^2) whatever N; the result does not depend on how features are split into batches
+    beyond float64 rounding (sums of products, as torchmetrics keeps them).
+    """
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.n = 0
+        self.total = np.zeros(dim, np.float64)
+        self.outer = np.zeros((dim, dim), np.float64)
+
+    def update(self, features: np.ndarray) -> None:
+        features = np.asarray(features, np.float64)
+        if features.ndim != 2 or features.shape[1] != self.dim:
+            raise ValueError(f"expected features of shape (N, {self.dim}), got {features.shape}")
+        self.n += features.shape[0]
+        self.total += features.sum(axis=0)
+        self.outer += features.T @ features
+
+    def mean(self) -> np.ndarray:
+        return self.total / self.n
+
+    def cov(self, ddof: int = 1) -> np.ndarray:
+        """Covariance with divisor N - ddof (ddof 1 = np.cov, 0 = population)."""
+        if self.n - ddof <= 0:
+            raise ValueError(f"need more than {ddof} samples for a covariance, got {self.n}")
+        mu = self.mean()
+        return (self.outer - self.n * np.outer(mu, mu)) / (self.n - ddof)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"n": np.array(self.n), "total": self.total, "outer": self.outer}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> "GaussianStats":
+        stats = cls(int(state["total"].shape[0]))
+        stats.n = int(state["n"])
+        stats.total = np.asarray(state["total"], np.float64)
+        stats.outer = np.asarray(state["outer"], np.float64)
+        return stats
+
+
+def fid_from_stats(real: GaussianStats, fake: GaussianStats, ddof: int = 1) -> float:
+    return frechet_distance(real.mean(), real.cov(ddof), fake.mean(), fake.cov(ddof))

@@ -1,0 +1,73 @@
+"""Per-image pixel metrics on uint8 arrays: PSNR, SSIM, boundary-gradient error.
+
+Inputs are numpy uint8 (H, W, 3) RGB composites and ground truths; masks float32 (H, W) in [0, 1],
+1 = hole. Variants are registries keyed by the names a `Protocol` stores.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+from torchvision.transforms.functional import rgb_to_grayscale
+
+
+def psnr_uint8(pred: np.ndarray, gt: np.ndarray) -> float:
+    """10 log10(255^2 / MSE) in float64 over the whole image (inf for identical images)."""
+    mse = np.mean((pred.astype(np.float64) - gt.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def psnr_unit_eps(pred: np.ndarray, gt: np.ndarray) -> float:
+    """asuka: -10 log10(MSE + 1e-7) on [0, 1] values (float32 as the official script computes it)."""
+    p = torch.from_numpy(pred).float() / 255.0
+    g = torch.from_numpy(gt).float() / 255.0
+    mse = torch.mean((p - g) ** 2)
+    return float(-10.0 * torch.log10(mse + 1e-7))
+
+
+def ssim_gaussian_rgb(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Wang et al. SSIM: 11x11 Gaussian window (sigma 1.5), population statistics, per RGB channel, mean."""
+    return float(
+        structural_similarity(
+            pred, gt, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1, data_range=255
+        )
+    )
+
+
+def ssim_uniform_gray(pred: np.ndarray, gt: np.ndarray) -> float:
+    """asuka: torchvision rgb_to_grayscale on [0, 1] floats, then skimage defaults (7x7 uniform), data_range 1."""
+    p = rgb_to_grayscale(torch.from_numpy(pred).permute(2, 0, 1).float() / 255.0)[0].numpy()
+    g = rgb_to_grayscale(torch.from_numpy(gt).permute(2, 0, 1).float() / 255.0)[0].numpy()
+    return float(structural_similarity(p, g, data_range=1.0))
+
+
+PSNR_VARIANTS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"uint8": psnr_uint8, "unit-eps": psnr_unit_eps}
+SSIM_VARIANTS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "gaussian-rgb": ssim_gaussian_rgb,
+    "uniform-gray": ssim_uniform_gray,
+}
+
+
+def boundary_gradient_error(result: np.ndarray, gt: np.ndarray, mask_uint8: np.ndarray) -> float:
+    """Mean over RGB channels of the mean Sobel-gradient difference on the mask's Canny edge.
+
+    Own code (why): the metric exists only in the asuka-misato scripts. Per channel: 3x3 Sobel (CV_64F) in x
+    and y of `result` minus that of `gt`, magnitude, mean over pixels where cv2.Canny(mask, 100, 200) > 0;
+    0 when the mask has no edge (as the official script does).
+    result: (H, W, 3) float64 or uint8 composite; gt: (H, W, 3) uint8; mask_uint8: (H, W) uint8 0..255.
+    """
+    edges = cv2.Canny(mask_uint8, 100, 200) > 0
+    if not edges.any():
+        return 0.0
+    values = []
+    for channel in range(3):
+        r = np.ascontiguousarray(result[:, :, channel])
+        g = np.ascontiguousarray(gt[:, :, channel])
+        dx = cv2.Sobel(r, cv2.CV_64F, 1, 0, ksize=3) - cv2.Sobel(g, cv2.CV_64F, 1, 0, ksize=3)
+        dy = cv2.Sobel(r, cv2.CV_64F, 0, 1, ksize=3) - cv2.Sobel(g, cv2.CV_64F, 0, 1, ksize=3)
+        values.append(np.sqrt(dx**2 + dy**2)[edges].mean())
+    return float(np.mean(values))

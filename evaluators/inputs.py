@@ -1,0 +1,90 @@
+"""Validation of a dataset + predictions pair before any computation.
+
+Every problem is collected and reported at once, naming the file. Nothing is dropped silently: empty or
+full masks are errors unless `allow_degenerate_masks` is set, and then they are scored and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from misato.data import Dataset, list_images
+from misato.io import read_mask_gray
+
+
+class InputError(ValueError):
+    """The dataset or the predictions cannot be scored as they are; the message lists every problem."""
+
+
+@dataclass
+class CheckedInputs:
+    """Predictions matched to samples by stem, in dataset order, plus what the checks found."""
+
+    predictions: list[Path]
+    empty_masks: list[str] = field(default_factory=list)
+    full_masks: list[str] = field(default_factory=list)
+
+
+def _mode_problem(path: Path, image: Image.Image) -> str | None:
+    if image.mode == "RGB" or (image.mode == "P" and "transparency" not in image.info):
+        return None
+    return f"{path}: mode {image.mode!r} is not 8-bit RGB (RGBA, gray, 16-bit and CMYK are refused)"
+
+
+def check_inputs(
+    dataset: Dataset, predictions_dir: str | Path, allow_degenerate_masks: bool = False, max_listed: int = 20
+) -> CheckedInputs:
+    """Match predictions to samples and check every file; raise InputError listing all problems.
+
+    Checks: missing and extra predictions (by stem, png/jpg); readable headers; 8-bit RGB modes for
+    predictions and ground truths; prediction size == ground-truth size == mask size; masks that are
+    empty (no hole) or full (no known pixel).
+    """
+    predictions_dir = Path(predictions_dir)
+    if not predictions_dir.is_dir():
+        raise InputError(f"{predictions_dir}: predictions folder does not exist")
+    found = list_images(predictions_dir)
+    stems = [s.stem for s in dataset.samples]
+    problems = [f"{predictions_dir}: no prediction for {stem!r}" for stem in stems if stem not in found]
+    problems += [f"{found[stem]}: extra prediction with no sample in {dataset.root}" for stem in sorted(set(found) - set(stems))]
+    checked = CheckedInputs(predictions=[found.get(stem, predictions_dir / f"{stem}.png") for stem in stems])
+    if problems:
+        _raise(problems, max_listed)
+    for sample, pred_path in zip(dataset.samples, checked.predictions):
+        sizes = {}
+        for role, path in (("prediction", pred_path), ("image", sample.image_path), ("mask", sample.mask_path)):
+            try:
+                with Image.open(path) as image:
+                    sizes[role] = image.size
+                    if role != "mask":
+                        problem = _mode_problem(path, image)
+                        if problem:
+                            problems.append(problem)
+            except Exception as error:  # PIL raises several types for broken files
+                problems.append(f"{path}: unreadable {role} ({error})")
+        if len(set(sizes.values())) > 1:
+            listed = ", ".join(f"{role} {w}x{h}" for role, (w, h) in sizes.items())
+            problems.append(f"{pred_path}: sizes differ for {sample.stem!r}: {listed}")
+            continue
+        if "mask" in sizes:
+            hole = read_mask_gray(sample.mask_path, dataset.mask_hole_is_white) >= 128
+            if not hole.any():
+                checked.empty_masks.append(sample.stem)
+            elif hole.all():
+                checked.full_masks.append(sample.stem)
+    if not allow_degenerate_masks:
+        problems += [f"{dataset.root}: mask of {s!r} has no hole (empty mask)" for s in checked.empty_masks]
+        problems += [f"{dataset.root}: mask of {s!r} is all hole (full mask)" for s in checked.full_masks]
+    if problems:
+        _raise(problems, max_listed)
+    return checked
+
+
+def _raise(problems: list[str], max_listed: int) -> None:
+    shown = "\n  ".join(problems[:max_listed])
+    more = f"\n  ... and {len(problems) - max_listed} more" if len(problems) > max_listed else ""
+    raise InputError(f"{len(problems)} problem(s) with the inputs:\n  {shown}{more}")
+

@@ -1,0 +1,47 @@
+"""LPIPS through the `lpips` package, with both weight files resolved by misato.weights."""
+
+from __future__ import annotations
+
+import torch
+
+from misato.weights import ResolvedWeight
+
+# lpips backbone slices keep torchvision's `features` indices as module names: net.sliceK.<i>.* == features.<i>.*
+_BACKBONE_PREFIX = "features."
+
+
+def build_lpips(backbone: ResolvedWeight, lin: ResolvedWeight, net: str = "alex") -> torch.nn.Module:
+    """lpips.LPIPS(net, version 0.1) with the torchvision backbone file `backbone` and the linear heads `lin`.
+
+    The package would fetch the backbone through torchvision's hub cache; we build it with random backbone
+    weights (`pnet_rand=True`) and load the resolved file weights-only instead, so the path and hash are ours.
+    Call the result with two (B, 3, H, W) tensors in [-1, 1]; it returns (B, 1, 1, 1).
+    """
+    import warnings
+
+    import lpips
+
+    with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, model_path=str(lin.path), verbose=False)
+    state = torch.load(backbone.path, map_location="cpu", weights_only=True)
+    mapped = {}
+    for name, _ in list(model.net.named_parameters()) + list(model.net.named_buffers()):
+        _, index_and_param = name.split(".", 1)  # "slice1.0.weight" -> "0.weight"
+        source = _BACKBONE_PREFIX + index_and_param
+        if source not in state:
+            raise ValueError(f"{backbone.path}: no {source!r} for LPIPS backbone parameter {name!r}")
+        mapped[name] = state[source]
+    model.net.load_state_dict(mapped)
+    return model.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def lpips_distance(model: torch.nn.Module, pred: torch.Tensor, gt: torch.Tensor, value_range=(-1.0, 1.0)) -> torch.Tensor:
+    """Per-image LPIPS of uint8 (B, 3, H, W) tensors, rescaled to `value_range` -> float32 (B,) on the CPU."""
+    if pred.dtype != torch.uint8 or gt.dtype != torch.uint8:
+        raise ValueError("lpips_distance expects uint8 tensors")
+    low, high = value_range
+    device = next(model.parameters()).device
+    scale = lambda x: x.to(device).float() / 255.0 * (high - low) + low  # noqa: E731
+    return model(scale(pred), scale(gt)).flatten().float().cpu()

@@ -1,0 +1,101 @@
+"""Named, versioned evaluation protocols. A protocol fixes every choice that changes a number.
+
+Presets are data (pyiqa style): one `Protocol` dataclass, one entry per name. Every result file records
+`Protocol.record()`. Bump `version` whenever a field's meaning changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Every setting that decides a metric's value.
+
+    feature_net: key in `evaluators.features.EXTRACTORS` (network + its input resize).
+    cov_ddof: covariance normalisation for FID (1 = np.cov, 0 = population covariance as in MAT).
+    ids_pca_dim: PCA dimension applied to real+fake features before the IDS SVM; None = raw features.
+    psnr / ssim: keys in `evaluators.functional.pixel` (PSNR_VARIANTS / SSIM_VARIANTS).
+    grad_soft_mask: boundary-gradient composite with the soft mask m/255 (asuka) instead of the binary one.
+    kid_*: KID subsets (seeded; torch-fidelity's defaults).
+    """
+
+    name: str
+    version: int
+    description: str
+    feature_net: str
+    cov_ddof: int = 1
+    ids_pca_dim: int | None = None
+    ids_pca_seed: int = 0
+    lpips_net: str = "alex"
+    lpips_value_range: tuple[float, float] = (-1.0, 1.0)
+    psnr: str = "uint8"
+    ssim: str = "gaussian-rgb"
+    grad_soft_mask: bool = False
+    mask_threshold: float = 0.5
+    clip_model: str = "ViT-L-14"
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    kid_seed: int = 2020
+    departures: tuple[str, ...] = field(default=())
+
+    def record(self) -> dict:
+        out = asdict(self)
+        out["lpips_value_range"] = list(self.lpips_value_range)
+        out["departures"] = list(self.departures)
+        return out
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol(
+            name="comod",
+            version=1,
+            description="Co-Mod-GAN/MAT convention: TF-ported Inception (2015-12-05) pool3 2048-d at native size "
+            "resized to 299 by TF1 bilinear inside the network (torch-fidelity = TTUR), np.cov (ddof 1), "
+            "U/P-IDS with LinearSVC(dual=False) on raw features, LPIPS-Alex on [-1,1], PSNR on [0,255], "
+            "Gaussian (11, 1.5) RGB SSIM.",
+            feature_net="inception-tf",
+        ),
+        Protocol(
+            name="clean",
+            version=1,
+            description="clean-fid resize: PIL bicubic to 299 in float (no quantisation) then the TF-ported "
+            "Inception; otherwise as comod.",
+            feature_net="inception-tf-clean",
+            departures=(
+                "Inception input resized by clean-fid's PIL bicubic (float) instead of TF1 bilinear",
+                "network: torch-fidelity's port of the 2015-12-05 graph, not NVIDIA's TorchScript that clean-fid "
+                "loads (same weights; features agree to about 1e-4)",
+            ),
+        ),
+        Protocol(
+            name="asuka",
+            version=1,
+            description="Official asuka-misato eval scripts: torchvision inception_v3 IMAGENET1K_V1 (fc=Identity) "
+            "with its transforms (PIL resize 342, centre crop 299, ImageNet normalisation), np.cov, PCA to 512 "
+            "before the SVM, PSNR on [0,1] with +1e-7, grayscale skimage SSIM (7x7 uniform), boundary gradient "
+            "with the soft mask.",
+            feature_net="inception-torchvision",
+            ids_pca_dim=512,
+            psnr="unit-eps",
+            ssim="uniform-gray",
+            grad_soft_mask=True,
+            departures=(
+                "features: torchvision ImageNet Inception, not the TF 2015-12-05 graph",
+                "resize 342 + centre crop 299 drops about 13% of each border, where most holes touch",
+                "PCA(512) on real+fake before the SVM (fails under 256 images); seeded here (random_state="
+                "ids_pca_seed) since sklearn's randomized solver is otherwise not reproducible",
+                "PSNR with +1e-7 in the log, grayscale SSIM with a 7x7 uniform window",
+            ),
+        ),
+    )
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise KeyError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]

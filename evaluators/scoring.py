@@ -1,0 +1,386 @@
+"""Score a folder of predictions against a dataset: one decode pass feeds every metric.
+
+Data flow: data-loader workers read ground truth, mask and prediction once, composite them (evaluators.
+composite), compute the pixel metrics and run every network's CPU preprocessing; the main process batches
+the network forwards on the chosen device. Ground-truth features come from the on-disk cache when the same
+dataset content, protocol and weights were scored before.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from evaluators.cache import FeatureCache, cache_key
+from evaluators.clip_score import ClipEmbedder
+from evaluators.composite import composite_uint8
+from evaluators.environment import git_commit, package_versions, utc_now
+from evaluators.features import EXTRACTORS
+from evaluators.functional.frechet import GaussianStats, fid_from_stats
+from evaluators.functional.ids import inception_discriminative_scores
+from evaluators.functional.kid import kernel_inception_distance
+from evaluators.functional.pixel import PSNR_VARIANTS, SSIM_VARIANTS, boundary_gradient_error
+from evaluators.inputs import check_inputs
+from evaluators.lpips_metric import build_lpips, lpips_distance
+from evaluators.protocols import Protocol, get_protocol
+from misato.data import Dataset
+from misato.io import atomic_write_json, atomic_write_text, read_mask_gray, read_rgb
+from misato.weights import ResolvedWeight, WeightsNotFoundError, resolve
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+METRICS: tuple[str, ...] = ("lpips", "fid", "u_ids", "p_ids", "kid", "psnr", "ssim", "grad_error", "clip_score")
+PER_IMAGE: tuple[str, ...] = ("lpips", "psnr", "ssim", "grad_error", "clip_score")
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "lpips": False, "fid": False, "u_ids": True, "p_ids": True, "kid": False,
+    "psnr": True, "ssim": True, "grad_error": False, "clip_score": True,
+}
+INCEPTION_METRICS = ("fid", "u_ids", "p_ids", "kid")
+
+
+@dataclass
+class ScoreConfig:
+    """Options of one scoring run (the CLI flags of `misato score` map one to one).
+
+    metrics: subset of METRICS; None = all.
+    device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+    paste_back: score `pred*hole + gt*(1-hole)` (default) or the raw predictions.
+    weights: explicit weight paths by key (highest priority in misato.weights.resolve).
+    strict: missing weights raise instead of marking the metric unavailable.
+    allow_degenerate_masks: score samples whose mask is empty or full (counted in the result) instead of refusing.
+    """
+
+    protocol: str = "comod"
+    metrics: tuple[str, ...] | None = None
+    device: str = "auto"
+    batch_size: int = 16
+    num_workers: int = 0
+    paste_back: bool = True
+    weights: dict[str, str] = field(default_factory=dict)
+    allow_download: bool = False
+    cache_dir: str | None = None
+    use_cache: bool = True
+    strict: bool = False
+    allow_degenerate_masks: bool = False
+
+    def selected(self) -> tuple[str, ...]:
+        chosen = tuple(self.metrics or METRICS)
+        unknown = [m for m in chosen if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
+        return chosen
+
+
+@dataclass
+class ScoreResult:
+    record: dict[str, Any]
+    json_path: Path
+    csv_path: Path
+
+
+def result_stem(method: str, dataset: str, protocol: str) -> str:
+    """File stem `<method>__<dataset>__<protocol>` with unsafe characters replaced."""
+    safe = lambda text: re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"  # noqa: E731
+    return f"{safe(method)}__{safe(dataset)}__{safe(protocol)}"
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def metric_weight_keys(metric: str, protocol: Protocol) -> tuple[str, ...]:
+    """Weight files a metric needs under a protocol (empty for the weight-free pixel metrics)."""
+    if metric in INCEPTION_METRICS:
+        return (EXTRACTORS[protocol.feature_net].weight_key,)
+    if metric == "lpips":
+        return ("alexnet-torchvision", "lpips-alex-lin")
+    if metric == "clip_score":
+        return ("clip-vit-l-14-openai",)
+    return ()
+
+
+def resolve_metric_weights(
+    metrics: tuple[str, ...], protocol: Protocol, config: ScoreConfig
+) -> tuple[dict[str, ResolvedWeight], dict[str, str]]:
+    """Resolve every needed file; returns (resolved by key, reason by unavailable metric)."""
+    resolved: dict[str, ResolvedWeight] = {}
+    missing: dict[str, str] = {}
+    for key in sorted({k for m in metrics for k in metric_weight_keys(m, protocol)}):
+        try:
+            resolved[key] = resolve(key, config.weights.get(key), config.allow_download)
+        except WeightsNotFoundError as error:
+            if config.strict:
+                raise
+            missing[key] = str(error)
+    unavailable = {}
+    for metric in metrics:
+        lacking = [k for k in metric_weight_keys(metric, protocol) if k in missing]
+        if lacking:
+            unavailable[metric] = " ".join(missing[k] for k in lacking)
+    return resolved, unavailable
+
+
+class _Items(torch.utils.data.Dataset):
+    """Decodes one sample (ground truth, mask, prediction) and prepares every metric's input from it."""
+
+    def __init__(self, dataset: Dataset, predictions: list[Path], protocol: Protocol, paste_back: bool,
+                 pixel_metrics: tuple[str, ...], want_pair: bool,
+                 feature_pre: Callable | None, feature_real: bool, clip_pre: Callable | None, clip_real: bool):
+        self.samples, self.predictions = dataset.samples, predictions
+        self.hole_is_white = dataset.mask_hole_is_white
+        self.protocol, self.paste_back, self.pixel_metrics, self.want_pair = protocol, paste_back, pixel_metrics, want_pair
+        self.feature_pre, self.feature_real, self.clip_pre, self.clip_real = feature_pre, feature_real, clip_pre, clip_real
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        gt = read_rgb(sample.image_path)
+        pred = read_rgb(self.predictions[index])
+        gray = read_mask_gray(sample.mask_path, self.hole_is_white)
+        hole = (gray >= round(self.protocol.mask_threshold * 255)).astype(np.float32)
+        scored = composite_uint8(pred, gt, hole) if self.paste_back else pred
+        out: dict[str, Any] = {"index": index}
+        if "psnr" in self.pixel_metrics:
+            out["psnr"] = PSNR_VARIANTS[self.protocol.psnr](scored, gt)
+        if "ssim" in self.pixel_metrics:
+            out["ssim"] = SSIM_VARIANTS[self.protocol.ssim](scored, gt)
+        if "grad_error" in self.pixel_metrics:
+            if self.protocol.grad_soft_mask and self.paste_back:
+                soft = gray.astype(np.float64)[..., None] / 255.0
+                result = pred * soft + gt * (1.0 - soft)  # float64, unrounded, as cal_grad.py
+            else:
+                result = scored
+            out["grad_error"] = boundary_gradient_error(result, gt, gray)
+        if self.want_pair:
+            out["scored"] = torch.from_numpy(scored).permute(2, 0, 1).contiguous()
+            out["gt"] = torch.from_numpy(gt).permute(2, 0, 1).contiguous()
+        if self.feature_pre is not None:
+            out["feat_fake"] = self.feature_pre(scored)
+            if self.feature_real:
+                out["feat_real"] = self.feature_pre(gt)
+        if self.clip_pre is not None:
+            out["clip_fake"] = self.clip_pre(scored, hole)
+            if self.clip_real:
+                out["clip_real"] = self.clip_pre(gt, hole)
+        return out
+
+
+def _keep_list(batch: list) -> list:
+    return batch
+
+
+class _Timer:
+    """Seconds spent in network forwards (the benchmark's denominator)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds = device, 0.0
+
+    def run(self, fn: Callable, *args: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = fn(*args)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def _grouped(timer: _Timer, fn: Callable, items: list[dict], *keys: str) -> list[torch.Tensor]:
+    """Run `fn` on `keys` of `items`, stacking items of equal shape together; outputs in item order."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for position, item in enumerate(items):
+        groups[tuple(tuple(item[k].shape) for k in keys)].append(position)
+    outputs: list[torch.Tensor | None] = [None] * len(items)
+    for positions in groups.values():
+        stacked = [torch.stack([items[p][k] for p in positions]) for k in keys]
+        result = timer.run(fn, *stacked)
+        for row, position in enumerate(positions):
+            outputs[position] = result[row]
+    return outputs  # type: ignore[return-value]
+
+
+def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: str | Path,
+          config: ScoreConfig | None = None, dataset_kind: str = "custom") -> ScoreResult:
+    """Score `predictions_dir` (files named by sample stem) against `dataset` and write the result files.
+
+    Writes `<out_dir>/<method>__<dataset>__<protocol>.json` (overall and per-domain rows, provenance) and
+    `.per_image.csv` beside it. Metrics whose weights are missing are listed under "unavailable" with the fix
+    (or raise with `config.strict`). dataset_kind: "MISATO", "Places2" or "custom" (leaderboard grouping).
+    """
+    config = config or ScoreConfig()
+    protocol = get_protocol(config.protocol)
+    metrics = config.selected()
+    device = resolve_device(config.device)
+    checked = check_inputs(dataset, predictions_dir, config.allow_degenerate_masks)
+    resolved, unavailable = resolve_metric_weights(metrics, protocol, config)
+    active = tuple(m for m in metrics if m not in unavailable)
+    stems = [s.stem for s in dataset.samples]
+    n = len(stems)
+    cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None, config.use_cache)
+    seconds_start = time.perf_counter()
+    timer = _Timer(device)
+
+    extractor = None
+    real_features = None
+    feature_key = None
+    if any(m in active for m in INCEPTION_METRICS):
+        extractor_cls = EXTRACTORS[protocol.feature_net]
+        weight = resolved[extractor_cls.weight_key]
+        extractor = extractor_cls(weight, device)
+        feature_key = cache_key(dataset.content_hash(), protocol.name, protocol.version, extractor_cls.key, weight.sha256)
+        real_features = cache.load(feature_key, stems)
+    clip = None
+    clip_real = None
+    clip_key = None
+    if "clip_score" in active:
+        weight = resolved["clip-vit-l-14-openai"]
+        clip = ClipEmbedder(protocol.clip_model, weight, device)
+        clip_key = cache_key(dataset.content_hash(), protocol.name, protocol.version, "clip-hole-" + protocol.clip_model, weight.sha256)
+        clip_real = cache.load(clip_key, stems)
+    lpips_model = None
+    if "lpips" in active:
+        lpips_model = build_lpips(resolved["alexnet-torchvision"], resolved["lpips-alex-lin"], protocol.lpips_net).to(device)
+
+    items = _Items(
+        dataset, checked.predictions, protocol, config.paste_back,
+        pixel_metrics=tuple(m for m in ("psnr", "ssim", "grad_error") if m in active),
+        want_pair=lpips_model is not None,
+        feature_pre=extractor.preprocess() if extractor else None, feature_real=extractor is not None and real_features is None,
+        clip_pre=clip.preprocess() if clip else None, clip_real=clip is not None and clip_real is None,
+    )
+    loader = torch.utils.data.DataLoader(items, batch_size=config.batch_size, num_workers=config.num_workers,
+                                         collate_fn=_keep_list, shuffle=False)
+    per_image: dict[str, np.ndarray] = {m: np.full(n, np.nan) for m in PER_IMAGE if m in active}
+    fake_features = np.zeros((n, extractor.dim), np.float32) if extractor else None
+    new_real = np.zeros((n, extractor.dim), np.float32) if extractor and real_features is None else None
+    clip_fake = None
+    new_clip_real = None
+    for batch in tqdm(loader, desc=f"score {method}", unit="batch", leave=False):
+        index = np.array([item["index"] for item in batch])
+        for metric in ("psnr", "ssim", "grad_error"):
+            if metric in per_image:
+                per_image[metric][index] = [item[metric] for item in batch]
+        if lpips_model is not None:
+            fn = lambda a, b: lpips_distance(lpips_model, a, b, protocol.lpips_value_range)  # noqa: E731
+            per_image["lpips"][index] = [float(v) for v in _grouped(timer, fn, batch, "scored", "gt")]
+        if extractor is not None:
+            fake_features[index] = torch.stack(_grouped(timer, extractor.forward, batch, "feat_fake")).numpy()
+            if new_real is not None:
+                new_real[index] = torch.stack(_grouped(timer, extractor.forward, batch, "feat_real")).numpy()
+        if clip is not None:
+            fake = torch.stack(_grouped(timer, clip.forward, batch, "clip_fake")).numpy()
+            if clip_fake is None:
+                clip_fake = np.zeros((n, fake.shape[1]), np.float32)
+                new_clip_real = np.zeros_like(clip_fake) if clip_real is None else None
+            clip_fake[index] = fake
+            if new_clip_real is not None:
+                new_clip_real[index] = torch.stack(_grouped(timer, clip.forward, batch, "clip_real")).numpy()
+    if new_real is not None:
+        real_features = new_real
+        cache.save(feature_key, stems, real_features)
+    if new_clip_real is not None:
+        clip_real = new_clip_real
+        cache.save(clip_key, stems, clip_real)
+    if clip is not None:
+        per_image["clip_score"] = np.sum(clip_fake * clip_real, axis=1).astype(np.float64)
+
+    domains = [s.domain for s in dataset.samples]
+    groups = {"overall": np.arange(n)}
+    for domain in dataset.domains:
+        groups[domain] = np.array([i for i, d in enumerate(domains) if d == domain])
+    rows: dict[str, dict[str, Any]] = {}
+    for name, rows_index in groups.items():
+        row: dict[str, Any] = {"n": int(len(rows_index))}
+        for metric, values in per_image.items():
+            row[metric] = float(np.mean(values[rows_index]))
+        if extractor is not None:
+            row.update(_set_metrics(real_features[rows_index], fake_features[rows_index], protocol, active, name))
+        rows[name] = row
+    seconds_total = time.perf_counter() - seconds_start
+
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "method": method,
+        "dataset": {
+            "name": dataset.name, "kind": dataset_kind, "root": str(dataset.root), "content_hash": dataset.content_hash(),
+            "n_images": n, "domains": dataset.domains, "mask_hole_is_white": dataset.mask_hole_is_white,
+        },
+        "protocol": protocol.record(),
+        "paste_back": config.paste_back,
+        "metrics": {"overall": rows["overall"], "per_domain": {k: v for k, v in rows.items() if k != "overall"}},
+        "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in metrics},
+        "unavailable": unavailable,
+        "degenerate_masks": {"empty": checked.empty_masks, "full": checked.full_masks},
+        "weights": {key: weight.record() for key, weight in resolved.items()},
+        "versions": package_versions(),
+        "seeds": {"kid": protocol.kid_seed, "ids_pca": protocol.ids_pca_seed if protocol.ids_pca_dim else None},
+        "config": {k: v for k, v in asdict(config).items() if k != "weights"},
+        "device": str(device),
+        "timing": {"total_s": seconds_total, "forward_s": timer.seconds, "images_per_s": n / seconds_total},
+        "git_commit": git_commit(),
+        "created": utc_now(),
+        "predictions": str(Path(predictions_dir).resolve()),
+    }
+    out_dir = Path(out_dir)
+    base = result_stem(method, dataset.name, protocol.name)
+    csv_path = out_dir / f"{base}.per_image.csv"
+    record["per_image_csv"] = csv_path.name
+    atomic_write_text(csv_path, _per_image_csv(stems, domains, per_image))
+    json_path = out_dir / f"{base}.json"
+    atomic_write_json(json_path, record)
+    for metric, reason in unavailable.items():
+        log.warning("%s unavailable: %s", metric, reason.splitlines()[0])
+    return ScoreResult(record, json_path, csv_path)
+
+
+def _set_metrics(real: np.ndarray, fake: np.ndarray, protocol: Protocol, active: tuple[str, ...], scope: str) -> dict:
+    """FID, U/P-IDS and KID of one group of paired rows; a group too small for a metric gets None (null in JSON)."""
+    out: dict[str, float | None] = {}
+    if "fid" in active:
+        if len(real) >= 2:
+            real_stats, fake_stats = GaussianStats(real.shape[1]), GaussianStats(fake.shape[1])
+            real_stats.update(real)
+            fake_stats.update(fake)
+            out["fid"] = fid_from_stats(real_stats, fake_stats, protocol.cov_ddof)
+        else:
+            out["fid"] = None
+    if "u_ids" in active or "p_ids" in active:
+        try:
+            u_ids, p_ids = inception_discriminative_scores(real, fake, protocol.ids_pca_dim, protocol.ids_pca_seed)
+        except ValueError as error:
+            log.warning("IDS not computed for %s: %s", scope, error)
+            u_ids = p_ids = None
+        out.update({k: v for k, v in (("u_ids", u_ids), ("p_ids", p_ids)) if k in active})
+    if "kid" in active:
+        if len(real) >= 2:
+            out["kid"], out["kid_std"] = kernel_inception_distance(
+                real, fake, protocol.kid_subsets, protocol.kid_subset_size, protocol.kid_seed
+            )
+        else:
+            out["kid"] = out["kid_std"] = None
+    return out
+
+
+def _per_image_csv(stems: list[str], domains: list[str | None], per_image: dict[str, np.ndarray]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    columns = list(per_image)
+    writer.writerow(["stem", "domain", *columns])
+    for i, stem in enumerate(stems):
+        writer.writerow([stem, domains[i] or "", *(f"{per_image[c][i]:.6g}" for c in columns)])
+    return buffer.getvalue()

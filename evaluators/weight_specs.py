@@ -1,0 +1,49 @@
+"""Pretrained files used by the evaluators (data only; see misato.weights for resolution).
+
+Full sha256 digests: upstream projects publish only the 8-hex prefix in torch-hub file names; the full
+digests below are the ones pinned by several independent projects for the same URL, and each starts with
+its file name's prefix. The OpenAI CLIP digest is the URL's own path segment.
+"""
+
+from misato.weights import WeightSpec
+
+WEIGHTS = [
+    WeightSpec(
+        key="inception-tf",
+        filename="weights-inception-2015-12-05-6726825d.pth",
+        url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+        sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+        description="TF Inception (2015-12-05) ported to PyTorch by torch-fidelity/pytorch-fid (byte-identical "
+        "to pt_inception-2015-12-05-6726825d.pth); FID/IDS/KID features of the comod and clean protocols.",
+    ),
+    WeightSpec(
+        key="inception-torchvision",
+        filename="inception_v3_google-0cc3c7bd.pth",
+        url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+        sha256="0cc3c7bd75056d25e46cba549dc184522069b81e9787eff6df84f397bd52a5ef",
+        description="torchvision inception_v3 IMAGENET1K_V1; FID/IDS features of the asuka protocol.",
+    ),
+    WeightSpec(
+        key="alexnet-torchvision",
+        filename="alexnet-owt-7be5be79.pth",
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        sha256="7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
+        description="torchvision AlexNet (IMAGENET1K_V1); the LPIPS-Alex backbone.",
+    ),
+    WeightSpec(
+        key="lpips-alex-lin",
+        filename="alex.pth",
+        url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",
+        sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+        description="LPIPS v0.1 linear heads for AlexNet; shipped inside the lpips wheel.",
+        package_file="lpips:weights/v0.1/alex.pth",
+    ),
+    WeightSpec(
+        key="clip-vit-l-14-openai",
+        filename="ViT-L-14.pt",
+        url="https://openaipublic.azureedge.net/clip/models/"
+        "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+        sha256="b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+        description="OpenAI CLIP ViT-L/14 (open_clip 'ViT-L-14', pretrained='openai'); CLIP score and MISATO selection.",
+    ),
+]

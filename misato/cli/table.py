@@ -1,0 +1,44 @@
+"""`misato table`: result JSON files -> leaderboard tables and the HTML report."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "tabulate result JSON files: Markdown, LaTeX, CSV and a self-contained HTML report"
+
+EPILOG = """examples:
+  misato table results/ --out leaderboard/
+  misato table results/lama__misato-512__comod.json results/telea__misato-512__comod.json --out out --format md,html
+  misato table results/ --out out --samples 0000,0500,1000,1500 --no-paper
+"""
+
+
+def _csv_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.add_argument("results", nargs="+", metavar="RESULTS",
+                        help="result JSON files or folders (searched recursively)")
+    parser.add_argument("--out", required=True, help="output folder (created if needed)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--format", default="md,tex,csv,html", type=_csv_list,
+                        help="comma-separated subset of md,tex,csv,html (default: all)")
+    output.add_argument("--samples", action="append", type=_csv_list, default=None,
+                        help="stems for the HTML grid, comma-separated or repeated (default: first of each domain)")
+    output.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True,
+                        help="show the paper's figures beside measured rows, and the paper's tables (default: on)")
+    output.add_argument("--thumb", type=int, default=256, help="HTML thumbnail size in pixels (default: 256)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from leaderboard import write_reports
+
+    samples = [stem for group in args.samples for stem in group] if args.samples else None
+    written = write_reports(args.results, args.out, formats=args.format, samples=samples, paper=args.paper,
+                            thumb=args.thumb)
+    for name, path in written.items():
+        print(f"{name:>20}  {path}")
+    return 0

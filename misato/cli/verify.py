@@ -1,0 +1,28 @@
+"""`misato verify DIR`: check a built dataset against its manifest.json (exit 1 on any problem)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "check a built MISATO/Places2 folder against its manifest.json (missing, changed, unlisted files)"
+
+EPILOG = """examples:
+  misato verify out/misato
+  misato verify out/places2 --limit 100
+"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.add_argument("root", help="dataset folder holding manifest.json")
+    parser.add_argument("--limit", type=int, default=20, help="names listed per problem kind (default 20)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from misato.build.verify import verify_folder
+
+    report = verify_folder(args.root)
+    for line in report.lines(args.limit):
+        print(line)
+    return 0 if report.ok else 1

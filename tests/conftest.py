@@ -1,0 +1,121 @@
+"""Shared fixtures: a tiny real-photo dataset and random-weight stand-ins for every pretrained file.
+
+Random-initialised networks saved to files stand in for the pretrained ones (no downloads): they have the
+real architectures, so every loading path and every formula runs as it would with real weights.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def _photos() -> list[np.ndarray]:
+    from skimage import data
+
+    return [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+
+
+def make_dataset(root: Path, stems: list[str], size: int = 64, seed: int = 0) -> Path:
+    """Write image/ and mask/ PNGs (crops of scikit-image photos; stroke + box masks, white = hole)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    photos = _photos()
+    (root / "image").mkdir(parents=True, exist_ok=True)
+    (root / "mask").mkdir(parents=True, exist_ok=True)
+    for i, stem in enumerate(stems):
+        photo = photos[i % len(photos)]
+        y = int(rng.integers(0, photo.shape[0] - 2 * size))
+        x = int(rng.integers(0, photo.shape[1] - 2 * size))
+        crop = photo[y : y + 2 * size : 2, x : x + 2 * size : 2]
+        Image.fromarray(np.ascontiguousarray(crop)).save(root / "image" / f"{stem}.png")
+        mask = np.zeros((size, size), np.uint8)
+        a, b = rng.integers(4, size // 2, 2)
+        mask[a : a + size // 3, b : b + size // 3] = 255
+        cv2.line(mask, tuple(int(v) for v in rng.integers(0, size, 2)), tuple(int(v) for v in rng.integers(0, size, 2)), 255, 5)
+        Image.fromarray(mask).save(root / "mask" / f"{stem}.png")
+    return root
+
+
+def make_predictions(dataset_root: Path, out: Path, seed: int = 1, noise: float = 40.0) -> Path:
+    """Predictions = ground truth + noise (a fake inpainter), PNG by stem."""
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted((dataset_root / "image").iterdir()):
+        gt = np.asarray(Image.open(path).convert("RGB")).astype(np.float64)
+        pred = np.clip(gt + rng.normal(0, noise, gt.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pred).save(out / f"{path.stem}.png")
+    return out
+
+
+MISATO_STEMS = ["0000", "0001", "0002", "0003", "0500", "0501", "0502", "0503"]
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> Path:
+    return make_dataset(tmp_path / "data", MISATO_STEMS)
+
+
+@pytest.fixture
+def tiny_predictions(tiny_dataset, tmp_path) -> Path:
+    return make_predictions(tiny_dataset, tmp_path / "pred")
+
+
+def _save(state: dict, path: Path) -> Path:
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory) -> dict[str, str]:
+    """Explicit paths, by misato.weights key, to random-weight files of the real architectures."""
+    import lpips
+    import open_clip
+    import torchvision
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    with mock.patch.object(torch, "load", lambda *a, **k: {}), mock.patch.object(
+        FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None
+    ):
+        tf_net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
+    tv_net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True)
+    clip_model = open_clip.create_model("ViT-S-32", pretrained=None)
+    return {
+        "inception-tf": str(_save(tf_net.state_dict(), folder / "inception-tf.pth")),
+        "inception-torchvision": str(_save(tv_net.state_dict(), folder / "inception-tv.pth")),
+        "alexnet-torchvision": str(_save(torchvision.models.alexnet().state_dict(), folder / "alexnet.pth")),
+        "lpips-alex-lin": str(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"),
+        "clip-vit-l-14-openai": str(_save(clip_model.state_dict(), folder / "clip-vit-s-32.pth")),
+    }
+
+
+@pytest.fixture
+def small_clip_protocols(monkeypatch):
+    """Protocols whose CLIP model is the small ViT-S-32 the random CLIP weights were made for."""
+    import dataclasses
+
+    from evaluators import protocols
+
+    patched = {name: dataclasses.replace(p, clip_model="ViT-S-32") for name, p in protocols.PROTOCOLS.items()}
+    monkeypatch.setattr(protocols, "PROTOCOLS", patched)
+    return patched
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path, monkeypatch):
+    """No test reads or writes the user's caches or weights folders."""
+    monkeypatch.setenv("MISATO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MISATO_WEIGHTS_DIR", str(tmp_path / "weights-dir"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
