@@ -90,7 +90,7 @@ def generators(seeds: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
 
 
-def _from_pretrained(loader: Any, model: str, kind: str, **kwargs: Any) -> Any:
+def load_pretrained(loader: Any, model: str, kind: str, **kwargs: Any) -> Any:
     """`loader.from_pretrained(model, **kwargs)` with an error that says what was searched and how to fix it."""
     try:
         return loader.from_pretrained(model, **kwargs)
@@ -113,7 +113,7 @@ def load_inpaint_pipeline(
     from diffusers import StableDiffusionInpaintPipeline
 
     extra: dict[str, Any] = {} if text_encoder else {"text_encoder": None, "tokenizer": None}
-    pipe = _from_pretrained(
+    pipe = load_pretrained(
         StableDiffusionInpaintPipeline, model, "SD inpainting pipeline",
         torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **extra,
     )
@@ -125,7 +125,7 @@ def load_base_pipeline(model: str, device: torch.device, dtype: torch.dtype) -> 
     """`StableDiffusionPipeline` (4-channel UNet, VAE, text encoder, scheduler config) for RePaint."""
     from diffusers import StableDiffusionPipeline
 
-    pipe = _from_pretrained(
+    pipe = load_pretrained(
         StableDiffusionPipeline, model, "SD text-to-image pipeline",
         torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
@@ -239,3 +239,32 @@ def tiny_inpaint_pipeline(vae: Any | None = None, seed: int = 0) -> "StableDiffu
 def tiny_prompt_embeds(length: int = 8, dim: int = 32, seed: int = 0) -> torch.Tensor:
     """Random (1, length, dim) prompt embeddings for the tiny UNet's cross-attention."""
     return torch.randn((1, length, dim), generator=torch.Generator().manual_seed(seed))
+
+
+def tiny_flux_fill_pipeline(seed: int = 0) -> Any:
+    """A FluxFillPipeline of tiny random modules (no text encoders: pass prompt_embeds and pooled_prompt_embeds).
+
+    VAE: 2 levels (scale factor 2), 4 latent channels, FLUX-style shift and scale, no quant convs. Transformer:
+    1 double + 1 single block, joint_attention_dim 32 (the T5 slot), pooled_projection_dim 32 (the CLIP slot),
+    in_channels 16 (packed latents) + 16 (packed masked-image latents) + 16 (packed 2x2 mask) = 48.
+    """
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=[16, 32], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=8, layers_per_block=1,
+        use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035,
+    ).eval()
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=48, out_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
+        guidance_embeds=True,
+    ).eval()
+    pipe = FluxFillPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=None, tokenizer=None,
+        text_encoder_2=None, tokenizer_2=None, transformer=transformer,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,199 @@
+"""`asuka-sd`: ASUKA on Stable Diffusion 1.5 inpainting, behind the inpainter contract.
+
+In: images float32 (B, 3, H, W) RGB in [0, 1], masks float32 (B, 1, H, W) in {0, 1}, 1 = hole, seeds (one per
+sample). Out: float32 (B, 3, H, W) in [0, 1], raw (the harness composites). H, W multiples of 8.
+See `baselines.asuka.pipeline` for the data flow.
+
+Weights. The SD-1.5 version of ASUKA was never released (asuka-misato issue #5): only the MAE (`asuka-mae`,
+shared with ASUKA-FLUX) is public. The SD alignment module (512 -> 768) and the SD conditioned decoder (4 latent
+channels, trained from the SD VAE decoder) must be trained and passed as files:
+  - `asuka-sd-alignment`: a state dict of `AsukaAlignment` (keys `proj_in.*`, ...) or in the release's
+    `nn.Sequential` layout (keys `0.*` .. `5.*`), .pt (weights_only) or .safetensors;
+  - `asuka-sd-decoder`: a state dict of `AsukaMaskConditionDecoder` (diffusers keys) or an LDM-style / Lightning
+    one (keys `decoder.*`), .pt or .safetensors. Not needed with `decoder="vae"` (plain SD VAE decoding).
+Paths come from `weight_paths={key: path}` (CLI `--weight KEY=PATH`), `$MISATO_WEIGHT_<KEY>`, or
+`$MISATO_WEIGHTS_DIR/<file name>`; a missing file raises `WeightsNotFoundError` naming the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from baselines.base import Inpainter, ResolutionPolicy
+from baselines.sd.components import (
+    DEFAULT_INPAINT_MODEL,
+    DEFAULT_STEPS,
+    check_batch,
+    dtype_name,
+    encode_text,
+    generators,
+    load_inpaint_pipeline,
+    load_tensor_file,
+    resolve_dtype,
+)
+
+log = logging.getLogger(__name__)
+
+# Files that only exist once trained (never published). Described here so that a missing file gets the same
+# typed error as a missing published one; if `baselines.asuka.weight_specs` registers these keys, that wins.
+UNRELEASED: dict[str, tuple[str, str]] = {
+    "asuka-sd-alignment": ("asuka_sd_alignment.safetensors",
+                           "ASUKA-SD alignment module 512 -> 768 (4 blocks); never released: train it"),
+    "asuka-sd-decoder": ("asuka_sd_decoder.safetensors",
+                         "ASUKA-SD conditioned decoder (4 latent channels); never released: train it"),
+}
+NOT_PUBLISHED_URL = "(not published: the SD-1.5 ASUKA weights were never released, see asuka-misato issue #5)"
+
+
+def resolve_weight_path(inpainter: Inpainter, key: str) -> Path:
+    """Path of weights `key`: through the registry when the key is registered, else (for `UNRELEASED` keys)
+    from `weight_paths`, `$MISATO_WEIGHT_<KEY>` or `$MISATO_WEIGHTS_DIR/<file name>`."""
+    from misato.weights import WeightSpec, WeightsNotFoundError, all_specs, default_weights_dir, env_var
+
+    if key in all_specs():
+        return Path(inpainter.resolve_weight(key).path)
+    if key not in UNRELEASED:
+        raise KeyError(f"unknown weights key {key!r}")
+    filename, description = UNRELEASED[key]
+    spec = WeightSpec(key=key, filename=filename, url=NOT_PUBLISHED_URL, sha256="", description=description)
+    explicit = (inpainter.options.get("weight_paths") or {}).get(key) or os.environ.get(env_var(key))
+    candidates = [Path(explicit).expanduser()] if explicit else [default_weights_dir() / filename]
+    for candidate in candidates:
+        if candidate.is_file():
+            from misato.weights import file_sha256
+
+            inpainter.__dict__.setdefault("unregistered_weights", {})[key] = {
+                "key": key, "path": str(candidate), "sha256": file_sha256(candidate), "source": "explicit"
+                if explicit else "weights_dir"}
+            return candidate
+    raise WeightsNotFoundError(spec, candidates)
+
+
+def load_alignment_file(path: str | Path, dim: int, variant: str = "self4") -> torch.nn.Module:
+    """An `AsukaAlignment` (prior 512 -> dim) from our key layout or the release's `nn.Sequential` layout."""
+    from baselines.asuka.alignment import ALIGNMENT_PRESETS, AsukaAlignment
+    from baselines.asuka.convert import convert_released_alignment, load_checkpoint
+
+    state = load_checkpoint(path)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict")
+    if not any(key.startswith("proj_in.") for key in state):
+        state = convert_released_alignment(state, depth=ALIGNMENT_PRESETS[variant].depth)
+    model = AsukaAlignment(dim=dim, variant=variant)
+    model.load_state_dict(state, strict=True)
+    return model.eval().requires_grad_(False)
+
+
+def load_decoder_file(path: str | Path, vae: Any) -> torch.nn.Module:
+    """The SD conditioned decoder: `ConditionedLatentDecoder` with the SD VAE's sizes, scaling and
+    post_quant_conv, weights from `path` (our diffusers keys, or LDM/Lightning keys `decoder.*`)."""
+    from baselines.asuka.convert import ldm_decoder_to_ours, load_checkpoint
+    from baselines.asuka.decoder import ConditionedLatentDecoder
+
+    state = load_checkpoint(path)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a decoder state dict")
+    if any(key.startswith("decoder.") for key in state):
+        state = ldm_decoder_to_ours(state)
+    decoder = ConditionedLatentDecoder.from_vae(vae, "asuka", init_from_vae=False)
+    decoder.decoder.load_state_dict(state, strict=True)
+    return decoder.eval().requires_grad_(False)
+
+
+class AsukaSDInpainter(Inpainter):
+    """ASUKA with SD 1.5 inpainting (`AsukaInpaintPipeline`).
+
+    Options: model (SD inpainting id or folder), steps (50), guidance (1.0: no CFG, as the paper),
+    condition_weight (1.0; the FLUX release uses 0.5), alignment_variant ("self4"), decoder ("asuka" or "vae"),
+    null_file (empty-prompt embedding (1, N or 1, 768) for condition_weight != 1 or guidance > 1; default: the
+    CLIP "" embedding stretched to 256 tokens), dtype, weight_paths, allow_download, allow_pickle.
+    """
+
+    name: ClassVar[str] = "asuka-sd"
+    version: ClassVar[str] = "1"
+    policy: ClassVar[ResolutionPolicy] = ResolutionPolicy(pad_multiple=8)
+    weights: ClassVar[tuple[str, ...]] = ("asuka-mae", "asuka-sd-alignment", "asuka-sd-decoder")
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        model: str = DEFAULT_INPAINT_MODEL,
+        steps: int = DEFAULT_STEPS,
+        guidance: float = 1.0,
+        condition_weight: float = 1.0,
+        alignment_variant: str = "self4",
+        decoder: str = "asuka",
+        null_file: str | None = None,
+        dtype: str | None = None,
+        **options: Any,
+    ) -> None:
+        from baselines.asuka.mae import AsukaMAE
+        from baselines.asuka.pipeline import AsukaInpaintPipeline, null_from_text_embedding
+
+        if decoder not in ("asuka", "vae"):
+            raise ValueError(f"asuka-sd: decoder must be 'asuka' or 'vae', got {decoder!r}")
+        super().__init__(device, model=model, steps=int(steps), guidance=float(guidance),
+                         condition_weight=float(condition_weight), alignment_variant=alignment_variant,
+                         decoder=decoder, null_file=null_file, **options)
+        torch_dtype = resolve_dtype(self.device, dtype)
+        self.options["dtype"] = dtype_name(torch_dtype)
+        mae, self.mae_report = AsukaMAE.from_released(
+            self.resolve_weight("asuka-mae").path, allow_pickle=bool(options.get("allow_pickle", False)))
+        alignment = load_alignment_file(resolve_weight_path(self, "asuka-sd-alignment"), 768, alignment_variant)
+        needs_null = float(condition_weight) != 1.0 or float(guidance) > 1.0
+        sd = load_inpaint_pipeline(model, self.device, torch_dtype, text_encoder=needs_null and null_file is None)
+        conditioned = None
+        if decoder == "asuka":
+            conditioned = load_decoder_file(resolve_weight_path(self, "asuka-sd-decoder"), sd.vae)
+        null = None
+        if needs_null:
+            if null_file is not None:
+                tensors = load_tensor_file(null_file, keys=("null_embeds",))
+                null = next(iter(tensors.values())) if len(tensors) == 1 else tensors["null_embeds"]
+                null = null if null.ndim == 3 else null[None]
+            else:
+                null = null_from_text_embedding(encode_text(sd, "", self.device), mae.config.num_patches)
+        self.pipeline = AsukaInpaintPipeline(sd, mae, alignment, conditioned, null).to(self.device, torch_dtype)
+
+    @classmethod
+    def from_components(
+        cls,
+        pipeline: Any,
+        device: str | torch.device = "cpu",
+        steps: int = 2,
+        guidance: float = 1.0,
+        condition_weight: float = 1.0,
+        **options: Any,
+    ) -> "AsukaSDInpainter":
+        """Wrap an `AsukaInpaintPipeline` (tests pass one of tiny random modules)."""
+        self = cls.__new__(cls)
+        Inpainter.__init__(self, device, model="<components>", steps=int(steps), guidance=float(guidance),
+                           condition_weight=float(condition_weight), **options)
+        self.pipeline = pipeline.to(self.device)
+        self.options["dtype"] = dtype_name(pipeline.dtype)
+        self.options.setdefault("decoder", "vae" if pipeline.decoder is None else "asuka")
+        return self
+
+    def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        """images float32 (B, 3, H, W) in [0, 1], masks (B, 1, H, W) 1 = hole -> float32 (B, 3, H, W) in [0, 1]."""
+        check_batch(self.name, images, masks, seeds, self.policy.pad_multiple)
+        return self.pipeline(
+            images, masks, generators(seeds), num_inference_steps=self.options["steps"],
+            guidance_scale=self.options["guidance"], condition_weight=self.options["condition_weight"],
+        )
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        config["weights"] = config["weights"] + list(self.__dict__.get("unregistered_weights", {}).values())
+        report = self.__dict__.get("mae_report")
+        if report is not None:
+            config["mae_load"] = report.record()
+        config["scheduler_class"] = type(self.pipeline.sd_pipeline.scheduler).__name__
+        return config
