@@ -1,7 +1,7 @@
 """The inpainter contract every method implements.
 
 Tensors at the boundary (diffusers-style, stated once here):
-  images: float32 (B, 3, H, W), RGB in [0, 1]
+  images: float32 (B, 3, H, W), RGB in [0, 1]; the harness sets hole pixels to 0 (ground truth hidden)
   masks:  float32 (B, 1, H, W) in {0, 1}, 1 = hole (white in files)
   seeds:  list[int] of length B, one per sample, derived from the sample id (never from batch position)
   return: float32 (B, 3, H, W), RGB in [0, 1]; the raw output, the harness composites it.

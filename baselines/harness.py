@@ -5,7 +5,8 @@ The runner hands the harness lists of samples as arrays (images uint8 (H, W, 3) 
 
 1. groups samples of equal size (a batch must be one tensor) and cuts groups to the inpainter's batch
    size (1 when `inpainter.batched` is False);
-2. pads each batch to the inpainter's `ResolutionPolicy` (reflect padding at the bottom and right,
+2. sets the hole pixels of the images to 0, so no inpainter ever sees the ground truth it must fill
+   (as LaMa's own pipeline does with `img * (1 - mask)`), then pads each batch to the inpainter's `ResolutionPolicy` (reflect padding at the bottom and right,
    so cropping back is `[..., :H, :W]`);
 3. moves tensors to `inpainter.device`, calls `inpaint(images, masks, seeds)` under `torch.no_grad()`,
    checks the output (shape, finite values), clamps it to [0, 1] and counts the values that were
@@ -119,6 +120,7 @@ def run_batch(
     """Inpaint one batch of equal-sized samples with the policy applied; see the module docstring."""
     who = inpainter.name or type(inpainter).__name__
     image, mask = _to_tensors(images, masks)
+    image = image * (1.0 - mask)  # hide the ground truth inside the hole
     image, mask, size = pad_batch(image, mask, inpainter.policy)
     kwargs = {"stems": list(stems or [])} if inpainter.uses_sample_ids else {}
     with torch.no_grad():

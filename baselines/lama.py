@@ -10,6 +10,7 @@ We call it one sample at a time: the export was traced at batch size 1.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -32,7 +33,10 @@ class LamaInpainter(Inpainter):
     def __init__(self, device: str | torch.device = "cpu", **options: Any) -> None:
         super().__init__(device, **options)
         resolved = self.resolve_weight("lama-big")
-        self.model = torch.jit.load(str(resolved.path), map_location=self.device)
+        with warnings.catch_warnings():
+            # torch.jit is deprecated in favour of torch.export, but the published file is TorchScript
+            warnings.simplefilter("ignore", FutureWarning)
+            self.model = torch.jit.load(str(resolved.path), map_location=self.device)
         self.model.eval()
 
     def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: list[int]) -> torch.Tensor:

@@ -1,0 +1,223 @@
+"""Harness (padding, checks) and the inpainters of this package: classical, dummy, LaMa (tiny TorchScript)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from baselines.base import Inpainter, ResolutionPolicy
+from baselines.harness import crop_back, inpaint_arrays, pad_batch, padded_size, reflect_pad
+from baselines.registry import create_inpainter
+from misato.runner import composite_uint8, to_uint8
+from misato.weights import WeightsNotFoundError, get_spec
+
+
+def photo_crops() -> list[np.ndarray]:
+    return [
+        np.ascontiguousarray(data.astronaut()[30:94, 180:244]),
+        np.ascontiguousarray(data.chelsea()[100:164, 150:214]),
+        np.ascontiguousarray(data.coffee()[200:264, 300:364]),
+    ]
+
+
+def masks_for(n: int, size: int = 64) -> list[np.ndarray]:
+    out = []
+    for i in range(n):
+        mask = np.zeros((size, size), np.float32)
+        if i % 2 == 0:
+            mask[16 + i : 40 + i, 20:44] = 1  # rectangle
+        else:
+            for t in range(10, 54):  # a diagonal stroke, 5 px wide
+                mask[t, max(0, t - 2) : t + 3] = 1
+        out.append(mask)
+    return out
+
+
+# ---------------------------------------------------------------- resolution policy
+
+
+@pytest.mark.parametrize("hw", [(61, 50), (64, 64), (7, 130)])
+@pytest.mark.parametrize(
+    "policy", [ResolutionPolicy(), ResolutionPolicy(8), ResolutionPolicy(8, 100), ResolutionPolicy(32, 0, True)]
+)
+def test_padded_size(hw, policy):
+    h, w = hw
+    exp_h, exp_w = max(h, policy.min_size), max(w, policy.min_size)
+    if policy.square:
+        exp_h = exp_w = max(exp_h, exp_w)
+    m = policy.pad_multiple
+    assert padded_size(h, w, policy) == (math.ceil(exp_h / m) * m, math.ceil(exp_w / m) * m)
+
+
+@pytest.mark.parametrize("target", [(13, 11), (40, 23)])  # the second needs several reflections
+def test_reflect_pad_matches_numpy_and_round_trips(target):
+    x = torch.rand(2, 3, 9, 7)
+    padded = reflect_pad(x, *target)
+    expected = np.pad(x.numpy(), ((0, 0), (0, 0), (0, target[0] - 9), (0, target[1] - 7)), mode="reflect")
+    np.testing.assert_array_equal(padded.numpy(), expected)
+    assert torch.equal(crop_back(padded, (9, 7)), x)
+
+
+class ShapeRecorder(Inpainter):
+    """Records the shapes it is called with; returns its input image."""
+
+    name: ClassVar[str] = "shape-recorder"
+    policy: ClassVar[ResolutionPolicy] = ResolutionPolicy(pad_multiple=16, min_size=80, square=True)
+
+    def __init__(self, device="cpu", **options):
+        super().__init__(device, **options)
+        self.calls: list[tuple[tuple[int, ...], list[int]]] = []
+
+    def inpaint(self, images, masks, seeds):
+        self.calls.append((tuple(images.shape), list(seeds)))
+        return images.clone()
+
+
+def test_harness_pads_to_policy_and_crops_back():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (50, 70, 3), dtype=np.uint8) for _ in range(3)]
+    masks = [np.zeros((50, 70), np.float32) for _ in range(3)]
+    masks[1][10:20, 10:20] = 1
+    recorder = ShapeRecorder()
+    preds = inpaint_arrays(recorder, images, masks, [1, 2, 3], batch_size=2)
+    assert [c[0] for c in recorder.calls] == [(2, 3, 80, 80), (1, 3, 80, 80)]
+    assert [c[1] for c in recorder.calls] == [[1, 2], [3]]
+    for image, mask, pred in zip(images, masks, preds):
+        assert pred.raw.shape == (50, 70, 3)
+        # known pixels come back unchanged through pad/crop; hole pixels were hidden (set to 0)
+        np.testing.assert_array_equal(to_uint8(pred.raw)[mask == 0], image[mask == 0])
+        assert np.all(pred.raw[mask == 1] == 0)
+
+
+def test_harness_groups_sizes_and_keeps_order():
+    images = [np.full((h, 20, 3), i, np.uint8) for i, h in enumerate([16, 24, 16])]
+    masks = [np.zeros(im.shape[:2], np.float32) for im in images]
+    preds = inpaint_arrays(create_inpainter("dummy"), images, masks, [0, 0, 0], batch_size=4)
+    assert [p.raw.shape[0] for p in preds] == [16, 24, 16]
+    assert [int(to_uint8(p.raw)[0, 0, 0]) for p in preds] == [0, 1, 2]
+
+
+def test_pad_batch_keeps_mask_binary():
+    images, masks = torch.rand(1, 3, 10, 10), (torch.rand(1, 1, 10, 10) > 0.5).float()
+    _, padded_masks, size = pad_batch(images, masks, ResolutionPolicy(pad_multiple=8))
+    assert size == (10, 10) and padded_masks.shape[-2:] == (16, 16)
+    assert set(padded_masks.unique().tolist()) <= {0.0, 1.0}
+
+
+class BadOutput(Inpainter):
+    name: ClassVar[str] = "bad"
+
+    def inpaint(self, images, masks, seeds):
+        mode = self.options["mode"]
+        if mode == "nan":
+            return torch.full_like(images, float("nan"))
+        if mode == "shape":
+            return images[:, :, :-1]
+        return images * 0 + torch.tensor([1.5, 0.5, -0.5]).view(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("mode,message", [("nan", "NaN"), ("shape", "shape")])
+def test_harness_rejects_bad_outputs(mode, message):
+    with pytest.raises(ValueError, match=message):
+        inpaint_arrays(BadOutput(mode=mode), [np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 8), np.float32)], [0])
+
+
+def test_harness_clamps_and_counts_out_of_range_values():
+    (pred,) = inpaint_arrays(BadOutput(mode="range"), [np.zeros((8, 8, 3), np.uint8)],
+                             [np.zeros((8, 8), np.float32)], [0])
+    assert pred.raw.min() == 0.0 and pred.raw.max() == 1.0
+    assert pred.out_of_range == pytest.approx(2 / 3)  # two of three channels were outside [0, 1]
+
+
+# ---------------------------------------------------------------- classical and dummy
+
+
+@pytest.mark.parametrize("method", ["telea", "ns", "biharmonic"])
+def test_classical_keep_known_pixels_and_fill_holes(method):
+    inpainter = create_inpainter(method)
+    images, masks = photo_crops(), masks_for(3)
+    preds = inpaint_arrays(inpainter, images, masks, [0, 1, 2], batch_size=3)
+    for image, mask, pred in zip(images, masks, preds):
+        out = composite_uint8(to_uint8(pred.raw), image, mask)
+        hole = mask == 1
+        np.testing.assert_array_equal(out[~hole], image[~hole])
+        error = np.abs(out[hole].astype(float) - image[hole]).mean()
+        black = np.abs(image[hole].astype(float)).mean()  # the hidden hole is black before filling
+        assert error < 0.5 * black, f"{method}: hole error {error:.1f} vs black {black:.1f}"
+
+
+@pytest.mark.parametrize("method", ["telea", "ns", "biharmonic", "dummy"])
+def test_fill_of_a_flat_image_is_its_colour(method):
+    colour = np.array([200, 40, 90], np.uint8)
+    image = np.broadcast_to(colour, (48, 48, 3)).copy()
+    mask = np.zeros((48, 48), np.float32)
+    mask[12:30, 15:35] = 1
+    (pred,) = inpaint_arrays(create_inpainter(method), [image], [mask], [0])
+    filled = to_uint8(pred.raw)[mask == 1].astype(int)
+    # OpenCV's Telea accumulates in 8-bit steps and drifts by a few levels; a leak of the hidden (black)
+    # hole would be off by ~200
+    assert np.abs(filled - colour).max() <= 4
+    assert np.abs(filled - colour).mean() <= 1
+
+
+def test_dummy_is_mean_known_colour():
+    image, mask = photo_crops()[0], masks_for(1)[0]
+    (pred,) = inpaint_arrays(create_inpainter("dummy"), [image], [mask], [0])
+    expected = image[mask == 0].astype(np.float64).mean(axis=0) / 255.0
+    np.testing.assert_allclose(pred.raw[5, 5], expected, atol=1e-5)
+
+
+def test_classical_options_are_recorded():
+    inpainter = create_inpainter("telea", radius=5)
+    assert inpainter.config()["options"]["radius"] == 5
+    with pytest.raises(ValueError, match="radius"):
+        create_inpainter("ns", radius=0)
+
+
+# ---------------------------------------------------------------- LaMa with a tiny TorchScript stand-in
+
+
+class TinyLama(torch.nn.Module):
+    """Same signature as big-lama: (image [0,1] (B,3,H,W), mask 1 = hole (B,1,H,W)) -> composited image."""
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if image.shape[2] % 8 != 0 or image.shape[3] % 8 != 0:
+            raise RuntimeError("H and W must be multiples of 8")
+        return image * (1 - mask) + mask * 0.25
+
+
+@pytest.fixture
+def tiny_lama_file(tmp_path):
+    path = tmp_path / "tiny-lama.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated, still supported
+        torch.jit.script(TinyLama()).save(str(path))
+    return path
+
+
+def test_lama_with_tiny_torchscript(tiny_lama_file):
+    inpainter = create_inpainter("lama", weight_paths={"lama-big": str(tiny_lama_file)})
+    image, mask = photo_crops()[1][:60, :52].copy(), masks_for(1)[0][:60, :52].copy()  # not multiples of 8
+    (pred,) = inpaint_arrays(inpainter, [image], [mask], [0])
+    assert pred.raw.shape == (60, 52, 3)
+    np.testing.assert_allclose(pred.raw[mask == 1], 0.25, atol=1e-6)
+    np.testing.assert_array_equal(to_uint8(pred.raw)[mask == 0], image[mask == 0])
+    (record,) = inpainter.config()["weights"]
+    assert record["key"] == "lama-big" and record["source"] == "explicit"
+    assert record["matches"] is False and record["expected_sha256"] == get_spec("lama-big").sha256
+
+
+def test_lama_missing_weights_is_a_typed_error(tmp_path, monkeypatch):
+    for var in ("MISATO_WEIGHTS_DIR", "TORCH_HOME", "XDG_CACHE_HOME", "HF_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.delenv("MISATO_WEIGHT_LAMA_BIG", raising=False)
+    with pytest.raises(WeightsNotFoundError, match="big-lama.pt"):
+        create_inpainter("lama")
+    with pytest.raises(WeightsNotFoundError):
+        create_inpainter("lama", weight_paths={"lama-big": str(tmp_path / "absent.pt")})
