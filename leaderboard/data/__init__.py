@@ -1,0 +1,1 @@
+"""Package data: the paper's reported figures (CSV), read with importlib.resources."""

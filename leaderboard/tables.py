@@ -1,0 +1,342 @@
+"""Result files -> pandas tables laid out like the paper (Table 1, per-domain, paper Tables 1 and 2).
+
+Column groups. A column group is one (dataset kind, dataset name, protocol, paste-back) combination. The
+group is labelled by the kind ("MISATO", "Places2"; a custom dataset by its own name); when one kind holds
+results of several datasets, protocols or paste-back settings, each combination becomes its own group and
+the label names what differs, e.g. "MISATO (comod v1)" and "MISATO (asuka v1)". Numbers from different
+protocols are therefore never ranked against each other in one column. Two results for the same method in
+the same group are an error naming both files.
+
+Rows. Every table keeps measured numbers, the paper's figures and their differences apart: Table 1 rows are
+indexed by (method, source) with source "measured", "paper" or "diff" (= measured - paper), and only
+measured rows are ranked. The best measured value per column is marked in `Table.best` (compared at the
+displayed precision, so displayed ties are all marked).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from leaderboard import paper as paper_data
+from leaderboard.metrics import ALL_METRICS, TABLE1_METRICS, info
+from leaderboard.results import Result, ResultFileError
+
+logger = logging.getLogger(__name__)
+
+MEASURED, PAPER, DIFF = "measured", "paper", "diff"
+KIND_ORDER: tuple[str, ...] = ("MISATO", "Places2", "custom")
+TABLE2_LABELS: dict[str, str] = {"2a_mae": "(a) MAE", "2b_alignment": "(b) alignment", "2d_decoder": "(d) decoder"}
+
+
+@dataclass
+class Table:
+    """A rendered-agnostic table.
+
+    frame: float values; index = row labels (`frame.index.names` name them), columns = MultiIndex
+        (group, metric key). NaN = not measured / not available.
+    best: bool frame of the same shape; True marks the best measured value of its column (or block).
+    row_kind: per row, "measured", "paper" or "diff" (diff rows are shown signed, paper rows apart).
+    higher_is_better: metric key -> direction used for ranking and the arrows in headers.
+    notes: extra lines shown under the table (unavailable metrics, name matches).
+    """
+
+    key: str
+    title: str
+    caption: str
+    frame: pd.DataFrame
+    best: pd.DataFrame
+    row_kind: list[str]
+    higher_is_better: dict[str, bool]
+    notes: list[str] = field(default_factory=list)
+
+    def groups(self) -> list[tuple[str, list[str]]]:
+        """Column groups in order: [(group label, [metric keys])]."""
+        out: list[tuple[str, list[str]]] = []
+        for group, metric in self.frame.columns:
+            if not out or out[-1][0] != group:
+                out.append((group, []))
+            out[-1][1].append(metric)
+        return out
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    kind: str
+    dataset: str
+    protocol: str
+    paste_back: bool | None
+
+
+@dataclass
+class _Group:
+    key: GroupKey
+    label: str
+    results: dict[str, Result]  # method -> result
+
+
+def group_results(results: list[Result]) -> list[_Group]:
+    """Split results into column groups (see module docstring), in kind order then first appearance."""
+    keys: dict[GroupKey, dict[str, Result]] = {}
+    for r in results:
+        key = GroupKey(r.dataset_kind, r.dataset_name, r.protocol_label, r.paste_back)
+        methods = keys.setdefault(key, {})
+        if r.method in methods:
+            raise ResultFileError(
+                f"two results for method {r.method!r} in one column group ({r.dataset_name}, {r.protocol_label}): "
+                f"{methods[r.method].path} and {r.path}; pass only one of them"
+            )
+        methods[r.method] = r
+    ordered = sorted(keys, key=lambda k: KIND_ORDER.index(k.kind))  # stable: appearance order within a kind
+    groups = []
+    for key in ordered:
+        base = key.dataset if key.kind == "custom" else key.kind
+        siblings = [k for k in ordered if (k.dataset if k.kind == "custom" else k.kind) == base]
+        parts = []
+        if key.kind != "custom" and len({k.dataset for k in siblings}) > 1:
+            parts.append(key.dataset)
+        if len({k.protocol for k in siblings}) > 1:
+            parts.append(key.protocol)
+        if len({k.paste_back for k in siblings}) > 1:
+            parts.append({True: "pasted back", False: "raw", None: "paste-back unknown"}[key.paste_back])
+        label = f"{base} ({', '.join(parts)})" if parts else base
+        groups.append(_Group(key, label, keys[key]))
+    return groups
+
+
+def directions(results: list[Result], metrics: list[str]) -> dict[str, bool]:
+    """metric -> higher_is_better, from the files (they must agree) or the metric registry."""
+    out: dict[str, bool] = {}
+    source: dict[str, Result] = {}
+    for r in results:
+        for metric, higher in r.higher_is_better.items():
+            if metric in out and out[metric] != higher:
+                raise ResultFileError(
+                    f"{r.path}: higher_is_better[{metric!r}] = {higher} disagrees with {source[metric].path}"
+                )
+            out.setdefault(metric, higher)
+            source.setdefault(metric, r)
+    return {m: out.get(m, info(m).higher_is_better) for m in metrics}
+
+
+def best_mask(frame: pd.DataFrame, higher: dict[str, bool], rankable: np.ndarray,
+              blocks: list[np.ndarray] | None = None) -> pd.DataFrame:
+    """True where a rankable row holds its column's best value (within each block of rows).
+
+    Values are compared rounded to the displayed decimals, so values that print the same tie.
+    rankable: bool (n_rows,); blocks: list of bool (n_rows,) row masks (default: all rows one block).
+    """
+    mask = np.zeros(frame.shape, dtype=bool)
+    blocks = blocks if blocks is not None else [np.ones(len(frame), dtype=bool)]
+    for j, (_, metric) in enumerate(frame.columns):
+        column = frame.iloc[:, j].to_numpy(dtype=float).round(info(metric).decimals)
+        for block in blocks:
+            rows = block & rankable & np.isfinite(column)
+            if not rows.any():
+                continue
+            target = column[rows].max() if higher[metric] else column[rows].min()
+            mask[:, j] |= rows & (column == target)
+    return pd.DataFrame(mask, index=frame.index, columns=frame.columns)
+
+
+def _n_text(counts: list[int | None]) -> str:
+    known = sorted({c for c in counts if c is not None})
+    if not known:
+        return "n unknown"
+    text = f"n = {known[0]}" if len(known) == 1 else f"n = {known[0]}-{known[-1]} (differs between methods)"
+    return text + (" (some unknown)" if None in counts else "")
+
+
+def _group_caption(group: _Group) -> str:
+    counts = [r.n for r in group.results.values()]
+    paste = {True: "composited (pasted back)", False: "raw (not pasted back)", None: "paste-back not recorded"}
+    return (f"{group.label}: dataset {group.key.dataset}, protocol {group.key.protocol}, "
+            f"{paste[group.key.paste_back]}, {_n_text(counts)}")
+
+
+def _unavailable_notes(groups: list[_Group], metrics: list[str]) -> list[str]:
+    """One line per (metric, reason): which methods/groups lack it and how to fix it."""
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for group in groups:
+        for method, r in group.results.items():
+            for metric, why in r.unavailable.items():
+                if metric in metrics:
+                    reasons.setdefault((metric, why), []).append(f"{method} [{group.label}]")
+    return [f"{info(m).label} unavailable for {', '.join(who)}: {why}" for (m, why), who in reasons.items()]
+
+
+def _methods(groups: list[_Group]) -> list[str]:
+    return list(dict.fromkeys(m for g in groups for m in g.results))
+
+
+def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, ...] = TABLE1_METRICS) -> Table:
+    """Paper Table 1 layout: rows = methods (measured, then paper and diff rows where the paper has the
+    method), columns = column group x {LPIPS, FID, U-IDS, P-IDS}."""
+    groups = group_results(results)
+    methods = _methods(groups)
+    higher = directions(results, list(metrics))
+    columns = pd.MultiIndex.from_tuples([(g.label, m) for g in groups for m in metrics], names=["group", "metric"])
+    rows, kinds, values = [], [], []
+    matched: list[str] = []
+    for method in methods:
+        measured = [g.results[method].overall.get(m, math.nan) if method in g.results else math.nan
+                    for g in groups for m in metrics]
+        rows.append((method, MEASURED))
+        kinds.append(MEASURED)
+        values.append(measured)
+        name = paper_data.paper_name(method) if paper else None
+        if name is None:
+            continue
+        reported = []
+        for g in groups:
+            for m in metrics:
+                value = paper_data.table1_value(name, g.key.kind, m)
+                reported.append(math.nan if value is None else value)
+        if all(math.isnan(v) for v in reported):
+            continue
+        matched.append(f"{method} = {name}")
+        rows += [(method, PAPER), (method, DIFF)]
+        kinds += [PAPER, DIFF]
+        values += [reported, [a - b for a, b in zip(measured, reported)]]
+    frame = pd.DataFrame(values, index=pd.MultiIndex.from_tuples(rows, names=["method", "source"]),
+                         columns=columns, dtype=float)
+    best = best_mask(frame, higher, np.array([k == MEASURED for k in kinds]))
+    caption = ["Quantitative comparison (layout of the paper's Table 1). "
+               "Arrows: lower (↓) or higher (↑) is better. Bold: best measured value per column."]
+    caption += [_group_caption(g) + "." for g in groups]
+    if matched:
+        sizes = ", ".join(f"{k} n = {v}" for k, v in paper_data.table1_samples().items())
+        caption.append(f"Paper rows: figures reported in the ASUKA paper's Table 1 ({sizes}; the paper's own "
+                       f"evaluation code), never ranked; diff rows = measured - paper.")
+    notes = ([f"Paper rows matched by name: {', '.join(matched)}."] if matched else []) + _unavailable_notes(
+        groups, list(metrics))
+    return Table("table1", "Table 1: overall results", " ".join(caption), frame, best, kinds, higher, notes)
+
+
+def _present(results: list[Result], blocks: str) -> list[str]:
+    """Metrics (in ALL_METRICS order) with a value or an 'unavailable' entry in any result."""
+    seen: set[str] = set()
+    for r in results:
+        seen |= set(r.unavailable)
+        if blocks == "overall":
+            seen |= {m for m, v in r.overall.items() if not math.isnan(v)}
+        else:
+            seen |= {m for d in r.per_domain.values() for m, v in d.items() if not math.isnan(v)}
+    return [m for m in ALL_METRICS if m in seen]
+
+
+def build_metrics_table(results: list[Result]) -> Table:
+    """Every metric present, overall: rows = methods, columns = column group x metric."""
+    groups = group_results(results)
+    methods = _methods(groups)
+    cols = [(g.label, m) for g in groups for m in _present(list(g.results.values()), "overall")]
+    metrics = list(dict.fromkeys(m for _, m in cols))
+    higher = directions(results, metrics)
+    data = [[g.results[method].overall.get(m, math.nan) if method in g.results else math.nan
+             for g in groups for m in _present(list(g.results.values()), "overall")] for method in methods]
+    frame = pd.DataFrame(data, index=pd.MultiIndex.from_tuples([(m, MEASURED) for m in methods],
+                                                                names=["method", "source"]),
+                         columns=pd.MultiIndex.from_tuples(cols, names=["group", "metric"]), dtype=float)
+    best = best_mask(frame, higher, np.ones(len(frame), dtype=bool))
+    caption = " ".join(["All metrics, overall. Bold: best measured value per column."]
+                       + [_group_caption(g) + "." for g in groups])
+    return Table("metrics", "All metrics (overall)", caption, frame, best, [MEASURED] * len(methods), higher,
+                 _unavailable_notes(groups, metrics))
+
+
+def build_domain_tables(results: list[Result]) -> list[Table]:
+    """Per-domain tables, one per MISATO-kind column group that has per-domain figures:
+    rows = methods, columns = domain (landscape/indoor/building/background, then any others) x metric."""
+    from misato.data import DOMAINS
+
+    tables = []
+    for group in group_results(results):
+        members = [r for r in group.results.values() if r.per_domain]
+        if group.key.kind != "MISATO" or not members:
+            continue
+        found = list(dict.fromkeys(d for r in members for d in r.per_domain))
+        domains = [d for d in DOMAINS if d in found] + [d for d in found if d not in DOMAINS]
+        metrics = [m for m in _present(members, "domains") if m in ALL_METRICS]
+        higher = directions(members, metrics)
+        methods = [r.method for r in members]
+        data = [[r.per_domain.get(d, {}).get(m, math.nan) for d in domains for m in metrics] for r in members]
+        frame = pd.DataFrame(data, index=pd.MultiIndex.from_tuples([(m, MEASURED) for m in methods],
+                                                                    names=["method", "source"]),
+                             columns=pd.MultiIndex.from_tuples([(d, m) for d in domains for m in metrics],
+                                                               names=["group", "metric"]), dtype=float)
+        best = best_mask(frame, higher, np.ones(len(frame), dtype=bool))
+        counts = "; ".join(f"{d} {_n_text([r.per_domain_n.get(d) for r in members])}" for d in domains)
+        caption = (f"Per-domain results on {group.label} (dataset {group.key.dataset}, protocol "
+                   f"{group.key.protocol}); {counts}. Bold: best measured value per column.")
+        key = "per_domain" if sum(g.key.kind == "MISATO" for g in group_results(results)) == 1 else \
+            f"per_domain_{len(tables) + 1}"
+        tables.append(Table(key, f"Per-domain results: {group.label}", caption, frame, best,
+                            [MEASURED] * len(methods), higher, _unavailable_notes([group], metrics)))
+    return tables
+
+
+def paper_table1() -> Table:
+    """The paper's Table 1 as reported (all rows are paper figures; bold = the paper's best per column)."""
+    reported = paper_data.table1()
+    kinds = list(dict.fromkeys(reported["dataset"]))
+    methods = list(dict.fromkeys(reported["method"]))
+    wide = reported.set_index(["method", "dataset"])
+    data = [[float(wide.loc[(m, k), metric]) if (m, k) in wide.index else math.nan
+             for k in kinds for metric in TABLE1_METRICS] for m in methods]
+    frame = pd.DataFrame(data, index=pd.MultiIndex.from_tuples([(m, PAPER) for m in methods],
+                                                                names=["method", "source"]),
+                         columns=pd.MultiIndex.from_tuples([(k, m) for k in kinds for m in TABLE1_METRICS],
+                                                           names=["group", "metric"]), dtype=float)
+    higher = {m: info(m).higher_is_better for m in TABLE1_METRICS}
+    best = best_mask(frame, higher, np.ones(len(frame), dtype=bool))
+    sizes = ", ".join(f"{k} n = {v}" for k, v in paper_data.table1_samples().items())
+    caption = (f"Paper Table 1 as reported in the ASUKA paper (512x512; {sizes}). These are the paper's "
+               f"figures, not measurements of this run. Bold: the paper's best per column.")
+    return Table("paper_table1", "Paper Table 1 (reported figures)", caption, frame, best, [PAPER] * len(methods),
+                 higher)
+
+
+def paper_table2() -> Table:
+    """The paper's Table 2 (a), (b), (d) ablations on MISATO; bold = best within each sub-table."""
+    reported = paper_data.table2()
+    labels = [TABLE2_LABELS.get(t, t) for t in reported["table"]]
+    index = pd.MultiIndex.from_arrays([labels, reported["variant"]], names=["table", "variant"])
+    frame = pd.DataFrame(reported[list(TABLE1_METRICS)].to_numpy(dtype=float), index=index,
+                         columns=pd.MultiIndex.from_tuples([("MISATO", m) for m in TABLE1_METRICS],
+                                                           names=["group", "metric"]))
+    higher = {m: info(m).higher_is_better for m in TABLE1_METRICS}
+    blocks = [np.asarray(reported["table"] == t) for t in dict.fromkeys(reported["table"])]
+    best = best_mask(frame, higher, np.ones(len(frame), dtype=bool), blocks)
+    caption = ("Paper Table 2 (a) MAE pre-trained vs fine-tuned, (b) alignment module, (d) decoder: ablations "
+               "on MISATO as reported in the ASUKA paper (not measured here). Bold: best within each sub-table.")
+    return Table("paper_table2", "Paper Table 2 (reported ablations)", caption, frame, best,
+                 [PAPER] * len(frame), higher)
+
+
+def paper_table2c() -> Table:
+    """The paper's Table 2 (c) user study: top-1 selection ratio (%), 40 images, 100 answers."""
+    reported = paper_data.table2c_user_study()
+    metrics = [c for c in reported.columns if c != "method"]
+    frame = pd.DataFrame(reported[metrics].to_numpy(dtype=float),
+                         index=pd.MultiIndex.from_arrays([reported["method"], [PAPER] * len(reported)],
+                                                         names=["method", "source"]),
+                         columns=pd.MultiIndex.from_tuples([("User study", m) for m in metrics],
+                                                           names=["group", "metric"]))
+    higher = {m: info(m).higher_is_better for m in metrics}
+    best = best_mask(frame, higher, np.ones(len(frame), dtype=bool))
+    caption = ("Paper Table 2 (c): user study as reported in the ASUKA paper, top-1 selection ratio in % "
+               "(40 images, 100 answers). Bold: the paper's best per column.")
+    return Table("paper_table2c", "Paper Table 2 (c): user study (reported)", caption, frame, best,
+                 [PAPER] * len(frame), higher)
+
+
+def build_tables(results: list[Result], paper: bool = True) -> list[Table]:
+    """Every table a report shows, in order: Table 1, all metrics, per-domain, then the paper's tables."""
+    tables = [build_table1(results, paper=paper), build_metrics_table(results), *build_domain_tables(results)]
+    if paper:
+        tables += [paper_table1(), paper_table2(), paper_table2c()]
+    return tables

@@ -1,0 +1,332 @@
+"""Leaderboard: layout from the hand-written fixture results in tests/fixtures/results/.
+
+Expected values are derived in the tests from the fixture JSONs and the paper CSV (read here with the csv
+module), never typed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from leaderboard import ResultFileError, build_table1, collect, write_reports
+from leaderboard.metrics import TABLE1_METRICS, info
+from leaderboard.render import escape_latex, read_table_csv, render_latex, render_markdown, table_csv
+from leaderboard.tables import build_domain_tables, build_tables, paper_table2
+
+FIXTURES = Path(__file__).parent / "fixtures" / "results"
+REFERENCE = Path(__file__).resolve().parents[1] / "leaderboard" / "data" / "paper_table1.csv"
+EVIL = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>"
+STEMS = ("0000", "0500", "1000", "1500")
+CHROMIUM = Path("/usr/bin/chromium")
+PAPER_NAME = {"lama": "LaMa", "asuka-sd": "ASUKA"}  # the fixtures' methods that the paper reports
+
+
+def fixture_json() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(FIXTURES.glob("*.json"))]
+
+
+def paper_rows() -> dict[tuple[str, str], dict[str, float]]:
+    with open(REFERENCE, newline="") as handle:
+        return {(r["method"], r["dataset"]): {m: float(r[m]) for m in TABLE1_METRICS} for r in csv.DictReader(handle)}
+
+
+def expected_best(kind: str, metric: str) -> set[str]:
+    """Methods holding the best value of (kind, metric) in the fixtures, by the files' direction."""
+    values = {d["method"]: d["metrics"]["overall"][metric] for d in fixture_json()
+              if d["dataset"]["kind"] == kind and metric in d["metrics"]["overall"]}
+    pick = max if d_higher(metric) else min
+    target = pick(values.values())
+    return {m for m, v in values.items() if v == target}
+
+
+def d_higher(metric: str) -> bool:
+    return fixture_json()[0]["higher_is_better"][metric]
+
+
+def md_rows(markdown: str, title: str) -> tuple[list[str], list[list[str]]]:
+    """Header cells and body rows of the Markdown table under `### title`."""
+    section = markdown.split(f"### {title}", 1)[1].split("\n### ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    split = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+    return split[0], split[1:]
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path) -> Path:
+    """The fixture results plus a tiny MISATO-style dataset and predictions they point at (relative paths)."""
+    root = tmp_path / "results"
+    shutil.copytree(FIXTURES, root)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    for stem in (*STEMS, "1600"):
+        image = np.stack([xx * 3, yy * 3, (xx + yy) * 2], -1).astype(np.uint8)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[16:48, 20:44] = 255
+        for folder, array in (("dataset/image", image), ("dataset/mask", mask)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / folder / f"{stem}.png")
+        for method in ("lama", "telea", "asuka-sd", "evil"):
+            prediction = image.copy()
+            prediction[16:48, 20:44] = rng.integers(0, 256, 3)
+            (root / "predictions" / method).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(prediction).save(root / "predictions" / method / f"{stem}.png")
+    return root
+
+
+# ---------------------------------------------------------------- collecting
+def test_collect_finds_every_fixture_and_skips_other_json(tmp_path: Path) -> None:
+    shutil.copytree(FIXTURES, tmp_path / "r")
+    (tmp_path / "r" / "nested").mkdir()
+    (tmp_path / "r" / "nested" / "manifest.json").write_text('{"method": "x", "seeds": {}}')
+    results = collect([tmp_path / "r"])
+    assert len(results) == len(fixture_json())
+    assert {r.method for r in results} == {d["method"] for d in fixture_json()}
+
+
+def test_schema_version_error_names_the_file(tmp_path: Path) -> None:
+    data = fixture_json()[0]
+    data["schema_version"] = 2
+    bad = tmp_path / "x__y__z.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ResultFileError, match=re.escape(str(bad)) + ".*schema_version 2"):
+        collect([tmp_path])
+
+
+def test_missing_key_and_duplicate_method_errors(tmp_path: Path) -> None:
+    data = fixture_json()[0]
+    del data["protocol"]
+    (tmp_path / "a__b__c.json").write_text(json.dumps(data))
+    with pytest.raises(ResultFileError, match="protocol"):
+        collect([tmp_path / "a__b__c.json"])
+    lama = FIXTURES / "lama__misato-512__comod.json"
+    twin = tmp_path / "twin__misato-512__comod.json"
+    twin.write_text(lama.read_text())
+    with pytest.raises(ResultFileError, match="two results for method 'lama'"):
+        build_table1(collect([lama, twin]))
+
+
+# ---------------------------------------------------------------- Table 1
+def test_table1_layout_bold_and_paper_rows() -> None:
+    results = collect([FIXTURES])
+    table = build_table1(results)
+    groups = [g for g, _ in table.groups()]
+    assert groups == ["MISATO", "Places2", "my-photos"]  # custom dataset: its own group, by name
+    assert all(metrics == list(TABLE1_METRICS) for _, metrics in table.groups())
+
+    markdown = render_markdown([table])
+    header, rows = md_rows(markdown, table.title)
+    assert header[:2] == ["Method", "Source"]
+    assert header[2:6] == [f"MISATO · {info(m).label} {'↑' if d_higher(m) else '↓'}" for m in TABLE1_METRICS]
+    latex = render_latex([table])
+    for kind in ("MISATO", "Places2"):
+        for metric in TABLE1_METRICS:
+            column = header.index(f"{kind} · {info(metric).label} {'↑' if d_higher(metric) else '↓'}")
+            bold = {r[0] for r in rows if r[column].startswith("**")}
+            best = {m.replace("<", "&lt;") for m in expected_best(kind, metric)}
+            assert bold == best, (kind, metric)
+            # paper and diff rows are never bold
+            assert all(not r[column].startswith("**") for r in rows if r[1] != "measured")
+            for method in best:
+                value = table.frame.loc[(method, "measured"), (kind, metric)]
+                assert rf"\textbf{{{value:.{info(metric).decimals}f}}}" in latex
+
+    # Paper rows: present for matched names only, separate source, diff = fixture - paper CSV.
+    reference = paper_rows()
+    sources = {(m, s) for m, s in table.frame.index}
+    for d in fixture_json():
+        method = d["method"]
+        assert (method, "measured") in sources
+        assert ((method, "paper") in sources) == (method in PAPER_NAME)
+    for method, name in PAPER_NAME.items():
+        for d in fixture_json():
+            kind = d["dataset"]["kind"]
+            if d["method"] != method or kind not in ("MISATO", "Places2"):
+                continue
+            for metric in TABLE1_METRICS:
+                measured = d["metrics"]["overall"][metric]
+                reported = reference[(name, kind)][metric]
+                assert table.frame.loc[(method, "paper"), (kind, metric)] == reported
+                assert table.frame.loc[(method, "diff"), (kind, metric)] == pytest.approx(measured - reported)
+                text = f"{measured - reported:+.{info(metric).decimals}f}"
+                row = next(r for r in rows if r[0] == method and r[1] == "diff")
+                assert text in row
+    assert "protocol comod v1" in table.caption and "n = 4" in table.caption and "n = 36500" in table.caption
+    assert table.frame.loc[("telea", "measured"), ("MISATO", "fid")] != table.frame.loc[
+        ("telea", "measured"), ("MISATO", "fid")]  # NaN: unavailable
+    assert any("FID unavailable for telea" in note and "misato weights fetch" in note for note in table.notes)
+
+
+def test_no_paper_rows_when_disabled() -> None:
+    table = build_table1(collect([FIXTURES]), paper=False)
+    assert set(s for _, s in table.frame.index) == {"measured"}
+    assert "paper" not in {t.key for t in build_tables(collect([FIXTURES]), paper=False)}
+
+
+def test_different_protocols_become_separate_groups(tmp_path: Path) -> None:
+    for path in FIXTURES.glob("*misato-512*.json"):
+        data = json.loads(path.read_text())
+        shutil.copy(path, tmp_path / path.name)
+        data["protocol"] = {"name": "asuka", "version": 1}
+        (tmp_path / path.name.replace("__comod", "__asuka")).write_text(json.dumps(data))
+    table = build_table1(collect([tmp_path]))
+    assert sorted(g for g, _ in table.groups()) == ["MISATO (asuka v1)", "MISATO (comod v1)"]
+    assert "protocol asuka v1" in table.caption and "protocol comod v1" in table.caption
+
+
+# ---------------------------------------------------------------- other tables
+def test_per_domain_table() -> None:
+    (table,) = build_domain_tables(collect([FIXTURES]))
+    assert [g for g, _ in table.groups()] == ["landscape", "indoor", "building", "background"]
+    misato = [d for d in fixture_json() if d["dataset"]["kind"] == "MISATO"]
+    for d in misato:
+        for domain, values in d["metrics"]["per_domain"].items():
+            for metric, value in values.items():
+                if metric != "n":
+                    assert table.frame.loc[(d["method"], "measured"), (domain, metric)] == value
+    for domain in ("landscape", "background"):
+        for metric in ("lpips", "psnr"):
+            values = {d["method"]: d["metrics"]["per_domain"][domain][metric] for d in misato}
+            best = (max if d_higher(metric) else min)(values.values())
+            marked = {m for (m, _), flag in table.best[(domain, metric)].items() if flag}
+            assert marked == {m for m, v in values.items() if v == best}
+    assert "landscape n = 1" in table.caption
+
+
+def test_paper_table2_best_within_each_subtable() -> None:
+    table = paper_table2()
+    reference = pd.read_csv(REFERENCE.with_name("paper_table2.csv"))
+    assert len(table.frame) == len(reference)
+    for sub, rows in reference.groupby("table"):
+        best = rows["fid"].min()
+        marked = table.best[("MISATO", "fid")].to_numpy()[rows.index.to_numpy()]
+        assert (marked == (rows["fid"] == best).to_numpy()).all(), sub
+    assert "(a) MAE" in render_markdown([table])
+
+
+def test_csv_round_trip(tmp_path: Path) -> None:
+    for table in build_tables(collect([FIXTURES])):
+        path = tmp_path / f"{table.key}.csv"
+        path.write_text(table_csv(table))
+        back = read_table_csv(path)
+        pd.testing.assert_frame_equal(back.frame, table.frame, check_names=True)
+        pd.testing.assert_frame_equal(back.best, table.best)
+        assert back.row_kind == table.row_kind
+    assert EVIL in pd.read_csv(tmp_path / "table1.csv", dtype=str)["method"].tolist()
+
+
+# ---------------------------------------------------------------- escaping
+def test_markup_from_files_is_escaped_in_md_and_latex() -> None:
+    tables = build_tables(collect([FIXTURES]))
+    markdown = render_markdown(tables)
+    assert "<script" not in markdown and "<img" not in markdown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;'&amp;" in markdown
+    latex = render_latex(tables)
+    assert r"\textless{}script\textgreater{}alert(1)\textless{}/script\textgreater{}" in latex
+    assert escape_latex("50% a_b & {c} #1 $x$ ~^\\") == (
+        r"50\% a\_b \& \{c\} \#1 \$x\$ \textasciitilde{}\textasciicircum{}\textbackslash{}")
+
+
+class _Dom(HTMLParser):
+    """Collects element names, attributes and text of an HTML document."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html_text: str) -> _Dom:
+    dom = _Dom()
+    dom.feed(html_text)
+    return dom
+
+
+def check_report_dom(dom: _Dom) -> None:
+    tags = [t for t, _ in dom.tags]
+    assert "script" not in tags
+    assert not any(k.startswith("on") for _, attrs in dom.tags for k in attrs)
+    images = [a for t, a in dom.tags if t == "img"]
+    # 4 rows x (masked input + 4 methods + ground truth), all embedded
+    assert len(images) == len(STEMS) * 6
+    assert all((a.get("src") or "").startswith("data:image/jpeg;base64,") for a in images)
+    assert tags.count("table") >= 4
+    text = "".join(dom.text)
+    assert EVIL in text  # shown literally, as text
+    assert "LPIPS 0.188" in text  # per-image score of the evil method at 0000, from its per-image CSV
+
+
+def test_html_report_is_self_contained_and_escaped(workspace: Path, tmp_path: Path) -> None:
+    written = write_reports([workspace], tmp_path / "out", formats=["html"])
+    html_text = written["html"].read_text()
+    assert "http://" not in html_text and "https://" not in html_text and "<link" not in html_text
+    dom = parse(html_text)
+    check_report_dom(dom)
+    first = next(a["src"] for t, a in dom.tags if t == "img")
+    thumb = Image.open(io.BytesIO(base64.b64decode(first.split(",", 1)[1])))
+    assert thumb.size == (64, 64) and thumb.mode == "RGB"
+
+
+def test_grid_samples_option_and_missing_pieces(workspace: Path, tmp_path: Path) -> None:
+    shutil.rmtree(workspace / "predictions" / "telea")
+    written = write_reports([workspace], tmp_path / "out", formats=["html"], samples=["1600", "9999"], thumb=32)
+    dom = parse(written["html"].read_text())
+    text = "".join(dom.text)
+    assert "1600" in text and "samples not in misato-512: 9999" in text
+    assert "no prediction 1600" in text
+    assert len([t for t, _ in dom.tags if t == "img"]) == 5  # one row: input, 3 methods, ground truth
+
+
+def test_cli_writes_all_formats(workspace: Path, tmp_path: Path, capsys) -> None:
+    from misato.cli import main
+
+    out = tmp_path / "out"
+    assert main(["table", str(workspace), "--out", str(out), "--format", "md,tex,csv", "--no-paper"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("leaderboard.md", "leaderboard.tex", "table1.csv", "per_domain.csv"):
+        assert (out / name).is_file() and str(out / name) in printed
+    assert not (out / "report.html").exists() and not (out / "paper_table1.csv").exists()
+    assert main(["table", str(workspace), "--out", str(out), "--format", "pdf"]) == 1
+
+
+# ---------------------------------------------------------------- real browser
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", *args],
+        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
+                    reason="Debian chromium not installed (apt-get install chromium); required on CI")
+def test_html_report_in_headless_chromium(workspace: Path, tmp_path: Path) -> None:
+    report = write_reports([workspace], tmp_path / "out", formats=["html"])["html"]
+    done = _chromium(["--dump-dom", report.as_uri()], tmp_path / "profile")
+    assert done.returncode == 0, done.stderr[-2000:]
+    check_report_dom(parse(done.stdout))  # the DOM the browser built: tables, images, no injected elements
+    shot = tmp_path / "shot.png"
+    done = _chromium(["--hide-scrollbars", "--window-size=1200,1600", f"--screenshot={shot}", report.as_uri()],
+                     tmp_path / "profile")
+    assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float32)
+    assert pixels.std() > 10  # rendered content, not a blank page
