@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from misato.masks import (
-    ASUKA_TRAIN,
     MISATO,
     PRESETS,
     MaskSample,
