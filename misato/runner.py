@@ -25,7 +25,7 @@ import logging
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -274,9 +274,9 @@ def inpaint_dataset(
 ) -> Path:
     """Inpaint `dataset` with `inpainter` into `out_dir`; returns the manifest path.
 
-    dataset: a `Dataset` or a folder for `misato.data.load_dataset`. inpainter: an instance, or a
-    method spec for `baselines.registry` (built with `device`, `weight_paths`, `allow_download` and
-    `options`). limit: only the first `limit` samples in sorted stem order. The manifest's `status` is
+    dataset: a `Dataset` or a folder for `misato.data.load_dataset`. inpainter: a method spec for
+    `baselines.registry`, built here with `device`, `weight_paths`, `allow_download` and `options`; or
+    an instance, already built (those four arguments are then only recorded). limit: only the first `limit` samples in sorted stem order. The manifest's `status` is
     "complete" once every selected sample is finished. See the module docstring for files, seeds,
     resumption and data parallelism (run under `accelerate launch` to shard across processes).
     """
@@ -304,14 +304,21 @@ def inpaint_dataset(
     base = {
         "schema": MANIFEST_SCHEMA,
         "fingerprint": expected,
-        "method": {"spec": method_spec or inpainter.config()["class"], **inpainter.config()},
+        "method": {
+            "spec": method_spec or inpainter.config()["class"],
+            **inpainter.config(),
+            "policy": asdict(inpainter.policy),
+            "batched": inpainter.batched,
+            "deterministic": inpainter.deterministic,
+        },
         "arguments": {
             "dataset": str(dataset.root), "seed": seed, "batch_size": batch_size, "limit": limit,
             "device": device, "weight_paths": dict(weight_paths or {}), "allow_download": allow_download,
             "options": dict(options or {}),
         },
         "dataset": {"name": dataset.name, "root": str(dataset.root), "num_samples": len(dataset),
-                    "num_selected": len(stems), "mask_hole_is_white": dataset.mask_hole_is_white},
+                    "num_selected": len(stems), "mask_hole_is_white": dataset.mask_hole_is_white,
+                    "content_sha256": dataset.content_hash()},
         "compositing": "rint(raw_uint8 * hole + gt_uint8 * (1 - hole)), hole = mask file >= 128",
         "value_policy": _value_policy(),
         "device": device_record(inpainter.device),

@@ -108,6 +108,8 @@ def test_outputs_and_manifest(dataset_dir, tmp_path):
         assert not np.array_equal(raw[hole == 0], gt[hole == 0])  # raw is the model output, not composited
     assert record["method"]["class"] == "baselines.dummy:MeanColourInpainter"
     assert record["method"]["options"]["noise"] == 0.1
+    assert record["method"]["policy"] == {"pad_multiple": 1, "min_size": 0, "square": False}
+    assert record["dataset"]["content_sha256"] == load_dataset(dataset_dir).content_hash()
     assert record["arguments"]["seed"] == 3 and record["arguments"]["batch_size"] == 2
     assert record["device"]["device"] == "cpu"
     assert record["packages"]["torch"] and record["misato_version"]
@@ -216,3 +218,29 @@ def test_two_processes_with_accelerate_match_one(dataset_dir, tmp_path):
     assert record["world_size"] == 2 and record["status"] == "complete"
     assert {s: r["rank"] for s, r in record["samples"].items()} == {f"{i:04d}": i % 2 for i in range(6)}
     assert folder_bytes(out) == folder_bytes(single)
+
+
+def test_cli_weight_flag_reaches_lama(dataset_dir, tmp_path, capsys):
+    import warnings
+
+    import torch
+
+    class Grey(torch.nn.Module):  # big-lama's signature: (image, mask 1 = hole) -> composited image
+        def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return image * (1 - mask) + mask * 0.5
+
+    weights = tmp_path / "grey.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(Grey()).save(str(weights))
+    out = tmp_path / "lama"
+    code = cli_main(["inpaint", "--method", "lama", "--dataset", str(dataset_dir), "--out", str(out), "--limit", "1",
+                     "--device", "cpu", "--weight", f"lama-big={weights}", "--no-progress"])
+    assert code == 0
+    (record,) = manifest(out)["method"]["weights"]
+    assert record["path"] == str(weights) and record["matches"] is False
+    hole = read_mask(dataset_dir / "mask" / "0000.png") == 1
+    assert np.all(read_rgb(out / "composite" / "0000.png")[hole] == 128)  # rint(0.5 * 255)
+    missing = cli_main(["inpaint", "--method", "lama", "--dataset", str(dataset_dir), "--out", str(tmp_path / "x"),
+                        "--device", "cpu", "--weight", f"lama-big={tmp_path / 'absent.pt'}", "--no-progress"])
+    assert missing == 1 and "lama-big" in capsys.readouterr().err
