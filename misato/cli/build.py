@@ -47,6 +47,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--coco-annotations", type=Path, help="matching instances_*.json")
     src.add_argument("--coco-selection", choices=["cluster", "random"], default="cluster",
                      help="COCO images by clustering (default) or a seeded random draw (paper: unstated)")
+    src.add_argument("--object-annotations", type=Path,
+                     help="COCO instances file for object-shape masks (default: --coco-annotations; none: irregular only)")
     src.add_argument("--coco-candidates", type=int, default=20,
                      help="fallback images per COCO slot when one has too little background (default 20)")
 
@@ -103,6 +105,7 @@ def _build_misato(args: argparse.Namespace) -> int:
                          size_1024=args.with_1024, mask_naming_1024=args.mask_naming_1024, resample=args.resample or "lanczos",
                          coco_selection=args.coco_selection, coco_candidates=args.coco_candidates,
                          features=features, cache_dir=args.cache, workers=args.workers,
+                         object_annotations=args.object_annotations,
                          progress=not args.no_progress)
     manifest = build_misato(config)
     print(f"{args.out}: {len(manifest['samples'])} samples, {len(manifest['files'])} files")
@@ -122,7 +125,8 @@ def _build_places2(args: argparse.Namespace) -> int:
         raise ValueError("target places2 needs --places2-val DIR")
     config = Places2Config(val_dir=args.places2_val, out=args.out, seed=args.seed, size=args.size,
                            mode=args.places2_mode, resample=args.resample or "bilinear",
-                           limit=args.limit, workers=args.workers, progress=not args.no_progress)
+                           limit=args.limit, workers=args.workers, progress=not args.no_progress,
+                           object_annotations=args.object_annotations or args.coco_annotations)
     manifest = build_places2(config)
     print(f"{args.out}: {len(manifest['samples'])} samples")
     return 0
