@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from leaderboard import ResultFileError, build_table1, collect, write_reports
+from leaderboard import ResultFileError, build_table1, collect, results_frame, write_reports
 from leaderboard.metrics import TABLE1_METRICS, info
 from leaderboard.render import escape_latex, read_table_csv, render_latex, render_markdown, table_csv
 from leaderboard.tables import build_domain_tables, build_tables, paper_table2
@@ -96,6 +96,13 @@ def test_collect_finds_every_fixture_and_skips_other_json(tmp_path: Path) -> Non
     results = collect([tmp_path / "r"])
     assert len(results) == len(fixture_json())
     assert {r.method for r in results} == {d["method"] for d in fixture_json()}
+    tidy = results_frame(results)
+    expected = sum(len(d["metrics"]["overall"]) - 1 + sum(len(v) - 1 for v in d["metrics"]["per_domain"].values())
+                   for d in fixture_json())
+    assert len(tidy) == expected
+    lama = tidy[(tidy.method == "lama") & (tidy.kind == "MISATO") & (tidy.domain == "indoor") & (tidy.metric == "psnr")]
+    assert lama["value"].tolist() == [json.loads((FIXTURES / "lama__misato-512__comod.json").read_text())[
+        "metrics"]["per_domain"]["indoor"]["psnr"]]
 
 
 def test_schema_version_error_names_the_file(tmp_path: Path) -> None:
@@ -241,6 +248,18 @@ def test_markup_from_files_is_escaped_in_md_and_latex() -> None:
         r"50\% a\_b \& \{c\} \#1 \$x\$ \textasciitilde{}\textasciicircum{}\textbackslash{}")
 
 
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (texlive-latex-recommended)")
+def test_latex_compiles_with_booktabs(tmp_path: Path) -> None:
+    (tmp_path / "tables.tex").write_text(render_latex(build_tables(collect([FIXTURES]))))
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[landscape,margin=1cm]{geometry}\n"
+        "\\begin{document}\n\\input{tables.tex}\n\\end{document}\n")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
 class _Dom(HTMLParser):
     """Collects element names, attributes and text of an HTML document."""
 
@@ -295,6 +314,39 @@ def test_grid_samples_option_and_missing_pieces(workspace: Path, tmp_path: Path)
     assert "1600" in text and "samples not in misato-512: 9999" in text
     assert "no prediction 1600" in text
     assert len([t for t, _ in dom.tags if t == "img"]) == 5  # one row: input, 3 methods, ground truth
+
+
+def test_grid_shows_predictions_pasted_back(workspace: Path, tmp_path: Path) -> None:
+    """paste_back results are shown as scored: ground truth outside the hole, whatever the file holds there."""
+    for path in (workspace / "predictions" / "lama").glob("*.png"):
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path)  # black everywhere, hole included
+    lama = workspace / "lama__misato-512__comod.json"
+    written = write_reports([lama], tmp_path / "out", formats=["html"], samples=["0000"], thumb=64)
+    images = [a["src"] for t, a in parse(written["html"].read_text()).tags if t == "img"]
+    decoded = [np.asarray(Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))), np.float32) for s in images]
+    prediction, truth = decoded[1], decoded[2]
+    known = np.ones((64, 64), bool)
+    known[16:48, 20:44] = False
+    ground = np.asarray(Image.open(workspace / "dataset" / "image" / "0000.png"), np.float32)
+    assert np.abs(prediction[known] - ground[known]).mean() < 8  # JPEG tolerance; black would be ~100 away
+    assert prediction[~known].mean() < 20  # the hole keeps the prediction (black)
+    assert np.abs(truth - ground).mean() < 8
+
+
+def test_relative_roots_and_release_resolution(workspace: Path, monkeypatch) -> None:
+    from leaderboard import load_result
+
+    data = json.loads((workspace / "lama__misato-512__comod.json").read_text())
+    data["dataset"]["root"] = "results/dataset"  # relative to the scorer's working directory, not the JSON
+    data["dataset"]["name"] = "dataset-1024"  # load_dataset's name for a release root opened at 1024
+    (workspace / "sub").mkdir()
+    path = workspace / "sub" / "x__y__z.json"
+    path.write_text(json.dumps(data))
+    monkeypatch.chdir(workspace.parent)
+    result = load_result(path)
+    assert result.dataset_root == (workspace / "dataset").resolve()
+    assert result.dataset_resolution == 1024
+    assert result.predictions == (workspace / "sub" / "predictions" / "lama").resolve()  # beside the JSON
 
 
 def test_cli_writes_all_formats(workspace: Path, tmp_path: Path, capsys) -> None:

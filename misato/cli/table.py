@@ -6,7 +6,12 @@ import argparse
 
 HELP = "tabulate result JSON files: Markdown, LaTeX, CSV and a self-contained HTML report"
 
-EPILOG = """examples:
+EPILOG = """Columns are grouped by dataset kind (MISATO, Places2; a custom dataset by its name). Results of
+different protocols (or datasets, or paste-back settings) of one kind become separate column groups, never
+one ranked column. Paper rows show the ASUKA paper's figures beside methods whose names match, with
+diff = measured - paper; only measured rows are ranked (bold).
+
+examples:
   misato table results/ --out leaderboard/
   misato table results/lama__misato-512__comod.json results/telea__misato-512__comod.json --out out --format md,html
   misato table results/ --out out --samples 0000,0500,1000,1500 --no-paper
