@@ -174,16 +174,22 @@ class AsukaAlignment(nn.Module):
         return self.forward(prior).mean(dim=1)
 
     @classmethod
-    def from_released(cls, path: str | os.PathLike, dim: int, depth: int = 4) -> "AsukaAlignment":
-        """Load a released alignment file (`asuka_alignment_clip.pt` with dim 768, `asuka_alignment_t5.pt`
-        with dim 4096): a plain state dict of the release's `nn.Sequential`, loaded strictly after renaming."""
+    def from_released(cls, path: str | os.PathLike) -> "AsukaAlignment":
+        """Load a released alignment file (`asuka_alignment_clip.pt`: D = 768, `asuka_alignment_t5.pt`:
+        D = 4096): a plain state dict of the release's `nn.Sequential`, loaded strictly after renaming.
+        Widths and depth are read from the file; the depth must be a self-attention preset's (1 or 4)."""
         from baselines.asuka.convert import convert_released_alignment, load_checkpoint
 
+        raw = load_checkpoint(path)
+        if not isinstance(raw, dict) or "0.weight" not in {k.removeprefix("module.") for k in raw}:
+            raise ValueError(f"{path}: not a released alignment state dict (no '0.weight')")
+        depth = len({k.removeprefix("module.").split(".")[0] for k in raw}) - 2
         variants = {preset.depth: name for name, preset in ALIGNMENT_PRESETS.items() if preset.block == "self"}
         if depth not in variants:
-            raise ValueError(f"no alignment preset with {depth} self-attention blocks (known: {sorted(variants)})")
-        state = convert_released_alignment(load_checkpoint(path), depth=depth)
-        model = cls(dim=dim, variant=variants[depth])
+            raise ValueError(f"{path}: {depth} blocks; no self-attention preset has that depth ({sorted(variants)})")
+        state = convert_released_alignment(raw, depth=depth)
+        dim, in_dim = state["proj_in.weight"].shape
+        model = cls(dim=dim, variant=variants[depth], in_dim=in_dim)
         model.load_state_dict(state, strict=True)
         return model.eval().requires_grad_(False)
 
