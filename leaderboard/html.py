@@ -187,7 +187,8 @@ def _score_text(scores: pd.DataFrame | None, stem: str) -> str:
 
 def _figure(uri: str | None, alt: str, caption: str, missing: str | None = None) -> str:
     if uri is None:
-        return f'<td><div class="missing">{_e(missing or "missing")}</div><figcaption>{_e(caption)}</figcaption></td>'
+        return (f'<td><figure><div class="missing">{_e(missing or "missing")}</div>'
+                f"<figcaption>{_e(caption)}</figcaption></figure></td>")
     return (f'<td><figure><img src="{uri}" alt="{_e(alt)}"><figcaption>{_e(caption)}</figcaption>'
             f"</figure></td>")
 
@@ -198,8 +199,7 @@ def default_samples(stems: list[str], domains: list[str | None], count: int = 4)
         firsts = {}
         for stem, domain in zip(stems, domains):
             firsts.setdefault(domain, stem)
-        chosen = [s for d, s in firsts.items() if d is not None]
-        return chosen[:max(count, len(chosen))]
+        return [s for d, s in firsts.items() if d is not None]
     return stems[:count]
 
 

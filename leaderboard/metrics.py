@@ -23,7 +23,7 @@ METRICS: dict[str, MetricInfo] = {
     "p_ids": MetricInfo("P-IDS", 3, True),
     "psnr": MetricInfo("PSNR", 2, True),
     "ssim": MetricInfo("SSIM", 3, True),
-    "grad_error": MetricInfo("Grad. err.", 4, False),
+    "grad_error": MetricInfo("Grad. err.", 2, False),  # Sobel magnitude on 0-255 images: tens to hundreds
     "clip_score": MetricInfo("CLIP", 3, True),
     "kid": MetricInfo("KID", 4, False),
     "context_stability_pct": MetricInfo("Context stability (%)", 2, True),
