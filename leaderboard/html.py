@@ -280,6 +280,9 @@ def build_grids(results: list[Result], samples: list[str] | None = None, thumb: 
         chosen = dataset.subset([s for s in wanted if s in stems]).samples
         rows = [_sample_row(sample, hole_is_white, columns, thumb) for sample in chosen]
         grids.append(Grid(title, ["Masked input", *[c.label for c in columns], "Ground truth"], rows, notes))
+    for grid in grids:
+        for note in grid.notes:
+            logger.warning("%s: %s", grid.title, note)
     return grids
 
 

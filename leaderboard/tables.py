@@ -15,7 +15,6 @@ displayed precision, so displayed ties are all marked).
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 
@@ -25,8 +24,6 @@ import pandas as pd
 from leaderboard import paper as paper_data
 from leaderboard.metrics import ALL_METRICS, TABLE1_METRICS, info
 from leaderboard.results import Result, ResultFileError
-
-logger = logging.getLogger(__name__)
 
 MEASURED, PAPER, DIFF = "measured", "paper", "diff"
 KIND_ORDER: tuple[str, ...] = ("MISATO", "Places2", "custom")

@@ -10,11 +10,11 @@ import base64
 import csv
 import io
 import json
-import math
 import os
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -125,6 +125,14 @@ def test_missing_key_and_duplicate_method_errors(tmp_path: Path) -> None:
     twin.write_text(lama.read_text())
     with pytest.raises(ResultFileError, match="two results for method 'lama'"):
         build_table1(collect([lama, twin]))
+
+
+def test_leaderboard_imports_no_model_or_metric_code() -> None:
+    code = ("import sys, leaderboard, leaderboard.html, misato.cli.table; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'evaluators', 'baselines')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------- Table 1
