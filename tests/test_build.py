@@ -300,6 +300,27 @@ def test_clip_features_match_open_clip_directly(tree: dict[str, Path], tmp_path:
     np.testing.assert_array_equal(again, features)
 
 
+def test_clip_reads_torchscript_archives_like_openai_releases(tiny_clip: tuple[str, Path], tmp_path: Path) -> None:
+    """OpenAI's ViT-L-14.pt is a TorchScript archive that torch.load(weights_only=True) refuses."""
+    import open_clip
+    import torch
+
+    from misato.build.features import CLIP_PRESETS, ClipFeatures, is_torchscript
+
+    name, weights = tiny_clip
+    model = open_clip.create_model(name, pretrained=str(weights)).eval()
+    example = (torch.rand(1, 3, 64, 64), torch.zeros(1, 77, dtype=torch.long))
+    archive = tmp_path / "tiny-jit.pt"
+    torch.jit.save(torch.jit.trace(model, example, check_trace=False), archive)
+    assert is_torchscript(archive) and not is_torchscript(weights)
+    extractor = ClipFeatures(name, weights=archive)
+    images = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model.encode_image(images), dim=-1).numpy()
+    np.testing.assert_allclose(extractor.encode(images), expected, atol=1e-5)
+    assert CLIP_PRESETS["ViT-L-14"].quick_gelu  # OpenAI weights were trained with QuickGELU
+
+
 # --------------------------------------------------------------------------- selection
 
 

@@ -149,9 +149,10 @@ class ClipFeatures:
         self.model_name, self.quick_gelu, self.precision = model, bool(quick_gelu), precision
         self.device = device
         model_obj, _, preprocess = open_clip.create_model_and_transforms(
-            model, pretrained=str(path), force_quick_gelu=self.quick_gelu, device=device, precision=precision
+            model, pretrained=None, force_quick_gelu=self.quick_gelu, precision=precision
         )
-        self.model = model_obj.eval()
+        load_clip_weights(model_obj, path)
+        self.model = model_obj.to(device).eval()
         self.preprocess = preprocess
         self.dim = int(self.model.visual.output_dim)
         gelu = "-quickgelu" if self.quick_gelu else ""
@@ -177,6 +178,39 @@ class ClipFeatures:
         state = dict(self.__dict__)
         state["model"] = None
         return state
+
+
+def is_torchscript(path: str | os.PathLike) -> bool:
+    """True for a TorchScript archive (OpenAI's CLIP releases are), which `torch.load` cannot read safely."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def load_clip_weights(model: Any, path: str | os.PathLike) -> None:
+    """Load a CLIP checkpoint into an open_clip model, strictly.
+
+    OpenAI's files (e.g. ViT-L-14.pt) are TorchScript archives: open_clip only reads them through its
+    "openai" tag, and `torch.load(weights_only=True)` refuses them, so their parameters are taken with
+    `torch.jit.load` (which runs no pickled Python) and loaded by name, as open_clip does for the tag.
+    Other files go through `open_clip.load_checkpoint` with `weights_only=True`.
+    """
+    import open_clip
+    import torch
+
+    if is_torchscript(path):
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        # Scalars stored beside the weights by OpenAI, and buffers the model rebuilds itself (non-persistent,
+        # such as the causal attention mask, which traced archives keep): neither is a weight.
+        rebuilt = {name for name, _ in model.named_buffers()} - set(model.state_dict())
+        for key in ("input_resolution", "context_length", "vocab_size", *rebuilt):
+            state.pop(key, None)
+        model.load_state_dict(state, strict=True)
+    else:
+        open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
 
 
 FEATURE_KINDS: dict[str, Callable[..., FeatureExtractor]] = {"clip": ClipFeatures, "pixels": PixelFeatures}
