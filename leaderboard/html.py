@@ -299,10 +299,17 @@ def grid_html(grid: Grid) -> str:
     return "\n".join(parts)
 
 
-def render_html(tables: list[Table], grids: list[Grid], sources: list[Path],
+def _provenance(result: Result) -> str:
+    raw = result.raw
+    parts = [result.method, result.dataset_name, result.protocol_label, f"created {raw.get('created', '?')}",
+             f"git {raw.get('git_commit', '?')}"]
+    return f"<li><code>{_e(result.path)}</code>: {_e(' · '.join(str(p) for p in parts))}</li>"
+
+
+def render_html(tables: list[Table], grids: list[Grid], sources: list[Result],
                 title: str = "MISATO-bench leaderboard") -> str:
     """The whole report as one HTML string (UTF-8, no external resources, no scripts)."""
-    files = "".join(f"<li>{_e(p)}</li>" for p in sources)
+    files = "".join(_provenance(r) for r in sources)
     body = "\n".join([*(table_html(t) for t in tables), *(grid_html(g) for g in grids)])
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -70,6 +70,6 @@ def write_reports(
     if "html" in options.formats:
         grids = build_grids(results, list(options.samples) if options.samples else None, options.thumb)
         written["html"] = out / "report.html"
-        atomic_write_text(written["html"], render_html(tables, grids, [r.path for r in results]))
+        atomic_write_text(written["html"], render_html(tables, grids, results))
     logger.info("wrote %d leaderboard file(s) to %s", len(written), out)
     return written
