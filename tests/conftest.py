@@ -75,6 +75,18 @@ def _save(state: dict, path: Path) -> Path:
     return path
 
 
+@torch.no_grad()
+def _calibrate_batchnorm(net: torch.nn.Module, forward) -> None:
+    """Set BatchNorm running statistics from real photos, so random networks give well-spread features."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None
+    net.train()
+    forward()
+    net.eval()
+
+
 @pytest.fixture(scope="session")
 def random_weights(tmp_path_factory) -> dict[str, str]:
     """Explicit paths, by misato.weights key, to random-weight files of the real architectures."""
@@ -90,6 +102,9 @@ def random_weights(tmp_path_factory) -> dict[str, str]:
     ):
         tf_net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
     tv_net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True)
+    photos = torch.stack([torch.from_numpy(np.ascontiguousarray(p[:256, :256])).permute(2, 0, 1) for p in _photos()])
+    _calibrate_batchnorm(tf_net, lambda: tf_net(photos))
+    _calibrate_batchnorm(tv_net, lambda: tv_net(torch.nn.functional.interpolate(photos.float() / 127.5 - 1, size=299)))
     clip_model = open_clip.create_model("ViT-S-32", pretrained=None)
     return {
         "inception-tf": str(_save(tf_net.state_dict(), folder / "inception-tf.pth")),

@@ -1,0 +1,61 @@
+"""`misato score`: score a folder of predictions against a dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from misato.cli._common import add_device_arguments, add_weight_arguments, parse_weight_overrides
+
+HELP = "score a folder of predictions (PNG/JPG by sample stem) against a dataset"
+
+EPILOG = """examples:
+  misato score --dataset MISATO/512 --predictions out/lama/composite --method lama --out results/
+  misato score --dataset data/ --predictions preds/ --method mine --protocol asuka --metrics lpips,fid,u_ids,p_ids
+  misato score ... --weight inception-tf=/models/weights-inception-2015-12-05-6726825d.pth
+"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.add_argument("--dataset", required=True, help="dataset folder (image/ + mask/, or MISATO {512,1024}/...)")
+    parser.add_argument("--predictions", required=True, help="folder of predictions named by sample stem")
+    parser.add_argument("--method", required=True, help="method name recorded in the result")
+    parser.add_argument("--out", default="results", help="folder for the result JSON and per-image CSV")
+    parser.add_argument("--protocol", default="comod", help="comod (default), clean or asuka")
+    parser.add_argument("--metrics", help="comma-separated subset of: lpips,fid,u_ids,p_ids,kid,psnr,ssim,grad_error,clip_score")
+    parser.add_argument("--resolution", type=int, help="MISATO sub-folder (512 or 1024) when --dataset is the release root")
+    parser.add_argument("--kind", default=None, choices=["MISATO", "Places2", "custom"],
+                        help="leaderboard group (default: MISATO when stems are MISATO ids, else custom)")
+    parser.add_argument("--mask-keep-is-white", action="store_true", help="masks use white = keep (MAT convention)")
+    parser.add_argument("--no-paste-back", action="store_true", help="score raw predictions, without compositing")
+    parser.add_argument("--allow-degenerate-masks", action="store_true", help="score samples with empty or full masks")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the ground-truth feature cache")
+    parser.add_argument("--cache-dir", help="feature cache folder (default $MISATO_CACHE_DIR or ~/.cache/misato/features)")
+    parser.add_argument("--strict", action="store_true", help="fail when a metric's weights are missing")
+    add_device_arguments(parser)
+    add_weight_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from evaluators.scoring import ScoreConfig, score
+    from misato.data import load_dataset
+
+    dataset = load_dataset(args.dataset, args.resolution, mask_hole_is_white=not args.mask_keep_is_white)
+    config = ScoreConfig(
+        protocol=args.protocol,
+        metrics=tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None,
+        device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
+        paste_back=not args.no_paste_back, weights=parse_weight_overrides(args.weight),
+        allow_download=args.allow_download, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        strict=args.strict, allow_degenerate_masks=args.allow_degenerate_masks,
+    )
+    kind = args.kind or ("MISATO" if dataset.domains else "custom")
+    result = score(dataset, args.predictions, args.method, args.out, config, dataset_kind=kind)
+    print(json.dumps(result.record["metrics"]["overall"], indent=2))
+    for metric, reason in result.record["unavailable"].items():
+        print(f"unavailable: {metric}: {reason}")
+    print(f"wrote {result.json_path}\nwrote {result.csv_path}")
+    return 0

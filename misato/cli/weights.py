@@ -1,0 +1,65 @@
+"""`misato weights list|verify|fetch`: the pretrained files the suite knows."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "list, verify or download the registered pretrained weight files"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = sub.add_parser("list", help="every key, file name, URL and where it resolves now")
+    listing.set_defaults(handler=run_list)
+    verify = sub.add_parser("verify", help="hash every file found and compare with the registry")
+    verify.add_argument("keys", nargs="*", help="keys to verify (default: all)")
+    verify.set_defaults(handler=run_verify)
+    fetch = sub.add_parser("fetch", help="download files into $MISATO_WEIGHTS_DIR and check their sha256")
+    fetch.add_argument("keys", nargs="+", help="keys to download, or 'all'")
+    fetch.set_defaults(handler=run_fetch)
+
+
+def _status(key: str) -> tuple[str, str]:
+    from misato.weights import WeightsHashError, WeightsNotFoundError, resolve
+
+    try:
+        found = resolve(key)
+    except WeightsNotFoundError:
+        return "missing", "-"
+    except WeightsHashError as error:
+        return "BAD HASH", str(error)
+    verdict = {True: "ok", False: "MISMATCH", None: "found (no published hash)"}[found.matches]
+    return verdict, f"{found.path} [{found.source}]"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from misato.weights import all_specs, default_weights_dir, env_var
+
+    print(f"weights folder: {default_weights_dir()}  (set MISATO_WEIGHTS_DIR to change)")
+    for key, spec in all_specs().items():
+        state, where = _status(key)
+        print(f"\n{key}: {spec.filename}  [{state}]\n  {spec.description}\n  url: {spec.url}\n"
+              f"  sha256: {spec.sha256 or '(not published)'}\n  override: --weight {key}=PATH or ${env_var(key)}\n  found: {where}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from misato.weights import all_specs
+
+    keys = args.keys or list(all_specs())
+    bad = 0
+    for key in keys:
+        state, where = _status(key)
+        print(f"{key}: {state} {where}")
+        bad += state in ("MISMATCH", "BAD HASH")
+    return 1 if bad else 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from misato.weights import all_specs, resolve
+
+    keys = list(all_specs()) if args.keys == ["all"] else args.keys
+    for key in keys:
+        found = resolve(key, allow_download=True)
+        print(f"{key}: {found.path} [{found.source}]")
+    return 0

@@ -1,0 +1,95 @@
+"""Networks built by the evaluators equal the reference packages' own loading paths on the same weights."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from evaluators.features import EXTRACTORS, build_tf_inception, tf_inception_float_forward
+from evaluators.lpips_metric import build_lpips, lpips_distance
+from misato.weights import resolve
+
+
+def _images(n=3, size=80):
+    from skimage import data
+
+    photo = data.coffee()
+    return [np.ascontiguousarray(photo[i * 20 : i * 20 + size, i * 30 : i * 30 + size]) for i in range(n)]
+
+
+def _hub(monkeypatch, tmp_path, src: str, name: str) -> None:
+    """Place a file in a fresh torch-hub cache, where torchvision/lpips look for pretrained weights."""
+    folder = tmp_path / "hub-home" / "hub" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, folder / name)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub-home"))
+    torch.hub.set_dir(str(tmp_path / "hub-home" / "hub"))
+
+
+def test_lpips_equals_lpips_package(random_weights, monkeypatch, tmp_path):
+    import lpips
+
+    _hub(monkeypatch, tmp_path, random_weights["alexnet-torchvision"], "alexnet-owt-7be5be79.pth")
+    reference = lpips.LPIPS(net="alex", verbose=False).eval()  # loads the backbone through torchvision's cache
+    ours = build_lpips(resolve("alexnet-torchvision", random_weights["alexnet-torchvision"]), resolve("lpips-alex-lin"))
+    a, b = (torch.from_numpy(np.stack(x)).permute(0, 3, 1, 2).contiguous() for x in (_images(), _images()[1:] + _images()[:1]))
+    expected = reference(a.float() / 127.5 - 1, b.float() / 127.5 - 1).flatten()
+    got = lpips_distance(ours, a, b)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert float(got.min()) > 0
+
+
+def test_lpips_refuses_float_inputs(random_weights):
+    ours = build_lpips(resolve("alexnet-torchvision", random_weights["alexnet-torchvision"]), resolve("lpips-alex-lin"))
+    with pytest.raises(ValueError, match="uint8"):
+        lpips_distance(ours, torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))
+
+
+def test_torchvision_inception_equals_official_loading(random_weights, monkeypatch, tmp_path):
+    """The asuka extractor equals `inception_v3(weights=IMAGENET1K_V1)` + fc=Identity + weights.transforms()."""
+    from torchvision.models import Inception_V3_Weights, inception_v3
+
+    _hub(monkeypatch, tmp_path, random_weights["inception-torchvision"], "inception_v3_google-0cc3c7bd.pth")
+    reference = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1)
+    reference.fc = torch.nn.Identity()
+    reference.eval()
+    transform = Inception_V3_Weights.DEFAULT.transforms()
+    images = _images(2, size=120)
+    with torch.no_grad():
+        expected = reference(torch.stack([transform(Image.fromarray(x)) for x in images]))
+    extractor = EXTRACTORS["inception-torchvision"](resolve("inception-torchvision", random_weights["inception-torchvision"]), torch.device("cpu"))
+    pre = extractor.preprocess()
+    got = extractor.forward(torch.stack([pre(x) for x in images]))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_tf_inception_float_path_equals_uint8_path(random_weights):
+    net = build_tf_inception(random_weights["inception-tf"])
+    x = torch.from_numpy(np.stack([np.asarray(Image.fromarray(i).resize((299, 299))) for i in _images(2)])).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        expected = net(x)[0]
+        got = tf_inception_float_forward(net, x.float())
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="299"):
+        tf_inception_float_forward(net, torch.zeros(1, 3, 64, 64))
+
+
+def test_clean_resize_is_clean_fid(random_weights):
+    from cleanfid.resize import make_resizer
+
+    extractor = EXTRACTORS["inception-tf-clean"](resolve("inception-tf", random_weights["inception-tf"]), torch.device("cpu"))
+    image = _images(1)[0]
+    expected = make_resizer("PIL", False, "bicubic", (299, 299))(image)
+    got = extractor.preprocess()(image)
+    np.testing.assert_array_equal(got.permute(1, 2, 0).numpy(), expected)
+
+
+def test_tf_inception_loads_weights_only(random_weights, tmp_path):
+    """A pickle that is not a plain state dict is refused instead of unpickled."""
+    bad = tmp_path / "bad.pth"
+    torch.save({"x": torch.zeros(1), "obj": Path("/")}, bad)
+    with pytest.raises(Exception):
+        build_tf_inception(bad)

@@ -1,0 +1,81 @@
+"""U-IDS / P-IDS against a direct scikit-learn computation; KID against torch-fidelity."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+from sklearn.svm import LinearSVC
+
+from evaluators.functional.ids import inception_discriminative_scores
+from evaluators.functional.kid import kernel_inception_distance
+
+
+def _paired(seed=0, n=200, d=32):
+    rng = np.random.default_rng(seed)
+    real = rng.normal(size=(n, d))
+    fake = real + rng.normal(scale=0.8, size=(n, d)) + 0.15
+    return real, fake
+
+
+def _direct(real, fake, pca=None):
+    x = np.concatenate([real, fake])
+    if pca:
+        x = PCA(pca, random_state=0).fit_transform(x)
+    y = np.array([1] * len(real) + [0] * len(fake))
+    svm = LinearSVC(dual=False).fit(x, y)
+    u = 1 - svm.score(x, y)
+    p = np.mean(svm.decision_function(x[len(real):]) > svm.decision_function(x[: len(real)]))
+    return u, p
+
+
+def test_equals_direct_sklearn():
+    real, fake = _paired()
+    u, p = inception_discriminative_scores(real, fake)
+    eu, ep = _direct(real, fake)
+    assert (u, p) == (pytest.approx(eu, abs=1e-12), pytest.approx(ep, abs=1e-12))
+    assert 0 < u < 0.5 and 0 < p < 0.5
+
+
+def test_pca_variant_equals_direct_sklearn():
+    real, fake = _paired(n=150, d=40)
+    assert inception_discriminative_scores(real, fake, pca_dim=20) == pytest.approx(_direct(real, fake, pca=20))
+
+
+def test_p_ids_depends_on_pairing_u_ids_does_not():
+    real, fake = _paired(seed=1)
+    u, p = inception_discriminative_scores(real, fake)
+    shuffled = fake[np.random.default_rng(2).permutation(len(fake))]
+    u2, p2 = inception_discriminative_scores(real, shuffled)
+    assert u2 == pytest.approx(u, abs=1e-9)
+    assert abs(p2 - p) > 0.02
+
+
+def test_unpaired_shapes_refused():
+    real, fake = _paired()
+    with pytest.raises(ValueError, match="paired"):
+        inception_discriminative_scores(real, fake[:-1])
+
+
+def test_pca_needs_enough_rows():
+    real, fake = _paired(n=10, d=64)
+    with pytest.raises(ValueError, match="PCA"):
+        inception_discriminative_scores(real, fake, pca_dim=50)
+
+
+def test_kid_equals_torch_fidelity():
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    real, fake = _paired(seed=3, n=120, d=16)
+    expected = kid_features_to_metric(
+        torch.from_numpy(fake), torch.from_numpy(real), kid_subsets=10, kid_subset_size=50, rng_seed=7,
+        kid_degree=3, kid_gamma=None, kid_coef0=1, verbose=False,
+    )
+    mean, std = kernel_inception_distance(real, fake, subsets=10, subset_size=50, seed=7)
+    assert mean == pytest.approx(expected["kernel_inception_distance_mean"], rel=1e-9)
+    assert std == pytest.approx(expected["kernel_inception_distance_std"], rel=1e-9)
+
+
+def test_kid_is_seeded():
+    real, fake = _paired(seed=4, n=80, d=8)
+    assert kernel_inception_distance(real, fake, 5, 30, seed=1) == kernel_inception_distance(real, fake, 5, 30, seed=1)
+    assert kernel_inception_distance(real, fake, 5, 30, seed=1) != kernel_inception_distance(real, fake, 5, 30, seed=2)
