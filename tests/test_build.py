@@ -522,6 +522,16 @@ def test_datasets_round_trip(built: Path, tmp_path: Path) -> None:
         np.testing.assert_array_equal(read_mask(a.mask_path), read_mask(b.mask_path))
 
 
+def test_cli_hf_target(built: Path, tmp_path: Path) -> None:
+    from misato.build.hf import load_hf
+    from misato.cli import main
+
+    assert main(["build", "hf", "--from", str(built), "--resolution", "1024", "--out", str(tmp_path / "hf")]) == 0
+    table = load_hf(tmp_path / "hf")
+    assert len(table) == 3 * CLUSTERS and table[0]["image"].size == (1024, 1024)
+    assert set(table["domain"]) == {"landscape", "indoor", "building"}
+
+
 def test_released_archive_and_folder(built: Path, tmp_path: Path) -> None:
     from misato.build.released import open_released
 
@@ -562,6 +572,16 @@ def test_places2_set(tmp_path: Path) -> None:
         np.testing.assert_array_equal(read_mask(sample.mask_path), expected.mask.astype(np.float32))
         assert read_rgb(sample.image_path).shape == (256, 256, 3)
     assert verify_folder(tmp_path / "p2").ok
-    crop = build_places2(Places2Config(val_dir=val, out=tmp_path / "p2crop", size=320, mode="crop", progress=False))
-    assert crop["samples"][0]["crop_box"][2] - crop["samples"][0]["crop_box"][0] == 320
     assert len(manifest["files"]) == 10
+    from misato.cli import main
+
+    assert main(["build", "places2", "--places2-val", str(val), "--out", str(tmp_path / "p2crop"), "--size", "160",
+                 "--places2-mode", "crop", "--limit", "2", "--no-progress"]) == 0
+    crop = json.loads((tmp_path / "p2crop" / "manifest.json").read_text())
+    assert len(crop["samples"]) == 2 and crop["config"]["mode"] == "crop"
+    box = crop["samples"][0]["crop_box"]
+    w, h = crop["samples"][0]["source"]["size"]
+    assert box[2] - box[0] == 160 and box[0] == (w - 160) // 2 and box[1] == (h - 160) // 2
+    source = np.asarray(Image.open(val / crop["samples"][0]["source"]["key"]).convert("RGB"))
+    np.testing.assert_array_equal(read_rgb(tmp_path / "p2crop" / "image" / "Places365_val_00000001.png"),
+                                  source[box[1]:box[3], box[0]:box[2]])

@@ -147,7 +147,8 @@ class BuildConfig:
 
     def record(self) -> dict[str, Any]:
         """The output-deciding settings, JSON-able (no paths of caches or worker counts)."""
-        features = {k: v for k, v in asdict(self.features).items() if k not in ("workers", "batch_size", "shard_size")}
+        features = {k: v for k, v in asdict(self.features).items() if k not in ("workers", "batch_size", "shard_size")
+                    and (self.features.kind == "clip" or not k.startswith("clip_"))}
         return {"clusters": self.clusters, "seed": self.seed, "size": self.size,
                 "sizes": [self.size] + ([1024] if self.size_1024 else []),
                 "mask_naming_1024": self.mask_naming_1024, "resample": self.resample,
@@ -258,6 +259,7 @@ def make_sample(task: SampleTask) -> dict[str, Any]:
             "source": {"key": candidate["key"], "path": task.source.locate(candidate["key"]),
                        "index": candidate["source_index"], "size": list(image.size)},
             "crop_box": list(box), "resample": task.resample,
+            "upscaled": {str(r): box[2] - box[0] < r for r in ([task.size, 1024] if task.size_1024 else [task.size])},
             "selection": {k: candidate[k] for k in ("cluster", "distance", "rank") if k in candidate},
             "mask": {"kind": sample.kind, "hole_ratio": float(sample.hole_ratio), "attempts": int(sample.attempts),
                      "seed": task.seed, "seed_domain": task.domain, "seed_index": task.position,
@@ -377,6 +379,12 @@ def build_misato(config: BuildConfig) -> dict[str, Any]:
     manifest.update({"domains": domains, "samples": samples, "files": export.collect_files(samples)})
     atomic_write_json(config.out / export.MANIFEST_NAME, manifest)
     log.info("wrote %d samples to %s", len(samples), config.out)
+    from misato.build.verify import verify_folder
+
+    stale = verify_folder(config.out, hash_files=False).unlisted
+    if stale:  # left by an earlier build with other settings; load_dataset would read them
+        log.warning("%s: %d image/mask file(s) not made by this build, e.g. %s; remove them or build into a "
+                    "fresh folder (`misato verify` lists them)", config.out, len(stale), stale[:3])
     return manifest
 
 
