@@ -140,7 +140,8 @@ def encode_text(pipe: Any, prompt: str, device: torch.device) -> torch.Tensor:
             f"prompt {prompt!r} needs the pipeline's text encoder and tokenizer, but it has none; "
             "load it with its text encoder or pass prompt_embeds"
         )
-    embeds, _ = pipe.encode_prompt(prompt, device, 1, False)
+    with torch.no_grad():
+        embeds, _ = pipe.encode_prompt(prompt, device, 1, False)
     return embeds
 
 
@@ -223,12 +224,36 @@ def tiny_scheduler() -> Any:
     )
 
 
-def tiny_inpaint_pipeline(vae: Any | None = None, seed: int = 0) -> "StableDiffusionInpaintPipeline":
-    """A StableDiffusionInpaintPipeline of tiny random modules, without text encoder (pass prompt_embeds)."""
+def tiny_text_encoder(hidden_size: int = 32, seed: int = 0) -> tuple[Any, Any]:
+    """(CLIPTextModel, CLIPTokenizer) of tiny size, offline: a character-level vocabulary (a-z, start and end
+    tokens, no merges), so prompts of lowercase words encode to distinct embeddings (1, 77, hidden_size)."""
+    import string
+
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in string.ascii_lowercase:
+        vocab[char] = len(vocab)
+        vocab[char + "</w>"] = len(vocab)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        hidden_size=hidden_size, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        vocab_size=len(vocab), max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )
+    return CLIPTextModel(config).eval(), tokenizer
+
+
+def tiny_inpaint_pipeline(
+    vae: Any | None = None, seed: int = 0, text_encoder: bool = False
+) -> "StableDiffusionInpaintPipeline":
+    """A StableDiffusionInpaintPipeline of tiny random modules; without text encoder unless asked (then pass
+    prompt_embeds)."""
     from diffusers import StableDiffusionInpaintPipeline
 
+    encoder, tokenizer = tiny_text_encoder(seed=seed) if text_encoder else (None, None)
     pipe = StableDiffusionInpaintPipeline(
-        vae=vae if vae is not None else tiny_vae(seed), text_encoder=None, tokenizer=None,
+        vae=vae if vae is not None else tiny_vae(seed), text_encoder=encoder, tokenizer=tokenizer,
         unet=tiny_unet(9, seed=seed), scheduler=tiny_scheduler(), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )
