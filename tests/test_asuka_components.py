@@ -545,3 +545,19 @@ def test_tiny_config_is_a_real_config():
         AsukaMAE("tiny", prior_layer=9)
     with pytest.raises(ValueError, match="unknown"):
         AsukaMAE("huge")
+
+
+def test_conditioned_latent_decoder_flux_style_vae():
+    from diffusers import AutoencoderKL
+
+    vae = seeded(AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                               block_out_channels=(32, 64), layers_per_block=1, latent_channels=16,
+                               norm_num_groups=8, sample_size=16, scaling_factor=0.3611, shift_factor=0.1159,
+                               use_quant_conv=False, use_post_quant_conv=False), seed=6)
+    wrapper = ConditionedLatentDecoder.from_vae(vae, "asuka")
+    assert wrapper.post_quant_conv is None and wrapper.shift_factor == pytest.approx(0.1159)
+    latents = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        expected = vae.decode(latents / 0.3611 + 0.1159).sample
+        got = wrapper.decode(latents, torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 16))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
