@@ -321,6 +321,33 @@ def test_clip_reads_torchscript_archives_like_openai_releases(tiny_clip: tuple[s
     assert CLIP_PRESETS["ViT-L-14"].quick_gelu  # OpenAI weights were trained with QuickGELU
 
 
+def test_cli_build_with_clip_features(tree: dict[str, Path], tmp_path: Path, tiny_clip: tuple[str, Path]) -> None:
+    from misato.cli import main
+
+    name, weights = tiny_clip
+    out = tmp_path / "clip-build"
+    assert main(["build", "--indoor", str(tree["indoor"]), "--out", str(out), "--clusters", "3", "--features", "clip",
+                 "--clip-model", name, "--clip-weights", str(weights), "--feature-workers", "0", "--no-progress"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = manifest["domains"]["indoor"]["features"]
+    assert record["kind"] == "clip" and record["weights"]["sha256"] == sha256_file(weights)
+    assert [s["id"] for s in manifest["samples"]] == ["0500", "0501", "0502"]
+    assert len(load_dataset(out)) == 3
+
+
+def test_default_clip_weights_come_from_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from misato.build.features import ClipFeatures
+    from misato.weights import WeightsNotFoundError
+
+    monkeypatch.setenv("MISATO_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("MISATO_WEIGHT_CLIP_VIT_L_14_OPENAI", raising=False)
+    with pytest.raises(WeightsNotFoundError, match="clip-vit-l-14-openai"):
+        ClipFeatures("ViT-L-14")
+    with pytest.raises(ValueError, match="no registered weights"):
+        ClipFeatures("ViT-B-32")
+
+
 # --------------------------------------------------------------------------- selection
 
 

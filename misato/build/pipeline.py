@@ -7,9 +7,11 @@ Steps per domain (paper Sec. 4, unstated choices recorded in the manifest):
      the COCO domain can use the same rule ("cluster", default) or a seeded random draw ("random"): the
      paper clusters "the first three datasets" and does not say how COCO images were chosen;
   4. per selected image: centre square crop, resize to 512 (and 1024 for the first three domains), a MISATO
-     mask from `misato.masks.misato_mask(seed, domain, position)`; for COCO the mask avoids the union of
-     the instance masks; an image with too little background is skipped (recorded) and the next-nearest
-     member of its cluster is used;
+     mask from `misato.masks.sample_misato_mask(seed, domain, position)` (Sec. 3.1 mixture without
+     rectangles, hole ratio in [0.2, 0.8]; its object shapes come from the COCO instances file, else only
+     irregular masks are drawn and the manifest says so); for COCO the hole avoids the union of the
+     instance masks; an image with too little background is skipped (recorded) and the next-nearest member
+     of its cluster is used; the 1024 mask is the 512 mask upsampled (NEAREST);
   5. every file written atomically, one record per sample under OUT/.build/records, then manifest.json.
 
 Each sample is made by a task that depends only on its own inputs (source key, position, seeds), so the

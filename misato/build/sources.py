@@ -166,7 +166,8 @@ class FlickrLMDBSource(ImageSource):
             raise SourceError(f"{self.path}: no such LMDB")
 
     def _env(self) -> Any:
-        env = self.__dict__.get("_h_env")
+        # An LMDB environment must not cross a fork (DataLoader workers): reopen it in every process.
+        env = self.__dict__.get("_h_env") if self.__dict__.get("_h_pid") == os.getpid() else None
         if env is None:
             try:
                 import lmdb
@@ -177,7 +178,7 @@ class FlickrLMDBSource(ImageSource):
                 ) from error
             env = lmdb.open(str(self.path), readonly=True, lock=False, readahead=False, meminit=False,
                             subdir=self.path.is_dir())
-            self.__dict__["_h_env"] = env
+            self.__dict__["_h_env"], self.__dict__["_h_pid"] = env, os.getpid()
         return env
 
     def _get(self, key: str) -> bytes | None:
