@@ -151,7 +151,8 @@ def test_vit_block_matches_timm():
     from baselines.asuka.mae import Block
 
     ours = seeded(Block(32, 4, 4.0, 1e-6))
-    theirs = timm_vit.Block(32, 4, 4.0, qkv_bias=True, norm_layer=functools.partial(torch.nn.LayerNorm, eps=1e-6)).eval()
+    norm = functools.partial(torch.nn.LayerNorm, eps=1e-6)
+    theirs = timm_vit.Block(32, 4, 4.0, qkv_bias=True, norm_layer=norm).eval()
     missing, unexpected = theirs.load_state_dict(ours.state_dict(), strict=False)
     assert not unexpected and not missing
     x = torch.randn(2, 7, 32)

@@ -96,7 +96,8 @@ _OURS_TO_LDM: list[Rule] = [
      lambda m, n: f"mid.attn_1.{_ATTN_BACK[m[1]]}.{m[2]}"),
     (r"up_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(weight|bias)",
      lambda m, n: f"up.{_level(m[1], n)}.block.{m[2]}.{_RESNET_BACK[m[3]]}.{m[4]}"),
-    (r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(weight|bias)", lambda m, n: f"up.{_level(m[1], n)}.upsample.conv.{m[2]}"),
+    (r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(weight|bias)",
+     lambda m, n: f"up.{_level(m[1], n)}.upsample.conv.{m[2]}"),
     (r"condition_encoder\.layers\.(\d+)\.(weight|bias)", lambda m, n: f"encoder.layers.{m[1]}.{m[2]}"),
 ]
 

@@ -356,7 +356,7 @@ def prepare_mae_inputs(images: torch.Tensor, masks: torch.Tensor, size: int = 25
 
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-    if masks.ndim != 4 or masks.shape[1] != 1 or masks.shape[0] != images.shape[0] or masks.shape[2:] != images.shape[2:]:
+    if masks.shape != (images.shape[0], 1, *images.shape[2:]):
         raise ValueError(f"masks must be (B, 1, H, W) matching images {tuple(images.shape)}, got {tuple(masks.shape)}")
     if images.shape[2:] == (size, size):
         return images.float(), (masks >= 0.5).float()
