@@ -333,7 +333,9 @@ def test_released_alignment_conversion_drops_modulation(tmp_path):
     assert "1.norm.query_norm.scale" in released and "0.weight" in released and "5.bias" in released
     path = tmp_path / "align.pt"
     torch.save(released, path)
-    loaded = AsukaAlignment.from_released(path)
+    loaded = AsukaAlignment.from_released(path, dim=64)
+    with pytest.raises(ValueError, match="width 64"):
+        AsukaAlignment.from_released(path, dim=768)
     prior = torch.randn(2, 16, 24)
     with torch.no_grad():
         torch.testing.assert_close(loaded(prior), model(prior))
