@@ -229,7 +229,7 @@ class CocoSource(ImageSource):
     annotations: Path
     require_objects: bool = True
     kind: ClassVar[str] = "coco"
-    _files: dict[str, str] = field(default_factory=dict, repr=False)
+    _files: dict[str, str] = field(default_factory=dict, repr=False, init=False)
 
     def __post_init__(self) -> None:
         self.images, self.annotations = Path(self.images), Path(self.annotations)
