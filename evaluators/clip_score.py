@@ -15,12 +15,15 @@ from misato.weights import ResolvedWeight
 
 
 class ClipEmbedder:
-    """open_clip image tower. OpenAI checkpoints need the QuickGELU variant of the model name."""
+    """open_clip image tower; `quick_gelu=True` for OpenAI checkpoints (trained with QuickGELU)."""
 
-    def __init__(self, model_name: str, weights: ResolvedWeight, device: torch.device):
+    def __init__(self, model_name: str, weights: ResolvedWeight, device: torch.device, quick_gelu: bool = True):
         import open_clip
 
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(weights.path))
+        from misato.build.features import load_clip_weights
+
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, force_quick_gelu=quick_gelu)
+        load_clip_weights(model, weights.path)
         self.model = model.to(device).eval().requires_grad_(False)
         self._preprocess = preprocess
         self.device = device

@@ -35,6 +35,7 @@ class Protocol:
     grad_soft_mask: bool = False
     mask_threshold: float = 0.5
     clip_model: str = "ViT-L-14"
+    clip_quick_gelu: bool = True
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     kid_seed: int = 2020

@@ -181,6 +181,20 @@ class _Items(torch.utils.data.Dataset):
         return out
 
 
+_NETWORKS: dict[tuple, Any] = {}
+_MAX_NETWORKS = 6
+
+
+def _network(key: tuple, build: Callable[[], Any]) -> Any:
+    """Networks built once per process and key (weights sha256 + device + settings), so scoring several
+    methods in one process (`misato run`) loads each network once. Oldest entries are dropped past 6."""
+    if key not in _NETWORKS:
+        while len(_NETWORKS) >= _MAX_NETWORKS:
+            _NETWORKS.pop(next(iter(_NETWORKS)))
+        _NETWORKS[key] = build()
+    return _NETWORKS[key]
+
+
 def _keep_list(batch: list) -> list:
     return batch
 
@@ -241,7 +255,8 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     if any(m in active for m in INCEPTION_METRICS):
         extractor_cls = EXTRACTORS[protocol.feature_net]
         weight = resolved[extractor_cls.weight_key]
-        extractor = extractor_cls(weight, device)
+        extractor = _network((extractor_cls.key, weight.path, weight.sha256, str(device)),
+                             lambda: extractor_cls(weight, device))
         feature_key = cache_key(dataset.content_hash(), protocol.name, protocol.version, extractor_cls.key, weight.sha256)
         real_features = cache.load(feature_key, stems)
     clip = None
@@ -249,12 +264,17 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     clip_key = None
     if "clip_score" in active:
         weight = resolved["clip-vit-l-14-openai"]
-        clip = ClipEmbedder(protocol.clip_model, weight, device)
+        clip = _network(("clip", protocol.clip_model, protocol.clip_quick_gelu, weight.path, weight.sha256, str(device)),
+                        lambda: ClipEmbedder(protocol.clip_model, weight, device, protocol.clip_quick_gelu))
         clip_key = cache_key(dataset.content_hash(), protocol.name, protocol.version, "clip-hole-" + protocol.clip_model, weight.sha256)
         clip_real = cache.load(clip_key, stems)
     lpips_model = None
     if "lpips" in active:
-        lpips_model = build_lpips(resolved["alexnet-torchvision"], resolved["lpips-alex-lin"], protocol.lpips_net).to(device)
+        backbone, lin = resolved["alexnet-torchvision"], resolved["lpips-alex-lin"]
+        lpips_model = _network(
+            ("lpips", protocol.lpips_net, backbone.path, backbone.sha256, lin.path, lin.sha256, str(device)),
+            lambda: build_lpips(backbone, lin, protocol.lpips_net).to(device),
+        )
 
     items = _Items(
         dataset, checked.predictions, protocol, config.paste_back,
@@ -317,7 +337,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         "schema_version": SCHEMA_VERSION,
         "method": method,
         "dataset": {
-            "name": dataset.name, "kind": dataset_kind, "root": str(dataset.root), "content_hash": dataset.content_hash(),
+            "name": dataset.name, "kind": dataset_kind, "root": str(Path(dataset.root).resolve()), "content_hash": dataset.content_hash(),
             "n_images": n, "domains": dataset.domains, "mask_hole_is_white": dataset.mask_hole_is_white,
         },
         "protocol": protocol.record(),

@@ -1,0 +1,231 @@
+"""score(): end to end on a tiny real-photo dataset with random-weight networks; every bad input's error."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from evaluators.composite import composite_uint8
+from evaluators.functional.ids import inception_discriminative_scores
+from evaluators.inputs import InputError
+from evaluators.lpips_metric import build_lpips, lpips_distance
+from evaluators.scoring import METRICS, ScoreConfig, score
+from misato.data import load_dataset
+from misato.io import read_mask, read_rgb
+from misato.weights import WeightsNotFoundError, resolve
+
+FAST = ("lpips", "fid", "u_ids", "p_ids", "kid", "psnr", "ssim", "grad_error")
+
+
+def _config(weights, **kwargs):
+    return ScoreConfig(weights=weights, device="cpu", batch_size=3, **kwargs)
+
+
+def test_result_files_and_layout(tiny_dataset, tiny_predictions, tmp_path, random_weights, small_clip_protocols):
+    dataset = load_dataset(tiny_dataset)
+    result = score(dataset, tiny_predictions, "noise", tmp_path / "out", _config(random_weights), dataset_kind="MISATO")
+    record = json.loads(result.json_path.read_text())
+    assert result.json_path.name == f"noise__{dataset.name}__comod.json"
+    assert record["protocol"]["name"] == "comod" and record["protocol"]["feature_net"] == "inception-tf"
+    assert set(record["metrics"]["per_domain"]) == {"landscape", "indoor"}
+    assert record["metrics"]["overall"]["n"] == 8 and record["metrics"]["per_domain"]["indoor"]["n"] == 4
+    assert set(METRICS) <= set(record["metrics"]["overall"])
+    assert record["unavailable"] == {}
+    assert record["weights"]["inception-tf"]["matches"] is False  # random stand-in, recorded as a mismatch
+    assert record["weights"]["lpips-alex-lin"]["matches"] is True  # the real file shipped in the lpips wheel
+    assert record["versions"]["torch"] and record["seeds"]["kid"] == 2020
+    rows = list(csv.DictReader(result.csv_path.open()))
+    assert [r["stem"] for r in rows] == [s.stem for s in dataset.samples]
+    assert all(np.isfinite(float(r["lpips"])) for r in rows)
+    # per-domain means are means of the per-image rows
+    indoor = [float(r["psnr"]) for r in rows if r["domain"] == "indoor"]
+    assert record["metrics"]["per_domain"]["indoor"]["psnr"] == pytest.approx(np.mean(indoor), rel=1e-5)
+
+
+def test_lpips_column_equals_direct_lpips_on_composites(tiny_dataset, tiny_predictions, tmp_path, random_weights):
+    dataset = load_dataset(tiny_dataset)
+    result = score(dataset, tiny_predictions, "m", tmp_path, _config(random_weights, metrics=("lpips",)))
+    model = build_lpips(resolve("alexnet-torchvision", random_weights["alexnet-torchvision"]), resolve("lpips-alex-lin"))
+    rows = list(csv.DictReader(result.csv_path.open()))
+    for sample, row in zip(dataset.samples, rows):
+        gt = read_rgb(sample.image_path)
+        comp = composite_uint8(read_rgb(tiny_predictions / f"{sample.stem}.png"), gt, read_mask(sample.mask_path))
+        t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
+        assert float(row["lpips"]) == pytest.approx(float(lpips_distance(model, t(comp), t(gt))), rel=1e-4)
+
+
+def test_ids_row_equals_direct_computation_on_cached_features(tiny_dataset, tiny_predictions, tmp_path, random_weights):
+    from evaluators.features import EXTRACTORS
+
+    dataset = load_dataset(tiny_dataset)
+    result = score(dataset, tiny_predictions, "m", tmp_path, _config(random_weights, metrics=("u_ids", "p_ids")))
+    extractor = EXTRACTORS["inception-tf"](resolve("inception-tf", random_weights["inception-tf"]), torch.device("cpu"))
+    pre = extractor.preprocess()
+    real, fake = [], []
+    for sample in dataset.samples:
+        gt = read_rgb(sample.image_path)
+        comp = composite_uint8(read_rgb(tiny_predictions / f"{sample.stem}.png"), gt, read_mask(sample.mask_path))
+        real.append(extractor.forward(pre(gt)[None])[0].numpy())
+        fake.append(extractor.forward(pre(comp)[None])[0].numpy())
+    u, p = inception_discriminative_scores(np.array(real), np.array(fake))
+    assert result.record["metrics"]["overall"]["u_ids"] == pytest.approx(u, abs=1e-9)
+    assert result.record["metrics"]["overall"]["p_ids"] == pytest.approx(p, abs=1e-9)
+
+
+def test_batch_size_and_workers_do_not_change_results(tiny_dataset, tiny_predictions, tmp_path, random_weights):
+    dataset = load_dataset(tiny_dataset)
+    a = score(dataset, tiny_predictions, "a", tmp_path, ScoreConfig(weights=random_weights, metrics=FAST, batch_size=1, use_cache=False))
+    b = score(dataset, tiny_predictions, "b", tmp_path, ScoreConfig(weights=random_weights, metrics=FAST, batch_size=5, num_workers=2, use_cache=False))
+    for key in FAST:
+        assert b.record["metrics"]["overall"][key] == pytest.approx(a.record["metrics"]["overall"][key], rel=1e-5, abs=1e-9)
+
+
+def test_second_method_reuses_ground_truth_cache(tiny_dataset, tiny_predictions, tmp_path, random_weights, monkeypatch):
+    from evaluators import features
+
+    dataset = load_dataset(tiny_dataset)
+    calls = []
+    original = features.InceptionTF.forward
+    monkeypatch.setattr(features.InceptionTF, "forward", lambda self, batch: calls.append(len(batch)) or original(self, batch))
+    config = _config(random_weights, metrics=("fid", "u_ids", "p_ids"))
+    first = score(dataset, tiny_predictions, "first", tmp_path, config)
+    assert sum(calls) == 16  # real + fake
+    calls.clear()
+    second = score(dataset, tiny_predictions, "second", tmp_path, config)
+    assert sum(calls) == 8  # fake only: real features came from the cache
+    assert second.record["metrics"]["overall"]["fid"] == pytest.approx(first.record["metrics"]["overall"]["fid"], rel=1e-6)
+    calls.clear()
+    (tiny_dataset / "image" / "0000.png").write_bytes((tiny_dataset / "image" / "0001.png").read_bytes())
+    score(load_dataset(tiny_dataset), tiny_predictions, "third", tmp_path, config)
+    assert sum(calls) == 16  # changed dataset content -> new key, recomputed
+
+
+@pytest.mark.parametrize("protocol", ["clean", "asuka"])
+def test_other_protocols_run_and_are_recorded(protocol, tiny_dataset, tiny_predictions, tmp_path, random_weights):
+    dataset = load_dataset(tiny_dataset)
+    result = score(dataset, tiny_predictions, "m", tmp_path, _config(random_weights, protocol=protocol, metrics=FAST))
+    overall = result.record["metrics"]["overall"]
+    assert result.record["protocol"]["name"] == protocol
+    assert np.isfinite(overall["fid"]) and overall["fid"] > 0
+    if protocol == "asuka":  # PCA(512) needs >= 512 rows: IDS is left null here, never silently computed otherwise
+        assert overall["u_ids"] is None and result.record["protocol"]["ids_pca_dim"] == 512
+        assert result.record["protocol"]["departures"]
+
+
+def test_clip_score_runs_with_hole_only_images(tiny_dataset, tiny_predictions, tmp_path, random_weights, small_clip_protocols):
+    dataset = load_dataset(tiny_dataset)
+    result = score(dataset, tiny_predictions, "m", tmp_path, _config(random_weights, metrics=("clip_score",)))
+    value = result.record["metrics"]["overall"]["clip_score"]
+    assert 0 < value <= 1.0 + 1e-6
+    same = score(dataset, tiny_dataset / "image", "gt", tmp_path, _config(random_weights, metrics=("clip_score",)))
+    assert same.record["metrics"]["overall"]["clip_score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_paste_back_keeps_known_pixels_raw_does_not(tiny_dataset, tiny_predictions, tmp_path, random_weights):
+    dataset = load_dataset(tiny_dataset)
+    pasted = score(dataset, tiny_predictions, "p", tmp_path, _config(random_weights, metrics=("psnr",)))
+    raw = score(dataset, tiny_predictions, "r", tmp_path, _config(random_weights, metrics=("psnr",), paste_back=False))
+    assert raw.record["paste_back"] is False
+    assert raw.record["metrics"]["overall"]["psnr"] < pasted.record["metrics"]["overall"]["psnr"] - 3
+
+
+def test_missing_weights_are_listed_with_the_fix(tiny_dataset, tiny_predictions, tmp_path):
+    dataset = load_dataset(tiny_dataset)
+    result = score(dataset, tiny_predictions, "m", tmp_path, ScoreConfig(device="cpu"))
+    overall = result.record["metrics"]["overall"]
+    assert {"psnr", "ssim", "grad_error"} <= set(overall) and np.isfinite(overall["psnr"])
+    assert {"lpips", "fid", "u_ids", "p_ids", "kid", "clip_score"} == set(result.record["unavailable"])
+    assert "misato weights fetch inception-tf" in result.record["unavailable"]["fid"]
+    assert "weights-inception-2015-12-05-6726825d.pth" in result.record["unavailable"]["fid"]
+    with pytest.raises(WeightsNotFoundError, match="alexnet-owt-7be5be79.pth"):
+        score(dataset, tiny_predictions, "m", tmp_path, ScoreConfig(device="cpu", strict=True, metrics=("lpips",)))
+
+
+def test_mask_convention_option(tiny_dataset, tiny_predictions, tmp_path, random_weights):
+    normal = score(load_dataset(tiny_dataset), tiny_predictions, "a", tmp_path, _config(random_weights, metrics=("psnr", "ssim")))
+    for path in (tiny_dataset / "mask").iterdir():
+        Image.fromarray(255 - np.asarray(Image.open(path))).save(path)
+    inverted = load_dataset(tiny_dataset, mask_hole_is_white=False)
+    flipped = score(inverted, tiny_predictions, "b", tmp_path, _config(random_weights, metrics=("psnr", "ssim")))
+    assert flipped.record["metrics"]["overall"]["psnr"] == pytest.approx(normal.record["metrics"]["overall"]["psnr"])
+    assert flipped.record["dataset"]["mask_hole_is_white"] is False
+
+
+# ---- bad inputs: each gets an error naming the file --------------------------------------------------------
+
+
+def _bad(tiny_dataset, tiny_predictions, tmp_path, match, **kwargs):
+    with pytest.raises(InputError, match=match):
+        score(load_dataset(tiny_dataset), tiny_predictions, "m", tmp_path, ScoreConfig(device="cpu", metrics=("psnr",), **kwargs))
+
+
+def test_missing_prediction(tiny_dataset, tiny_predictions, tmp_path):
+    (tiny_predictions / "0002.png").unlink()
+    _bad(tiny_dataset, tiny_predictions, tmp_path, "no prediction for '0002'")
+
+
+def test_extra_prediction(tiny_dataset, tiny_predictions, tmp_path):
+    (tiny_predictions / "9999.png").write_bytes((tiny_predictions / "0000.png").read_bytes())
+    _bad(tiny_dataset, tiny_predictions, tmp_path, "9999.png: extra prediction")
+
+
+def test_wrong_size(tiny_dataset, tiny_predictions, tmp_path):
+    Image.new("RGB", (32, 64)).save(tiny_predictions / "0001.png")
+    _bad(tiny_dataset, tiny_predictions, tmp_path, r"0001.png: sizes differ .*prediction 32x64")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "I;16", "CMYK"])
+def test_non_rgb_modes(mode, tiny_dataset, tiny_predictions, tmp_path):
+    image = Image.new(mode, (64, 64))
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    (tiny_predictions / "0003.png").unlink()
+    image.save(tiny_predictions / f"0003{suffix}")
+    _bad(tiny_dataset, tiny_predictions, tmp_path, rf"0003{suffix}: mode '{mode}' is not 8-bit RGB")
+
+
+def test_unreadable_file(tiny_dataset, tiny_predictions, tmp_path):
+    (tiny_predictions / "0500.png").write_bytes(b"not a png")
+    _bad(tiny_dataset, tiny_predictions, tmp_path, "0500.png: unreadable prediction")
+
+
+@pytest.mark.parametrize("value,word", [(0, "empty"), (255, "full")])
+def test_degenerate_masks(value, word, tiny_dataset, tiny_predictions, tmp_path):
+    Image.fromarray(np.full((64, 64), value, np.uint8)).save(tiny_dataset / "mask" / "0501.png")
+    _bad(tiny_dataset, tiny_predictions, tmp_path, f"'0501' .*{word} mask")
+    result = score(load_dataset(tiny_dataset), tiny_predictions, "m", tmp_path,
+                   ScoreConfig(device="cpu", metrics=("psnr",), allow_degenerate_masks=True))
+    assert result.record["degenerate_masks"][word] == ["0501"]
+    assert result.record["metrics"]["overall"]["n"] == 8
+
+
+def test_all_problems_reported_at_once(tiny_dataset, tiny_predictions, tmp_path):
+    (tiny_predictions / "0500.png").write_bytes(b"garbage")
+    Image.new("RGBA", (64, 64)).save(tiny_predictions / "0001.png")
+    with pytest.raises(InputError, match="2 problem") as error:
+        score(load_dataset(tiny_dataset), tiny_predictions, "m", tmp_path, ScoreConfig(device="cpu", metrics=("psnr",)))
+    assert "0500.png" in str(error.value) and "0001.png" in str(error.value)
+
+
+def test_unknown_metric_and_protocol(tiny_dataset, tiny_predictions, tmp_path):
+    with pytest.raises(ValueError, match="unknown metric"):
+        score(load_dataset(tiny_dataset), tiny_predictions, "m", tmp_path, ScoreConfig(metrics=("fidd",)))
+    with pytest.raises(KeyError, match="unknown protocol"):
+        score(load_dataset(tiny_dataset), tiny_predictions, "m", tmp_path, ScoreConfig(protocol="nope"))
+
+
+def test_cli_score(tiny_dataset, tiny_predictions, tmp_path, random_weights, capsys):
+    from misato.cli import main
+
+    args = ["score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--method", "cli",
+            "--out", str(tmp_path / "res"), "--metrics", "psnr,lpips", "--device", "cpu"]
+    for key in ("alexnet-torchvision",):
+        args += ["--weight", f"{key}={random_weights[key]}"]
+    assert main(args) == 0
+    record = json.loads(next((tmp_path / "res").glob("cli__*.json")).read_text())
+    assert record["dataset"]["kind"] == "MISATO" and "lpips" in record["metrics"]["overall"]
+    (tiny_predictions / "0000.png").unlink()
+    assert main(args) == 1
+    assert "no prediction for '0000'" in capsys.readouterr().err
