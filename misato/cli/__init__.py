@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError) as error:
+    except (ValueError, OSError, KeyError) as error:
         if args.verbose:
             raise
         print(f"misato {args.command}: error: {error}", file=sys.stderr)

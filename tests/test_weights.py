@@ -1,0 +1,106 @@
+"""Weights registry: resolution order, hash rules, typed errors, and the `misato weights` commands."""
+
+import hashlib
+import os
+
+import pytest
+
+from misato import weights
+from misato.cli import main
+from misato.weights import WeightSpec, WeightsHashError, WeightsNotFoundError, resolve
+
+
+@pytest.fixture
+def spec(tmp_path, monkeypatch):
+    content = b"pretend weights"
+    item = WeightSpec("test-net", "test-net.pth", "https://example.invalid/test-net.pth",
+                      hashlib.sha256(content).hexdigest(), "a test file")
+    monkeypatch.setattr(weights, "_REGISTRY", {"test-net": item})
+    monkeypatch.setattr(weights, "SPEC_MODULES", ())
+    return item, content
+
+
+def _write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_order_explicit_env_weights_dir_hub(spec, tmp_path, monkeypatch):
+    item, content = spec
+    hub = _write(tmp_path / "torch-home" / "hub" / "checkpoints" / item.filename, content)
+    assert resolve("test-net").source == "torch_hub" and resolve("test-net").path == hub
+    folder = _write(tmp_path / "weights-dir" / item.filename, content)
+    assert resolve("test-net").path == folder and resolve("test-net").source == "weights_dir"
+    env_file = _write(tmp_path / "env.pth", content)
+    monkeypatch.setenv(weights.env_var("test-net"), str(env_file))
+    assert resolve("test-net").source == "env"
+    explicit = _write(tmp_path / "explicit.pth", content)
+    found = resolve("test-net", explicit)
+    assert found.source == "explicit" and found.matches is True
+
+
+def test_explicit_wrong_hash_is_used_and_recorded(spec, tmp_path):
+    found = resolve("test-net", _write(tmp_path / "other.pth", b"other bytes"))
+    assert found.matches is False and found.record()["expected_sha256"] == spec[0].sha256
+
+
+def test_wrong_hash_in_weights_dir_is_an_error(spec, tmp_path):
+    _write(tmp_path / "weights-dir" / spec[0].filename, b"corrupt")
+    with pytest.raises(WeightsHashError, match="misato weights fetch test-net"):
+        resolve("test-net")
+
+
+def test_missing_names_file_url_and_fix(spec, tmp_path):
+    with pytest.raises(WeightsNotFoundError) as error:
+        resolve("test-net")
+    text = str(error.value)
+    for part in ("test-net.pth", "https://example.invalid/test-net.pth", "MISATO_WEIGHT_TEST_NET",
+                 "misato weights fetch test-net", str(tmp_path / "weights-dir")):
+        assert part in text
+    with pytest.raises(WeightsNotFoundError):
+        resolve("test-net", tmp_path / "does-not-exist.pth")
+
+
+def test_unknown_key_suggests(spec):
+    with pytest.raises(KeyError, match="did you mean test-net"):
+        resolve("test-nett")
+
+
+def test_unpublished_hash_is_record_only(tmp_path, monkeypatch):
+    item = WeightSpec("free", "free.bin", "https://example.invalid/free.bin", "", "no published digest")
+    monkeypatch.setattr(weights, "_REGISTRY", {"free": item})
+    monkeypatch.setattr(weights, "SPEC_MODULES", ())
+    _write(tmp_path / "weights-dir" / "free.bin", b"anything")
+    found = resolve("free")
+    assert found.matches is None and len(found.sha256) == 64
+
+
+def test_registry_has_real_specs():
+    specs = weights.all_specs()
+    for key in ("inception-tf", "inception-torchvision", "alexnet-torchvision", "lpips-alex-lin", "clip-vit-l-14-openai", "lama-big"):
+        assert key in specs
+        assert specs[key].url.startswith("https://") and len(specs[key].sha256) == 64
+        assert specs[key].sha256.startswith(specs[key].filename.split("-")[-1].split(".")[0]) or key in (
+            "lpips-alex-lin", "clip-vit-l-14-openai", "lama-big")
+    assert resolve("lpips-alex-lin").matches is True  # shipped inside the lpips wheel
+
+
+def test_cli_list_and_verify(capsys):
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "inception-tf: weights-inception-2015-12-05-6726825d.pth  [missing]" in out
+    assert main(["weights", "verify", "lpips-alex-lin"]) == 0
+    assert "lpips-alex-lin: ok" in capsys.readouterr().out
+
+
+def test_cli_fetch_offline_fails_cleanly(spec, capsys, monkeypatch):
+    import torch.hub
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    assert main(["weights", "fetch", "test-net"]) == 1
+    assert "network unreachable" in capsys.readouterr().err
+    assert list(weights.default_weights_dir().iterdir()) == []  # no partial file left behind
