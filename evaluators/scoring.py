@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from evaluators.cache import FeatureCache, cache_key
 from evaluators.clip_score import ClipEmbedder
-from evaluators.composite import composite_uint8
+from misato.composite import composite_uint8
 from evaluators.environment import git_commit, package_versions, utc_now
 from evaluators.features import EXTRACTORS
 from evaluators.functional.frechet import GaussianStats, fid_from_stats

@@ -14,7 +14,8 @@ from skimage import data
 from baselines.base import Inpainter, ResolutionPolicy
 from baselines.harness import crop_back, inpaint_arrays, pad_batch, padded_size, reflect_pad
 from baselines.registry import create_inpainter
-from misato.runner import composite_uint8, to_uint8
+from misato.composite import composite_uint8
+from misato.runner import to_uint8
 from misato.weights import WeightsNotFoundError, get_spec
 
 

@@ -7,7 +7,7 @@ import torch
 import torchvision.transforms.functional as TF
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from evaluators.composite import composite_tensor, composite_uint8
+from misato.composite import composite_uint8
 from evaluators.functional.pixel import (
     boundary_gradient_error, psnr_uint8, psnr_unit_eps, ssim_gaussian_rgb, ssim_uniform_gray,
 )
@@ -94,12 +94,10 @@ def test_composite_binary_mask_keeps_known_pixels(pair):
     assert np.array_equal(out[hole == 1], pred[hole == 1])
 
 
-def test_composite_tensor_matches_numpy(pair):
+def test_composite_refuses_float_predictions(pair):
     pred, gt, mask = pair
-    hole = (mask >= 128).astype(np.float32)
-    t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255  # noqa: E731
-    out = composite_tensor(t(pred), t(gt), torch.from_numpy(hole)[None, None])
-    assert np.array_equal(out[0].permute(1, 2, 0).numpy(), composite_uint8(pred, gt, hole))
+    with pytest.raises(ValueError, match="uint8"):
+        composite_uint8(pred / 255.0, gt, (mask >= 128).astype(np.float32))
 
 
 def test_composite_shape_mismatch():

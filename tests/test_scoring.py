@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluators.composite import composite_uint8
+from misato.composite import composite_uint8
 from evaluators.functional.ids import inception_discriminative_scores
 from evaluators.inputs import InputError
 from evaluators.lpips_metric import build_lpips, lpips_distance
