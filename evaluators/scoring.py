@@ -285,7 +285,15 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     )
     loader = torch.utils.data.DataLoader(items, batch_size=config.batch_size, num_workers=config.num_workers,
                                          collate_fn=_keep_list, shuffle=False)
+    domains = [s.domain for s in dataset.samples]
+    groups = {"overall": np.arange(n)}
+    for domain in dataset.domains:
+        groups[domain] = np.array([i for i, d in enumerate(domains) if d == domain])
+    scopes_of = [["overall"] + ([d] if d is not None else []) for d in domains]
     per_image: dict[str, np.ndarray] = {m: np.full(n, np.nan) for m in PER_IMAGE if m in active}
+    # FID statistics stream in float64 per scope (O(D^2) each); the features themselves are kept only
+    # because U/P-IDS fit an SVM on every paired row.
+    stats = {scope: (GaussianStats(extractor.dim), GaussianStats(extractor.dim)) for scope in groups} if extractor else {}
     fake_features = np.zeros((n, extractor.dim), np.float32) if extractor else None
     new_real = np.zeros((n, extractor.dim), np.float32) if extractor and real_features is None else None
     clip_fake = None
@@ -300,8 +308,10 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
             per_image["lpips"][index] = [float(v) for v in _grouped(timer, fn, batch, "scored", "gt")]
         if extractor is not None:
             fake_features[index] = torch.stack(_grouped(timer, extractor.forward, batch, "feat_fake")).numpy()
+            _update_stats(stats, 1, fake_features, index, scopes_of)
             if new_real is not None:
                 new_real[index] = torch.stack(_grouped(timer, extractor.forward, batch, "feat_real")).numpy()
+                _update_stats(stats, 0, new_real, index, scopes_of)
         if clip is not None:
             fake = torch.stack(_grouped(timer, clip.forward, batch, "clip_fake")).numpy()
             if clip_fake is None:
@@ -313,23 +323,21 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     if new_real is not None:
         real_features = new_real
         cache.save(feature_key, stems, real_features)
+    elif extractor is not None:
+        _update_stats(stats, 0, real_features, np.arange(n), scopes_of)
     if new_clip_real is not None:
         clip_real = new_clip_real
         cache.save(clip_key, stems, clip_real)
     if clip is not None:
         per_image["clip_score"] = np.sum(clip_fake * clip_real, axis=1).astype(np.float64)
 
-    domains = [s.domain for s in dataset.samples]
-    groups = {"overall": np.arange(n)}
-    for domain in dataset.domains:
-        groups[domain] = np.array([i for i, d in enumerate(domains) if d == domain])
     rows: dict[str, dict[str, Any]] = {}
     for name, rows_index in groups.items():
         row: dict[str, Any] = {"n": int(len(rows_index))}
         for metric, values in per_image.items():
             row[metric] = float(np.mean(values[rows_index]))
         if extractor is not None:
-            row.update(_set_metrics(real_features[rows_index], fake_features[rows_index], protocol, active, name))
+            row.update(_set_metrics(real_features[rows_index], fake_features[rows_index], stats[name], protocol, active, name))
         rows[name] = row
     seconds_total = time.perf_counter() - seconds_start
 
@@ -368,15 +376,23 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     return ScoreResult(record, json_path, csv_path)
 
 
-def _set_metrics(real: np.ndarray, fake: np.ndarray, protocol: Protocol, active: tuple[str, ...], scope: str) -> dict:
+def _update_stats(stats: dict, side: int, features: np.ndarray, index: np.ndarray, scopes_of: list[list[str]]) -> None:
+    """Add rows `index` of `features` to the real (side 0) or fake (side 1) statistics of each row's scopes."""
+    by_scope: dict[str, list[int]] = defaultdict(list)
+    for i in index:
+        for scope in scopes_of[i]:
+            by_scope[scope].append(int(i))
+    for scope, rows in by_scope.items():
+        stats[scope][side].update(features[rows])
+
+
+def _set_metrics(real: np.ndarray, fake: np.ndarray, scope_stats: tuple[GaussianStats, GaussianStats],
+                 protocol: Protocol, active: tuple[str, ...], scope: str) -> dict:
     """FID, U/P-IDS and KID of one group of paired rows; a group too small for a metric gets None (null in JSON)."""
     out: dict[str, float | None] = {}
     if "fid" in active:
         if len(real) >= 2:
-            real_stats, fake_stats = GaussianStats(real.shape[1]), GaussianStats(fake.shape[1])
-            real_stats.update(real)
-            fake_stats.update(fake)
-            out["fid"] = fid_from_stats(real_stats, fake_stats, protocol.cov_ddof)
+            out["fid"] = fid_from_stats(*scope_stats, protocol.cov_ddof)
         else:
             out["fid"] = None
     if "u_ids" in active or "p_ids" in active:

@@ -57,11 +57,12 @@ def test_lpips_column_equals_direct_lpips_on_composites(tiny_dataset, tiny_predi
         assert float(row["lpips"]) == pytest.approx(float(lpips_distance(model, t(comp), t(gt))), rel=1e-4)
 
 
-def test_ids_row_equals_direct_computation_on_cached_features(tiny_dataset, tiny_predictions, tmp_path, random_weights):
+def test_set_metrics_equal_direct_computation(tiny_dataset, tiny_predictions, tmp_path, random_weights):
     from evaluators.features import EXTRACTORS
+    from evaluators.functional.frechet import frechet_distance
 
     dataset = load_dataset(tiny_dataset)
-    result = score(dataset, tiny_predictions, "m", tmp_path, _config(random_weights, metrics=("u_ids", "p_ids")))
+    result = score(dataset, tiny_predictions, "m", tmp_path, _config(random_weights, metrics=("fid", "u_ids", "p_ids")))
     extractor = EXTRACTORS["inception-tf"](resolve("inception-tf", random_weights["inception-tf"]), torch.device("cpu"))
     pre = extractor.preprocess()
     real, fake = [], []
@@ -70,7 +71,14 @@ def test_ids_row_equals_direct_computation_on_cached_features(tiny_dataset, tiny
         comp = composite_uint8(read_rgb(tiny_predictions / f"{sample.stem}.png"), gt, read_mask(sample.mask_path))
         real.append(extractor.forward(pre(gt)[None])[0].numpy())
         fake.append(extractor.forward(pre(comp)[None])[0].numpy())
-    u, p = inception_discriminative_scores(np.array(real), np.array(fake))
+    real, fake = np.array(real, np.float64), np.array(fake, np.float64)
+    u, p = inception_discriminative_scores(real, fake)
+    fid = frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
+    assert result.record["metrics"]["overall"]["fid"] == pytest.approx(fid, rel=1e-4)
+    indoor = [i for i, s in enumerate(dataset.samples) if s.domain == "indoor"]
+    fid_indoor = frechet_distance(real[indoor].mean(0), np.cov(real[indoor], rowvar=False),
+                                  fake[indoor].mean(0), np.cov(fake[indoor], rowvar=False))
+    assert result.record["metrics"]["per_domain"]["indoor"]["fid"] == pytest.approx(fid_indoor, rel=1e-4)
     assert result.record["metrics"]["overall"]["u_ids"] == pytest.approx(u, abs=1e-9)
     assert result.record["metrics"]["overall"]["p_ids"] == pytest.approx(p, abs=1e-9)
 
