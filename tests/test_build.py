@@ -574,6 +574,18 @@ def test_released_archive_and_folder(built: Path, tmp_path: Path) -> None:
             assert [s.stem for s in opened.samples] == [s.stem for s in direct.samples]
             assert all(sha256_file(a.mask_path) == sha256_file(b.mask_path)
                        for a, b in zip(opened.samples, direct.samples))
+    # An archive without the resolution folder (image/ and mask/ at its top) is found by image size, and
+    # an archive without image files (like asuka_training_mask.zip) is left packed.
+    flat = tmp_path / "hub2" / "misato_1k.zip"
+    flat.parent.mkdir()
+    with zipfile.ZipFile(flat, "w") as handle:
+        for path in sorted(built.glob("1024/*/*.png")):
+            handle.write(path, path.relative_to(built / "1024").as_posix())
+    with zipfile.ZipFile(flat.parent / "asuka_training_mask.zip", "w") as handle:
+        handle.writestr("asuka_training_mask/object_masks/0.png", b"x")
+    opened = open_released(flat.parent, resolution=1024)
+    assert [s.stem for s in opened.samples] == [s.stem for s in open_released(built, resolution=1024).samples]
+    assert not (flat.parent / "extracted" / "asuka_training_mask").exists()
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(bad, "w") as handle:
         handle.writestr("../evil.png", b"x")
