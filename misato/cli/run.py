@@ -1,0 +1,117 @@
+"""`misato run`: inpaint + score several methods on several datasets, then the leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from misato.cli._common import add_weight_arguments, parse_weight_overrides
+
+HELP = "inpaint and score several methods on several datasets, then write the leaderboard (resumable)"
+
+EPILOG = """methods: built-in names (telea, ns, biharmonic, lama, ...), module:Class, path/to/file.py:Class,
+an entry point of group misato.inpainters, or folder:PATH (precomputed predictions); LABEL=SPEC names a
+method's row and folders (default: the name, or Class).
+datasets: a folder (image/ + mask/, or the MISATO {512,1024}/ layout), or 'embedded' (the offline
+default set, see `misato demo`); LABEL=PATH renames one.
+
+Writes OUT/predictions/<dataset>/<method>/ (resumable: run the command again to continue),
+OUT/results/*.json, OUT/leaderboard/ (md, tex, csv, html) and OUT/run.json. A method that fails (a plug-in
+that does not import, missing weights, ...) is reported with its fix and skipped; the others go on. Exit
+status: 0, unless --strict and something failed, or every method failed.
+
+examples:
+  misato run --methods telea,ns,lama --dataset MISATO/ --out runs/misato
+  misato run --methods telea,mine=plugins/mine.py:MyInpainter --dataset embedded --out runs/try
+  misato run --methods lama --dataset data/places --dataset embedded --out runs/all --weight lama-big=~/big-lama.pt
+"""
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--methods", action="append", required=True, metavar="M1,M2,...",
+                      help="comma-separated method specs (repeatable)")
+    what.add_argument("--dataset", action="append", required=True, metavar="DIR|embedded",
+                      help="dataset folder or 'embedded' (repeatable)")
+    what.add_argument("--out", required=True, help="output folder")
+    what.add_argument("--limit", type=int, default=None, help="only the first N samples of each dataset (stem order)")
+    what.add_argument("--kind", choices=["MISATO", "Places2", "custom"], default=None,
+                      help="leaderboard group of folder datasets (default: MISATO when stems are MISATO ids, else custom)")
+    what.add_argument("--embedded-size", type=int, default=512, help="resolution of the 'embedded' dataset (default 512)")
+    what.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
+                      help="constructor option passed to every method (repeatable)")
+    scoring = parser.add_argument_group("scoring")
+    scoring.add_argument("--protocol", default="comod", help="comod (default), clean or asuka")
+    scoring.add_argument("--metrics", type=_csv, default=None,
+                         help="subset of lpips,fid,u_ids,p_ids,kid,psnr,ssim,grad_error,clip_score (default: all)")
+    scoring.add_argument("--no-paste-back", action="store_true", help="score the raw outputs instead of the composites")
+    scoring.add_argument("--score-batch-size", type=int, default=16, help="scoring batch size (default 16)")
+    scoring.add_argument("--num-workers", type=int, default=0, help="scoring data-loader workers")
+    scoring.add_argument("--samples", type=_csv, default=None, help="stems for the HTML grid (default: the leaderboard's choice)")
+    scoring.add_argument("--strict", action="store_true",
+                         help="exit 1 if any method fails; missing metric weights fail the method")
+    compute = parser.add_argument_group("compute")
+    compute.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    compute.add_argument("--batch-size", type=int, default=1, help="inpainting batch size (default 1)")
+    compute.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it and the stem")
+    compute.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_weight_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def exit_code(report, strict: bool) -> int:
+    """1 when every method failed, or when `strict` and any failed; else 0."""
+    if report.all_failed or (strict and (report.failed or report.leaderboard_error)):
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from misato.pipeline import (
+        RunConfig, format_report, parse_dataset, parse_methods, quiet_unavailable_warnings, run_benchmark,
+    )
+
+    config = RunConfig(
+        methods=parse_methods(args.methods),
+        datasets=[parse_dataset(d) for d in args.dataset],
+        out_dir=Path(args.out),
+        protocol=args.protocol,
+        metrics=tuple(args.metrics) if args.metrics else None,
+        device=args.device,
+        batch_size=args.batch_size,
+        score_batch_size=args.score_batch_size,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        limit=args.limit,
+        weights=parse_weight_overrides(args.weight),
+        allow_download=args.allow_download,
+        options=dict(args.option),
+        paste_back=not args.no_paste_back,
+        strict=args.strict,
+        kind=args.kind,
+        embedded_size=args.embedded_size,
+        grid_samples=tuple(args.samples) if args.samples else None,
+        progress=not args.no_progress,
+    )
+    if not getattr(args, "verbose", False):
+        quiet_unavailable_warnings()
+    report = run_benchmark(config)
+    print(format_report(report, config.protocol, config.weights))
+    return exit_code(report, args.strict)

@@ -1,0 +1,399 @@
+"""Run several methods on several datasets: inpaint, score, then write the leaderboard.
+
+The Python API behind `misato run` and `misato demo`. Output layout::
+
+    OUT/predictions/<dataset>/<method>/   the runner's raw/, composite/, records/, manifest.json (resumable)
+    OUT/results/<method>__<dataset>__<protocol>.json (+ .per_image.csv)   from evaluators.scoring.score
+    OUT/leaderboard/                      leaderboard.md, leaderboard.tex, <table>.csv, report.html
+    OUT/run.json                          this run: every (dataset, method) outcome, errors and their fixes
+
+A method that fails (a plug-in that does not import, missing weights, an exception while inpainting or
+scoring) is recorded with its error and skipped; the other methods go on. Metrics whose weights are missing
+are not failures: the scorer lists them as unavailable with the fix, and `RunReport.unavailable_weights`
+says which files would enable them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from misato.data import Dataset, load_dataset
+from misato.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "misato.run/1"
+EMBEDDED = "embedded"  # the dataset name that means the embedded default (misato.embedded)
+KINDS = ("MISATO", "Places2", "custom")
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """A method to run: `label` names its folders and leaderboard row; `spec` is for `baselines.registry`."""
+
+    label: str
+    spec: str
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset to run on: a folder, or `embedded`; `label` (optional) replaces the folder's name."""
+
+    source: str
+    label: str | None = None
+
+
+@dataclass
+class RunConfig:
+    """Options of one `run_benchmark` call (the flags of `misato run` map one to one).
+
+    methods / datasets: what to run (see `parse_method` / `parse_dataset` for the LABEL=SPEC forms).
+    protocol, metrics, paste_back, score_batch_size, num_workers, strict: passed to `ScoreConfig`
+    (`strict` also makes any failed method an error for the exit code).
+    device: None = the runner's default (accelerate's or cuda when available, else cpu) for inpainting and
+    "auto" for scoring. weights: explicit weight files by key, for inpainters and metrics alike.
+    kind: leaderboard group of folder datasets; None = MISATO when stems are MISATO ids, else custom (the
+    embedded set is always custom). embedded_size / embedded_dir: the embedded set's resolution and folder.
+    grid_samples: stems for the HTML grid (None = the leaderboard's default choice).
+    """
+
+    methods: list[MethodEntry]
+    datasets: list[DatasetEntry]
+    out_dir: Path
+    protocol: str = "comod"
+    metrics: tuple[str, ...] | None = None
+    device: str | None = None
+    batch_size: int = 1
+    score_batch_size: int = 16
+    num_workers: int = 0
+    seed: int = 0
+    limit: int | None = None
+    weights: dict[str, str] = field(default_factory=dict)
+    allow_download: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    paste_back: bool = True
+    strict: bool = False
+    kind: str | None = None
+    embedded_size: int = 512
+    embedded_dir: Path | None = None
+    grid_samples: tuple[str, ...] | None = None
+    leaderboard_formats: tuple[str, ...] = ("md", "tex", "csv", "html")
+    progress: bool = True
+
+
+@dataclass
+class Outcome:
+    """What happened to one (dataset, method) pair. status: "ok" or "failed"; stage: where it failed."""
+
+    dataset: str
+    method: str
+    spec: str
+    status: str
+    stage: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    predictions: str | None = None
+    result_json: str | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+    overall: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    """Everything `run_benchmark` did; `summary_path` is OUT/run.json."""
+
+    out_dir: Path
+    outcomes: list[Outcome]
+    leaderboard: dict[str, Path]
+    summary_path: Path
+    leaderboard_error: str | None = None
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status != "ok"]
+
+    @property
+    def all_failed(self) -> bool:
+        return bool(self.outcomes) and len(self.failed) == len(self.outcomes)
+
+    def unavailable_weights(self, protocol: str, weights: dict[str, str] | None = None) -> dict[str, list[str]]:
+        """Missing weight key -> the metrics it keeps from being computed (over every result of this run).
+
+        Keys are re-resolved with `weights` (explicit paths), so a key that was found is not listed.
+        """
+        from evaluators.protocols import get_protocol
+        from evaluators.scoring import metric_weight_keys
+        from misato.weights import WeightsHashError, WeightsNotFoundError, resolve
+
+        chosen = get_protocol(protocol)
+        missing: dict[str, list[str]] = {}
+        for metric in sorted({m for o in self.outcomes for m in o.unavailable}):
+            for key in metric_weight_keys(metric, chosen):
+                try:
+                    resolve(key, (weights or {}).get(key))
+                except (WeightsNotFoundError, WeightsHashError):
+                    missing.setdefault(key, []).append(metric)
+        return missing
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "unnamed"
+
+
+def _label_split(text: str) -> tuple[str | None, str]:
+    """`LABEL=VALUE` -> (LABEL, VALUE) when LABEL is a plain name; else (None, text)."""
+    label, sep, value = text.partition("=")
+    if sep and value and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", label):
+        return label, value
+    return None, text
+
+
+def default_method_label(spec: str) -> str:
+    """A short name for a method spec: the name itself, `Class` of `module:Class` / `file.py:Class`, or the
+    folder name of `folder:PATH`."""
+    if spec.startswith("folder:"):
+        return Path(spec[len("folder:"):].rstrip("/\\")).name or "folder"
+    if ":" in spec:
+        return spec.rpartition(":")[2].rpartition(".")[2]
+    return spec
+
+
+def parse_method(text: str) -> MethodEntry:
+    """`telea`, `my_pkg.mod:MyInpainter`, `path/x.py:Cls`, `folder:PATH`, or `LABEL=<any of those>`."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty method name in --methods")
+    label, spec = _label_split(text)
+    return MethodEntry(label or default_method_label(spec), spec)
+
+
+def parse_methods(values: list[str]) -> list[MethodEntry]:
+    """Comma-separated (and repeated) method specs; labels must be unique."""
+    entries = [parse_method(part) for value in values for part in value.split(",") if part.strip()]
+    if not entries:
+        raise ValueError("no methods given")
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if entry.label in seen and seen[entry.label] != entry.spec:
+            raise ValueError(
+                f"two methods would be labelled {entry.label!r} ({seen[entry.label]}, {entry.spec}); "
+                "name them with LABEL=SPEC"
+            )
+        seen[entry.label] = entry.spec
+    return list({e.label: e for e in entries}.values())
+
+
+def parse_dataset(text: str) -> DatasetEntry:
+    """`embedded`, a folder, or `LABEL=<folder>`."""
+    label, source = _label_split(text.strip())
+    if not source:
+        raise ValueError("empty --dataset")
+    return DatasetEntry(source, label)
+
+
+def open_dataset(entry: DatasetEntry, config: RunConfig) -> tuple[Dataset, str]:
+    """(dataset, leaderboard kind) for one entry; the embedded set is built on first use."""
+    if entry.source == EMBEDDED:
+        from misato.embedded import load_embedded
+
+        dataset = load_embedded(config.embedded_dir, config.embedded_size)
+        kind = "custom"
+    else:
+        dataset = load_dataset(entry.source)
+        kind = config.kind or ("MISATO" if dataset.domains else "custom")
+    if kind not in KINDS:
+        raise ValueError(f"dataset kind must be one of {KINDS}, got {kind!r}")
+    if entry.label:
+        dataset.name = entry.label
+    return dataset, kind
+
+
+def _error_text(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    cause = error.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f"\n  caused by {type(cause).__name__}: {cause}"
+    return text
+
+
+def _score_config(config: RunConfig):
+    from evaluators.scoring import ScoreConfig
+
+    return ScoreConfig(
+        protocol=config.protocol, metrics=config.metrics, device=config.device or "auto",
+        batch_size=config.score_batch_size, num_workers=config.num_workers, paste_back=config.paste_back,
+        weights=dict(config.weights), allow_download=config.allow_download, strict=config.strict,
+    )
+
+
+def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig) -> Outcome:
+    """Inpaint `dataset` with `method` (resuming earlier work) and score it; failures become an Outcome."""
+    import json
+
+    from evaluators.scoring import score
+    from misato.runner import inpaint_dataset
+
+    out = Path(config.out_dir)
+    folder = out / "predictions" / _safe(dataset.name) / _safe(method.label)
+    outcome = Outcome(dataset.name, method.label, method.spec, "failed", predictions=str(folder))
+    stage = "inpaint"
+    try:
+        manifest_path = inpaint_dataset(
+            dataset, method.spec, folder, seed=config.seed, batch_size=config.batch_size, limit=config.limit,
+            device=config.device, weight_paths=dict(config.weights), allow_download=config.allow_download,
+            options=dict(config.options), progress=config.progress,
+        )
+        manifest = json.loads(Path(manifest_path).read_text())
+        if manifest.get("status") != "complete":
+            raise ValueError(f"{manifest_path}: inpainting is {manifest.get('status')}, not complete")
+        stage = "score"
+        scored = dataset if config.limit is None else dataset.subset(sorted(manifest["samples"]))
+        predictions = folder / ("composite" if config.paste_back else "raw")
+        result = score(scored, predictions, method.label, out / "results", _score_config(config), dataset_kind=kind)
+    except Exception as error:  # noqa: BLE001 (any plug-in error must only fail its own method)
+        outcome.stage, outcome.error, outcome.error_type = stage, _error_text(error), type(error).__name__
+        log.error("%s on %s failed while %s: %s", method.label, dataset.name,
+                  "inpainting" if stage == "inpaint" else "scoring", outcome.error.splitlines()[0])
+        log.debug("%s", traceback.format_exc())
+        return outcome
+    outcome.status = "ok"
+    outcome.result_json = str(result.json_path)
+    outcome.unavailable = dict(result.record.get("unavailable") or {})
+    outcome.overall = dict(result.record["metrics"]["overall"])
+    return outcome
+
+
+def run_benchmark(config: RunConfig) -> RunReport:
+    """Every dataset x method: inpaint, score; then the leaderboard from every result in OUT/results."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes: list[Outcome] = []
+    names: dict[str, str] = {}
+    for entry in config.datasets:
+        try:
+            dataset, kind = open_dataset(entry, config)
+        except Exception as error:  # noqa: BLE001 (a broken dataset fails its own runs only)
+            label = entry.label or entry.source
+            log.error("dataset %s: %s", label, error)
+            outcomes += [Outcome(label, m.label, m.spec, "failed", "dataset", _error_text(error), type(error).__name__)
+                         for m in config.methods]
+            continue
+        if dataset.name in names and names[dataset.name] != entry.source:
+            raise ValueError(
+                f"two datasets are named {dataset.name!r} ({names[dataset.name]}, {entry.source}); "
+                "name them with --dataset LABEL=PATH"
+            )
+        names[dataset.name] = entry.source
+        for method in config.methods:
+            outcomes.append(run_one(dataset, kind, method, config))
+
+    leaderboard: dict[str, Path] = {}
+    leaderboard_error = None
+    if any(o.status == "ok" for o in outcomes):
+        from leaderboard import write_reports
+
+        try:
+            leaderboard = write_reports([out / "results"], out / "leaderboard", formats=config.leaderboard_formats,
+                                        samples=config.grid_samples)
+        except Exception as error:  # noqa: BLE001 (results stay valid; report the leaderboard problem)
+            leaderboard_error = _error_text(error)
+            log.error("leaderboard not written: %s", leaderboard_error)
+    summary = out / "run.json"
+    report = RunReport(out, outcomes, leaderboard, summary, leaderboard_error)
+    atomic_write_json(summary, _summary(config, report))
+    return report
+
+
+def _summary(config: RunConfig, report: RunReport) -> dict[str, Any]:
+    settings = asdict(config)
+    settings["out_dir"] = str(config.out_dir)
+    settings["embedded_dir"] = str(config.embedded_dir) if config.embedded_dir else None
+    return {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": settings,
+        "outcomes": [asdict(o) for o in report.outcomes],
+        "leaderboard": {k: str(v) for k, v in report.leaderboard.items()},
+        "leaderboard_error": report.leaderboard_error,
+        "failed": len(report.failed),
+        "cwd": os.getcwd(),
+    }
+
+
+def fix_hint(key: str, metrics: list[str]) -> str:
+    """One line: which metrics a missing weight file blocks, and how to get it."""
+    from misato.weights import default_weights_dir, get_spec
+
+    spec = get_spec(key)
+    return (f"{', '.join(metrics)}: need {key} ({spec.filename}); fix: `misato weights fetch {key}`, "
+            f"or put {spec.filename} in {default_weights_dir()}, or pass --weight {key}=PATH")
+
+
+def format_report(report: RunReport, protocol: str, weights: dict[str, str] | None = None) -> str:
+    """A plain-text account for the terminal: outcomes, failures with fixes, metrics lacking weights, files."""
+    lines = []
+    width = max([len(o.method) for o in report.outcomes] + [6])
+    metrics = [m for m in ("psnr", "ssim", "grad_error", "lpips", "fid", "u_ids", "p_ids", "kid", "clip_score")
+               if any(m in o.overall for o in report.outcomes)]
+    by_dataset: dict[str, list[Outcome]] = {}
+    for outcome in report.outcomes:
+        by_dataset.setdefault(outcome.dataset, []).append(outcome)
+    for dataset, outcomes in by_dataset.items():
+        lines.append(f"dataset {dataset}:")
+        lines.append("  " + "method".ljust(width) + "".join(f"{m:>12}" for m in metrics))
+        for o in outcomes:
+            if o.status == "ok":
+                cells = "".join(f"{_fmt(o.overall.get(m)):>12}" for m in metrics)
+                lines.append("  " + o.method.ljust(width) + cells)
+            else:
+                lines.append("  " + o.method.ljust(width) + f"  FAILED ({o.stage}): {o.error.splitlines()[0]}")
+    failed = report.failed
+    if failed:
+        lines.append("\nfailed (skipped; the other methods went on):")
+        for o in failed:
+            lines.append(f"- {o.method} on {o.dataset}, while {o.stage} [{o.error_type}]:")
+            lines.extend("    " + line for line in o.error.splitlines())
+    needed = report.unavailable_weights(protocol, weights)
+    if needed:
+        lines.append("\nnot computed, weights missing (the numbers above need no weights):")
+        lines.extend("- " + fix_hint(key, metrics) for key, metrics in needed.items())
+    lines.append("\nfiles:")
+    lines.append(f"  predictions  {report.out_dir / 'predictions'}")
+    results = sorted({o.result_json for o in report.outcomes if o.result_json})
+    lines.append(f"  results      {report.out_dir / 'results'} ({len(results)} from this run)")
+    for name, path in report.leaderboard.items():
+        lines.append(f"  {name:<12} {path}")
+    if report.leaderboard_error:
+        lines.append(f"  leaderboard  NOT written: {report.leaderboard_error.splitlines()[0]}")
+    lines.append(f"  run summary  {report.summary_path}")
+    return "\n".join(lines)
+
+
+class QuietUnavailable(logging.Filter):
+    """Drops the scorer's per-result "<metric> unavailable" warnings; `format_report` lists them once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "evaluators.scoring" and str(record.msg).startswith("%s unavailable"))
+
+
+def quiet_unavailable_warnings() -> None:
+    """Install `QuietUnavailable` on the scorer's logger (once); for CLIs that print `format_report`."""
+    scorer = logging.getLogger("evaluators.scoring")
+    if not any(isinstance(f, QuietUnavailable) for f in scorer.filters):
+        scorer.addFilter(QuietUnavailable())
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
