@@ -364,15 +364,16 @@ def format_report(report: RunReport, protocol: str, weights: dict[str, str] | No
     if needed:
         lines.append("\nnot computed, weights missing (the numbers above need no weights):")
         lines.extend("- " + fix_hint(key, metrics) for key, metrics in needed.items())
-    lines.append("\nfiles:")
-    lines.append(f"  predictions  {report.out_dir / 'predictions'}")
     results = sorted({o.result_json for o in report.outcomes if o.result_json})
-    lines.append(f"  results      {report.out_dir / 'results'} ({len(results)} from this run)")
-    for name, path in report.leaderboard.items():
-        lines.append(f"  {name:<12} {path}")
+    files = [("predictions", str(report.out_dir / "predictions")),
+             ("results", f"{report.out_dir / 'results'} ({len(results)} from this run)"),
+             *((name, str(path)) for name, path in report.leaderboard.items())]
     if report.leaderboard_error:
-        lines.append(f"  leaderboard  NOT written: {report.leaderboard_error.splitlines()[0]}")
-    lines.append(f"  run summary  {report.summary_path}")
+        files.append(("leaderboard", f"NOT written: {report.leaderboard_error.splitlines()[0]}"))
+    files.append(("run summary", str(report.summary_path)))
+    column = max(len(name) for name, _ in files)
+    lines.append("\nfiles:")
+    lines.extend(f"  {name:<{column}}  {where}" for name, where in files)
     return "\n".join(lines)
 
 

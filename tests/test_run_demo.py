@@ -197,3 +197,15 @@ def test_method_and_dataset_labels():
         parse_methods(["a.py:Model,b.py:Model"])
     assert parse_dataset("places=data/places").label == "places"
     assert parse_dataset("embedded").source == "embedded"
+
+
+def test_run_passes_weights_to_the_scorer(tmp_path, tiny_dataset, random_weights):
+    out = tmp_path / "run"
+    weights = [f"--weight={key}={random_weights[key]}" for key in ("alexnet-torchvision", "lpips-alex-lin")]
+    code = cli_main(["run", "--methods", "ns", "--dataset", str(tiny_dataset), "--out", str(out), "--metrics",
+                     "lpips,psnr", "--no-progress", *weights])
+    assert code == 0
+    record = json.loads((out / "results" / "ns__data__comod.json").read_text())
+    assert record["unavailable"] == {}
+    assert set(record["weights"]) == {"alexnet-torchvision", "lpips-alex-lin"}
+    assert math.isfinite(record["metrics"]["overall"]["lpips"]) and record["metrics"]["overall"]["lpips"] > 0

@@ -74,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
     config = RunConfig(
         methods=parse_methods(methods),
         datasets=[DatasetEntry("embedded")],
-        out_dir=Path(args.out),
+        out_dir=Path(args.out).absolute(),
         device=args.device,
         weights=weights,
         allow_download=args.allow_download,
         embedded_size=args.size,
-        embedded_dir=Path(args.data_dir) if args.data_dir else None,
+        embedded_dir=Path(args.data_dir).absolute() if args.data_dir else None,
         progress=not args.no_progress,
     )
     if not getattr(args, "verbose", False):

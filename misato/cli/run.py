@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     config = RunConfig(
         methods=parse_methods(args.methods),
         datasets=[parse_dataset(d) for d in args.dataset],
-        out_dir=Path(args.out),
+        out_dir=Path(args.out).absolute(),
         protocol=args.protocol,
         metrics=tuple(args.metrics) if args.metrics else None,
         device=args.device,
