@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from misato.cli import main as cli_main
@@ -117,15 +119,26 @@ def test_demo_end_to_end_offline(tmp_path, capsys):
     assert "misato weights fetch inception-tf" in printed and "misato weights fetch lama-big" in printed
 
 
-def test_demo_adds_lama_when_its_weights_resolve(tmp_path):
-    from misato.cli.demo import CLASSICAL, default_methods
+class TinyLama(torch.nn.Module):
+    """big-lama's TorchScript signature: (image [0, 1] (B, 3, H, W), mask 1 = hole (B, 1, H, W)) -> image."""
 
-    methods, note = default_methods({})
-    assert methods == list(CLASSICAL) and "lama-big" in note
-    weights = tmp_path / "big-lama.pt"
-    weights.write_bytes(b"stand-in")  # an explicit path is used (hash mismatch only warns)
-    methods, note = default_methods({"lama-big": str(weights)})
-    assert methods == [*CLASSICAL, "lama"] and str(weights) in note
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return image * (1 - mask) + mask * 0.5
+
+
+def test_demo_adds_lama_when_its_weights_resolve(tmp_path, capsys):
+    weights = tmp_path / "tiny-lama.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated, still supported
+        torch.jit.script(TinyLama()).save(str(weights))
+    out = tmp_path / "demo"
+    assert cli_main(["demo", "--out", str(out), "--size", "64", "--no-progress", "--weight", f"lama-big={weights}"]) == 0
+    assert "lama included" in capsys.readouterr().out
+    record = json.loads((out / "results" / "lama__embedded-64__comod.json").read_text())
+    assert math.isfinite(record["metrics"]["overall"]["psnr"])
+    raw_path = next((out / "predictions" / "embedded-64" / "lama" / "raw").glob("*.png"))
+    hole = read_mask(Path(record["dataset"]["root"]) / "mask" / raw_path.name) == 1
+    assert hole.any() and np.all(read_rgb(raw_path)[hole] == 128)  # the stand-in's 0.5 grey, rint(127.5)
 
 
 # ---------------------------------------------------------------- misato run
