@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 from evaluators.cache import FeatureCache, cache_key
 from evaluators.clip_score import ClipEmbedder
 from misato.composite import composite_uint8
-from evaluators.environment import git_commit, package_versions, utc_now
 from evaluators.features import EXTRACTORS
 from evaluators.functional.frechet import GaussianStats, fid_from_stats
 from evaluators.functional.ids import inception_discriminative_scores
@@ -35,6 +34,7 @@ from evaluators.inputs import check_inputs
 from evaluators.lpips_metric import build_lpips, lpips_distance
 from evaluators.protocols import Protocol, get_protocol
 from misato.data import Dataset
+from misato.environment import git_state, package_versions, utc_now
 from misato.io import atomic_write_json, atomic_write_text, read_mask_gray, read_rgb
 from misato.weights import ResolvedWeight, WeightsNotFoundError, resolve
 
@@ -341,6 +341,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         rows[name] = row
     seconds_total = time.perf_counter() - seconds_start
 
+    git = git_state() or {}
     record = {
         "schema_version": SCHEMA_VERSION,
         "method": method,
@@ -360,7 +361,8 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         "config": {k: v for k, v in asdict(config).items() if k != "weights"},
         "device": str(device),
         "timing": {"total_s": seconds_total, "forward_s": timer.seconds, "images_per_s": n / seconds_total},
-        "git_commit": git_commit(),
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
         "created": utc_now(),
         "predictions": str(Path(predictions_dir).resolve()),
     }

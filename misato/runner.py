@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -35,6 +34,7 @@ import numpy as np
 from baselines.base import Inpainter
 from misato.data import Dataset, Sample, load_dataset
 from misato.composite import composite_uint8
+from misato.environment import git_state, package_versions
 from misato.io import atomic_write_json, read_mask, read_rgb, save_png
 from misato.seeds import sample_seed
 
@@ -42,10 +42,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST_SCHEMA = "misato.inpaint/1"
 MANIFEST_WRITE_INTERVAL_S = 10.0  # rank 0 rewrites the manifest at most this often during a run
-PACKAGES = (
-    "misato-bench", "torch", "torchvision", "numpy", "pillow", "opencv-python-headless",
-    "scikit-image", "diffusers", "transformers", "accelerate",
-)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -105,32 +101,6 @@ def choose_device(requested: str | None, workers: Workers, supported: tuple[str,
         log.warning("device %s not supported by this inpainter; using cpu", device)
         device = "cpu"
     return device
-
-
-def package_versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def git_commit() -> dict[str, Any] | None:
-    """Commit of the checkout this package runs from, and whether it has uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
 def device_record(device: Any) -> dict[str, Any]:
@@ -310,7 +280,7 @@ def inpaint_dataset(
         "world_size": workers.world_size,
         "misato_version": _version(),
         "packages": package_versions(),
-        "git": git_commit(),
+        "git": git_state(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     records: dict[str, dict[str, Any]] = {}

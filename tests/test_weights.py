@@ -1,7 +1,6 @@
 """Weights registry: resolution order, hash rules, typed errors, and the `misato weights` commands."""
 
 import hashlib
-import os
 
 import pytest
 

@@ -11,9 +11,7 @@ Index = domain offset (landscape 0, indoor 500, building 1000, background 1500) 
 
 from __future__ import annotations
 
-import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from misato.data import DOMAIN_SIZE, DOMAINS
+from misato.environment import package_versions
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "misato-build"
@@ -37,8 +36,6 @@ RESAMPLE: dict[str, Image.Resampling] = {
 
 MASK_NAMINGS = ("plain", "released")  # released MISATO-1024: "00" + image stem
 
-PACKAGES = ("numpy", "pillow", "scikit-learn", "torch", "open_clip_torch", "pycocotools", "opencv-python-headless",
-            "datasets", "misato-bench")
 
 
 def domain_offset(domain: str) -> int:
@@ -92,17 +89,6 @@ def mask_relpath(resolution: int, index: int, naming: str = "plain") -> str:
         raise ValueError(f"unknown mask naming {naming!r}; known: {', '.join(MASK_NAMINGS)}")
     prefix = "00" if naming == "released" else ""
     return f"{resolution}/mask/{prefix}{stem(index)}.png"
-
-
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of the packages that shape the output (None when absent)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def manifest_header(kind: str, config: dict[str, Any]) -> dict[str, Any]:
