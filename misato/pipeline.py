@@ -275,8 +275,9 @@ def run_benchmark(config: RunConfig) -> RunReport:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     outcomes: list[Outcome] = []
+    opened: list[tuple[Dataset, str]] = []
     names: dict[str, str] = {}
-    for entry in config.datasets:
+    for entry in config.datasets:  # open (and build) every dataset before any long work starts
         try:
             dataset, kind = open_dataset(entry, config)
         except Exception as error:  # noqa: BLE001 (a broken dataset fails its own runs only)
@@ -290,7 +291,10 @@ def run_benchmark(config: RunConfig) -> RunReport:
                 f"two datasets are named {dataset.name!r} ({names[dataset.name]}, {entry.source}); "
                 "name them with --dataset LABEL=PATH"
             )
-        names[dataset.name] = entry.source
+        if dataset.name not in names:
+            names[dataset.name] = entry.source
+            opened.append((dataset, kind))
+    for dataset, kind in opened:
         for method in config.methods:
             outcomes.append(run_one(dataset, kind, method, config))
 

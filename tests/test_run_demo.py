@@ -222,3 +222,19 @@ def test_run_passes_weights_to_the_scorer(tmp_path, tiny_dataset, random_weights
     assert record["unavailable"] == {}
     assert set(record["weights"]) == {"alexnet-torchvision", "lpips-alex-lin"}
     assert math.isfinite(record["metrics"]["overall"]["lpips"]) and record["metrics"]["overall"]["lpips"] > 0
+
+
+def test_run_refuses_two_datasets_of_one_name_before_any_work(tmp_path, tiny_dataset):
+    import shutil
+
+    other = shutil.copytree(tiny_dataset, tmp_path / "elsewhere" / "data")
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="LABEL=PATH"):
+        cli_main(["-v", "run", "--methods", "telea", "--dataset", str(tiny_dataset), "--dataset", str(other),
+                  "--out", str(out), "--no-progress"])
+    assert not (out / "predictions").exists()
+    code = cli_main(["run", "--methods", "telea", "--dataset", str(tiny_dataset), "--dataset", f"copy={other}",
+                     "--dataset", str(tmp_path / "missing"), "--out", str(out), "--no-progress"])
+    assert code == 0  # the missing folder fails its own runs only
+    statuses = {o["dataset"]: o["status"] for o in json.loads((out / "run.json").read_text())["outcomes"]}
+    assert statuses == {"data": "ok", "copy": "ok", str(tmp_path / "missing"): "failed"}
