@@ -98,7 +98,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         raise ImageFileError(
             f"{path}: expected an 8-bit RGB image, got PIL mode {image.mode!r}; convert it to RGB first"
         )
-    return np.asarray(image, dtype=np.uint8)
+    return np.array(image, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
 
 
 def read_mask(path: str | os.PathLike, hole_is_white: bool = True) -> np.ndarray:
