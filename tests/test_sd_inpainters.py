@@ -240,3 +240,51 @@ def test_repaint_refuses_an_inpainting_unet(repaint_parts):
     _, vae, config, embeds = repaint_parts
     with pytest.raises(ValueError, match="text-to-image UNet"):
         SDRepaintInpainter.from_components(tiny_unet(in_channels=9), vae, config, embeds)
+
+
+# ------------------------------------------------------------------------------------------ registry, loading
+
+
+def test_registry_names_resolve_to_these_classes():
+    from baselines.registry import REGISTRY
+
+    for name in ("sd", "sd-text", "sd-prompt", "sd-repaint", "asuka-sd", "asuka-flux"):
+        cls = REGISTRY.get(name)
+        assert cls.name == name
+        assert cls.policy.pad_multiple in (8, 16)
+
+
+@pytest.mark.parametrize("cls", [SDInpainter, SDRepaintInpainter])
+def test_missing_model_folder_gives_a_fix(cls, tmp_path):
+    with pytest.raises(FileNotFoundError, match="Fix: pass model="):
+        cls(device="cpu", model=str(tmp_path))
+
+
+def test_loading_from_local_diffusers_folders(tmp_path, repaint_parts):
+    """The real loading path (from_pretrained of a folder, prompt encoded by the loaded text encoder) gives
+    the same output as the same modules passed in directly."""
+    from diffusers import StableDiffusionPipeline
+
+    from baselines.sd.components import tiny_text_encoder
+
+    inpaint_pipe = tiny_inpaint_pipeline(text_encoder=True)
+    inpaint_pipe.save_pretrained(tmp_path / "inpaint")
+    loaded = SDTextInpainter(device="cpu", model=str(tmp_path / "inpaint"), steps=2, guidance=2.0)
+    direct = SDTextInpainter.from_components(inpaint_pipe, steps=2, guidance=2.0)
+    assert loaded.options["model"] == str(tmp_path / "inpaint") and loaded.prompt_embeds.shape[1] == 77
+    images, masks = batch(1)
+    torch.testing.assert_close(loaded.inpaint(images, masks, [2]), direct.inpaint(images, masks, [2]))
+
+    unet, vae, config, _ = repaint_parts
+    encoder, tokenizer = tiny_text_encoder()
+    base = StableDiffusionPipeline(vae=vae, text_encoder=encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=tiny_scheduler(), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    base.save_pretrained(tmp_path / "base")
+    repaint = SDRepaintInpainter(device="cpu", model=str(tmp_path / "base"), steps=2, jump_length=1, jump_n_sample=1)
+    assert repaint.effective_guidance == 1.0  # prompt "" with the default guidance 7.5
+    empty, _ = base.encode_prompt("", "cpu", 1, False)
+    reference = SDRepaintInpainter.from_components(unet, vae, base.scheduler.config, empty, steps=2, jump_length=1,
+                                                   jump_n_sample=1)
+    images, masks = batch(1, size=REPAINT_SIZE)
+    torch.testing.assert_close(repaint.inpaint(images, masks, [2]), reference.inpaint(images, masks, [2]))

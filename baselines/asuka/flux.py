@@ -194,7 +194,7 @@ class AsukaFluxInpainter(Inpainter):
         from baselines.asuka.convert import load_released_decoder
         from baselines.asuka.decoder import ConditionedLatentDecoder
         from baselines.asuka.mae import AsukaMAE
-        from baselines.sd.components import load_pretrained
+        from baselines.sd.components import dtype_kwargs, load_pretrained
 
         super().__init__(device, model=model, steps=int(steps), guidance=float(guidance),
                          condition_weight=float(condition_weight), **options)
@@ -210,8 +210,8 @@ class AsukaFluxInpainter(Inpainter):
         null_txt = load_null(paths["asuka-flux-null-txt"], 3)
         from diffusers import FluxFillPipeline
 
-        flux = load_pretrained(FluxFillPipeline, model, "FLUX.1-Fill pipeline", torch_dtype=torch_dtype,
-                                text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None)
+        flux = load_pretrained(FluxFillPipeline, model, "FLUX.1-Fill pipeline", text_encoder=None,
+                               text_encoder_2=None, tokenizer=None, tokenizer_2=None, **dtype_kwargs(torch_dtype))
         vae = flux.vae.config
         decoder = ConditionedLatentDecoder(
             load_released_decoder(paths["asuka-decoder-flux"], allow_pickle=allow_pickle), "asuka",

@@ -90,6 +90,16 @@ def generators(seeds: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
 
 
+def dtype_kwargs(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """The `from_pretrained` keyword for the weights dtype: `dtype` in recent diffusers (where `torch_dtype` is
+    deprecated), `torch_dtype` in older ones (detected by the helper that resolves the two)."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
+    except ImportError:
+        return {"torch_dtype": dtype}
+    return {"dtype": dtype}
+
+
 def load_pretrained(loader: Any, model: str, kind: str, **kwargs: Any) -> Any:
     """`loader.from_pretrained(model, **kwargs)` with an error that says what was searched and how to fix it."""
     try:
@@ -115,7 +125,7 @@ def load_inpaint_pipeline(
     extra: dict[str, Any] = {} if text_encoder else {"text_encoder": None, "tokenizer": None}
     pipe = load_pretrained(
         StableDiffusionInpaintPipeline, model, "SD inpainting pipeline",
-        torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **extra,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False, **dtype_kwargs(dtype), **extra,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
@@ -127,7 +137,7 @@ def load_base_pipeline(model: str, device: torch.device, dtype: torch.dtype) -> 
 
     pipe = load_pretrained(
         StableDiffusionPipeline, model, "SD text-to-image pipeline",
-        torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False, **dtype_kwargs(dtype),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
