@@ -270,3 +270,64 @@ def test_asuka_flux_conditions_replace_t5_and_clip_and_decoder_uses_vae_shift(as
     with torch.no_grad():
         decoded = asuka_flux.decoder.decoder(z, images * 2 - 1, masks)
     torch.testing.assert_close(out, ((decoded + 1) / 2).clamp(0, 1), atol=ATOL, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------ loading from files
+
+
+def save_mae_and_alignments(tmp_path, count: int) -> tuple[AsukaMAE, list[AsukaAlignment], dict[str, str]]:
+    """A tiny MAE saved as the release does ({'model': state}) and `count` alignment state dicts (the release's
+    key layout is tested in `test_alignment_file_in_our_layout_and_in_the_release_layout`)."""
+    mae = tiny_mae()
+    torch.save({"model": mae.state_dict(), "epoch": 300}, tmp_path / "mae.pth")
+    alignments, paths = [], {"mae": str(tmp_path / "mae.pth")}
+    for i in range(count):
+        torch.manual_seed(10 + i)
+        alignment = AsukaAlignment(dim=WIDTH, in_dim=24).eval()  # heads: dim // 64 -> 1, as loaded
+        alignments.append(alignment)
+        torch.save(alignment.state_dict(), tmp_path / f"alignment{i}.pt")
+        paths[f"alignment{i}"] = str(tmp_path / f"alignment{i}.pt")
+    return mae, alignments, paths
+
+
+def test_asuka_sd_constructor_loads_every_file(tmp_path):
+    from safetensors.torch import save_file
+
+    sd = tiny_inpaint_pipeline()
+    sd.save_pretrained(tmp_path / "sd")
+    mae, (alignment,), paths = save_mae_and_alignments(tmp_path, 1)
+    decoder = ConditionedLatentDecoder.from_vae(sd.vae, "asuka", init_from_vae=True)
+    save_file(decoder.decoder.state_dict(), str(tmp_path / "decoder.safetensors"))
+    weight_paths = {"asuka-mae": paths["mae"], "asuka-sd-alignment": paths["alignment0"],
+                    "asuka-sd-decoder": str(tmp_path / "decoder.safetensors")}
+    loaded = AsukaSDInpainter(device="cpu", model=str(tmp_path / "sd"), steps=2, mae_config="tiny",
+                              weight_paths=weight_paths)
+    reference = AsukaSDInpainter.from_components(AsukaInpaintPipeline(sd, mae, alignment, decoder), steps=2)
+    images, masks = batch(1)
+    torch.testing.assert_close(loaded.inpaint(images, masks, [6]), reference.inpaint(images, masks, [6]))
+    config = loaded.config()
+    assert {w["key"] for w in config["weights"]} == set(weight_paths)
+    assert config["mae_load"]["missing_keys"] == [] and config["options"]["mae_config"] == "tiny"
+
+
+def test_asuka_flux_constructor_loads_every_released_file(tmp_path):
+    flux = tiny_flux_fill_pipeline()
+    flux.save_pretrained(tmp_path / "flux")
+    mae, (clip, t5), paths = save_mae_and_alignments(tmp_path, 2)
+    decoder = ConditionedLatentDecoder.from_vae(flux.vae, "asuka", init_from_vae=True)
+    torch.save({"state_dict": ours_to_ldm_decoder(decoder.decoder.state_dict())}, tmp_path / "decoder.ckpt")
+    null_vec, null_txt = torch.randn(1, WIDTH), torch.randn(1, 16, WIDTH)
+    torch.save(null_vec, tmp_path / "vec.pt")
+    torch.save(null_txt, tmp_path / "txt_256.pt")
+    weight_paths = {
+        "asuka-mae": paths["mae"], "asuka-alignment-clip": paths["alignment0"],
+        "asuka-alignment-t5": paths["alignment1"], "asuka-decoder-flux": str(tmp_path / "decoder.ckpt"),
+        "asuka-flux-null-vec": str(tmp_path / "vec.pt"), "asuka-flux-null-txt": str(tmp_path / "txt_256.pt"),
+    }
+    loaded = AsukaFluxInpainter(device="cpu", model=str(tmp_path / "flux"), steps=2, mae_config="tiny",
+                                weight_paths=weight_paths)
+    reference = AsukaFluxInpainter.from_components(
+        AsukaFluxPipeline(flux, mae, clip, t5, decoder, null_vec, null_txt), steps=2)
+    images, masks = batch(1)
+    torch.testing.assert_close(loaded.inpaint(images, masks, [6]), reference.inpaint(images, masks, [6]))
+    assert {w["key"] for w in loaded.config()["weights"]} == set(weight_paths)

@@ -171,7 +171,10 @@ class AsukaFluxInpainter(Inpainter):
 
     Options: model (FLUX.1-Fill-dev id or local folder), steps (50), guidance (30.0), condition_weight (0.5),
     dtype ("bf16" default on GPU), weight_paths ({key: path} for the `weights` keys), allow_download,
-    allow_pickle (the Lightning decoder checkpoint may need the full unpickler: only for a checked file).
+    allow_pickle (the Lightning decoder checkpoint may need the full unpickler: only for a checked file),
+    mae_config (MAE preset, default the released size). Alignment widths come from the transformer config
+    (pooled_projection_dim 768, joint_attention_dim 4096), the decoder's sizes from the VAE config (FLUX: 16
+    latent channels, 128-256-512-512), so the same code loads tiny test models.
     """
 
     name: ClassVar[str] = "asuka-flux"
@@ -187,35 +190,40 @@ class AsukaFluxInpainter(Inpainter):
         steps: int = FLUX_STEPS,
         guidance: float = FLUX_GUIDANCE,
         condition_weight: float = FLUX_CONDITION_WEIGHT,
+        mae_config: str = "mae_vit_base_patch16",
         dtype: str | None = None,
         **options: Any,
     ) -> None:
-        from baselines.asuka.alignment import AsukaAlignment
         from baselines.asuka.convert import load_released_decoder
-        from baselines.asuka.decoder import ConditionedLatentDecoder
+        from baselines.asuka.decoder import ConditionedLatentDecoder, DecoderArch, build_decoder
+        from baselines.asuka.inpainter import load_alignment_file
         from baselines.asuka.mae import AsukaMAE
         from baselines.sd.components import dtype_kwargs, load_pretrained
 
         super().__init__(device, model=model, steps=int(steps), guidance=float(guidance),
-                         condition_weight=float(condition_weight), **options)
+                         condition_weight=float(condition_weight), mae_config=mae_config, **options)
         torch_dtype = resolve_dtype(self.device, dtype, gpu_default="bf16")
         self.options["dtype"] = dtype_name(torch_dtype)
         allow_pickle = bool(options.get("allow_pickle", False))
         # resolve every file first, so a missing one fails before the 12B model is loaded
         paths = {key: self.resolve_weight(key).path for key in self.weights}
-        mae, self.mae_report = AsukaMAE.from_released(paths["asuka-mae"], allow_pickle=allow_pickle)
-        clip = AsukaAlignment.from_released(paths["asuka-alignment-clip"], dim=768)
-        t5 = AsukaAlignment.from_released(paths["asuka-alignment-t5"], dim=4096)
+        mae, self.mae_report = AsukaMAE.from_released(paths["asuka-mae"], mae_config, allow_pickle=allow_pickle)
         null_vec = load_null(paths["asuka-flux-null-vec"], 2)
         null_txt = load_null(paths["asuka-flux-null-txt"], 3)
         from diffusers import FluxFillPipeline
 
         flux = load_pretrained(FluxFillPipeline, model, "FLUX.1-Fill pipeline", text_encoder=None,
                                text_encoder_2=None, tokenizer=None, tokenizer_2=None, **dtype_kwargs(torch_dtype))
+        width = mae.config.decoder_embed_dim
+        transformer = flux.transformer.config
+        clip = load_alignment_file(paths["asuka-alignment-clip"], transformer.pooled_projection_dim, in_dim=width)
+        t5 = load_alignment_file(paths["asuka-alignment-t5"], transformer.joint_attention_dim, in_dim=width)
         vae = flux.vae.config
+        arch = DecoderArch.from_vae_config(vae)
         decoder = ConditionedLatentDecoder(
-            load_released_decoder(paths["asuka-decoder-flux"], allow_pickle=allow_pickle), "asuka",
-            scaling_factor=vae.scaling_factor, shift_factor=vae.shift_factor or 0.0, post_quant_conv=None,
+            load_released_decoder(paths["asuka-decoder-flux"], build_decoder("asuka", arch), allow_pickle=allow_pickle),
+            "asuka", scaling_factor=vae.scaling_factor, shift_factor=vae.shift_factor or 0.0,
+            post_quant_conv=getattr(flux.vae, "post_quant_conv", None),
         )
         self.pipeline = AsukaFluxPipeline(flux, mae, clip, t5, decoder, null_vec, null_txt).to(self.device, torch_dtype)
 

@@ -74,8 +74,9 @@ def resolve_weight_path(inpainter: Inpainter, key: str) -> Path:
     raise WeightsNotFoundError(spec, candidates)
 
 
-def load_alignment_file(path: str | Path, dim: int, variant: str = "self4") -> torch.nn.Module:
-    """An `AsukaAlignment` (prior 512 -> dim) from our key layout or the release's `nn.Sequential` layout."""
+def load_alignment_file(path: str | Path, dim: int, variant: str = "self4", in_dim: int = 512) -> torch.nn.Module:
+    """An `AsukaAlignment` (prior in_dim -> dim) from our key layout or the release's `nn.Sequential` layout
+    (`asuka_alignment_{clip,t5}.pt`), loaded strictly."""
     from baselines.asuka.alignment import ALIGNMENT_PRESETS, AsukaAlignment
     from baselines.asuka.convert import convert_released_alignment, load_checkpoint
 
@@ -84,7 +85,7 @@ def load_alignment_file(path: str | Path, dim: int, variant: str = "self4") -> t
         raise ValueError(f"{path}: expected a state dict")
     if not any(key.startswith("proj_in.") for key in state):
         state = convert_released_alignment(state, depth=ALIGNMENT_PRESETS[variant].depth)
-    model = AsukaAlignment(dim=dim, variant=variant)
+    model = AsukaAlignment(dim=dim, variant=variant, in_dim=in_dim)
     model.load_state_dict(state, strict=True)
     return model.eval().requires_grad_(False)
 
@@ -113,7 +114,9 @@ class AsukaSDInpainter(Inpainter):
     Options: model (SD inpainting id or folder), steps (50), guidance (1.0: no CFG, as the paper),
     condition_weight (1.0; the FLUX release uses 0.5), alignment_variant ("self4"), decoder ("asuka" or "vae"),
     null_file (empty-prompt embedding (1, N or 1, 768) for condition_weight != 1 or guidance > 1; default: the
-    CLIP "" embedding stretched to 256 tokens), dtype, weight_paths, allow_download, allow_pickle.
+    CLIP "" embedding stretched to 256 tokens), mae_config (MAE preset, default "mae_vit_base_patch16", the
+    released size), dtype, weight_paths, allow_download, allow_pickle. The alignment width is the UNet's
+    cross_attention_dim (768 for SD 1.5) and its input width the MAE decoder's (512).
     """
 
     name: ClassVar[str] = "asuka-sd"
@@ -131,6 +134,7 @@ class AsukaSDInpainter(Inpainter):
         alignment_variant: str = "self4",
         decoder: str = "asuka",
         null_file: str | None = None,
+        mae_config: str = "mae_vit_base_patch16",
         dtype: str | None = None,
         **options: Any,
     ) -> None:
@@ -141,17 +145,18 @@ class AsukaSDInpainter(Inpainter):
             raise ValueError(f"asuka-sd: decoder must be 'asuka' or 'vae', got {decoder!r}")
         super().__init__(device, model=model, steps=int(steps), guidance=float(guidance),
                          condition_weight=float(condition_weight), alignment_variant=alignment_variant,
-                         decoder=decoder, null_file=null_file, **options)
+                         decoder=decoder, null_file=null_file, mae_config=mae_config, **options)
         torch_dtype = resolve_dtype(self.device, dtype)
         self.options["dtype"] = dtype_name(torch_dtype)
         mae, self.mae_report = AsukaMAE.from_released(
-            self.resolve_weight("asuka-mae").path, allow_pickle=bool(options.get("allow_pickle", False)))
-        alignment = load_alignment_file(resolve_weight_path(self, "asuka-sd-alignment"), 768, alignment_variant)
+            self.resolve_weight("asuka-mae").path, mae_config, allow_pickle=bool(options.get("allow_pickle", False)))
+        alignment_path = resolve_weight_path(self, "asuka-sd-alignment")
+        decoder_path = resolve_weight_path(self, "asuka-sd-decoder") if decoder == "asuka" else None
         needs_null = float(condition_weight) != 1.0 or float(guidance) > 1.0
         sd = load_inpaint_pipeline(model, self.device, torch_dtype, text_encoder=needs_null and null_file is None)
-        conditioned = None
-        if decoder == "asuka":
-            conditioned = load_decoder_file(resolve_weight_path(self, "asuka-sd-decoder"), sd.vae)
+        alignment = load_alignment_file(alignment_path, sd.unet.config.cross_attention_dim, alignment_variant,
+                                        in_dim=mae.config.decoder_embed_dim)
+        conditioned = None if decoder_path is None else load_decoder_file(decoder_path, sd.vae)
         null = None
         if needs_null:
             if null_file is not None:
