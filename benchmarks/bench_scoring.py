@@ -92,8 +92,9 @@ def main() -> None:
         dataset = load_dataset(data_dir)
         config = ScoreConfig(metrics=metrics, weights=weights, device=args.device, batch_size=args.batch_size,
                              num_workers=args.num_workers, cache_dir=str(tmp / "cache"))
-        # Warm-up on two images (own cache key): builds the networks once, as `misato run` keeps them.
-        score(dataset.subset([s.stem for s in dataset.samples[:2]]), pred_a, "warmup", tmp / "res", config)
+        # Warm-up on two other images (own cache key): builds the networks once, as `misato run` keeps them.
+        warm_data, warm_pred, _ = make_inputs(tmp / "warm", 2, args.size)
+        score(load_dataset(warm_data), warm_pred, "warmup", tmp / "res", config)
         start = time.perf_counter()
         first = score(dataset, pred_a, "a", tmp / "res", config)
         first_wall = time.perf_counter() - start

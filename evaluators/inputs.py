@@ -34,14 +34,20 @@ def _mode_problem(path: Path, image: Image.Image) -> str | None:
     return f"{path}: mode {image.mode!r} is not 8-bit RGB (RGBA, gray, 16-bit and CMYK are refused)"
 
 
+def _mask_mode_problem(path: Path, image: Image.Image) -> str | None:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return f"{path}: mask mode {image.mode!r} (16-bit or float) is not supported; save it as 8-bit L"
+    return None
+
+
 def check_inputs(
     dataset: Dataset, predictions_dir: str | Path, allow_degenerate_masks: bool = False, max_listed: int = 20
 ) -> CheckedInputs:
     """Match predictions to samples and check every file; raise InputError listing all problems.
 
-    Checks: missing and extra predictions (by stem, png/jpg); readable headers; 8-bit RGB modes for
-    predictions and ground truths; prediction size == ground-truth size == mask size; masks that are
-    empty (no hole) or full (no known pixel).
+    Checks: missing and extra predictions (by stem, png/jpg); readable, untruncated files (PIL verify);
+    8-bit RGB modes for predictions and ground truths, 8-bit masks; prediction size == ground-truth size
+    == mask size; masks that are empty (no hole) or full (no known pixel).
     """
     predictions_dir = Path(predictions_dir)
     if not predictions_dir.is_dir():
@@ -59,17 +65,19 @@ def check_inputs(
             try:
                 with Image.open(path) as image:
                     sizes[role] = image.size
-                    if role != "mask":
-                        problem = _mode_problem(path, image)
-                        if problem:
-                            problems.append(problem)
+                    problem = _mask_mode_problem(path, image) if role == "mask" else _mode_problem(path, image)
+                    if problem:
+                        problems.append(problem)
+                    image.verify()  # chunk checksums and truncation, without decoding the pixels
             except Exception as error:  # PIL raises several types for broken files
                 problems.append(f"{path}: unreadable {role} ({error})")
+                sizes.pop(role, None)
         if len(set(sizes.values())) > 1:
             listed = ", ".join(f"{role} {w}x{h}" for role, (w, h) in sizes.items())
             problems.append(f"{pred_path}: sizes differ for {sample.stem!r}: {listed}")
             continue
-        if "mask" in sizes:
+        if "mask" in sizes and not any(str(sample.mask_path) in p for p in problems):
+            # Masks are small 8-bit files: decoding them here (and again in the scoring pass) is cheap.
             hole = read_mask_gray(sample.mask_path, dataset.mask_hole_is_white) >= 128
             if not hole.any():
                 checked.empty_masks.append(sample.stem)

@@ -16,6 +16,7 @@ class Protocol:
     feature_net: key in `evaluators.features.EXTRACTORS` (network + its input resize).
     cov_ddof: covariance normalisation for FID (1 = np.cov, 0 = population covariance as in MAT).
     ids_pca_dim: PCA dimension applied to real+fake features before the IDS SVM; None = raw features.
+    ids_pca_from_resolution: the PCA dimension is the image side instead (asuka: `--resolution`, 512 or 1024).
     psnr / ssim: keys in `evaluators.functional.pixel` (PSNR_VARIANTS / SSIM_VARIANTS).
     grad_soft_mask: boundary-gradient composite with the soft mask m/255 (asuka) instead of the binary one.
     kid_*: KID subsets (seeded; torch-fidelity's defaults).
@@ -27,6 +28,7 @@ class Protocol:
     feature_net: str
     cov_ddof: int = 1
     ids_pca_dim: int | None = None
+    ids_pca_from_resolution: bool = False
     ids_pca_seed: int = 0
     lpips_net: str = "alex"
     lpips_value_range: tuple[float, float] = (-1.0, 1.0)
@@ -76,20 +78,23 @@ PROTOCOLS: dict[str, Protocol] = {
             name="asuka",
             version=1,
             description="Official asuka-misato eval scripts: torchvision inception_v3 IMAGENET1K_V1 (fc=Identity) "
-            "with its transforms (PIL resize 342, centre crop 299, ImageNet normalisation), np.cov, PCA to 512 "
-            "before the SVM, PSNR on [0,1] with +1e-7, grayscale skimage SSIM (7x7 uniform), boundary gradient "
+            "with its transforms (PIL resize 342, centre crop 299, ImageNet normalisation), np.cov, PCA to the "
+            "image side (512 or 1024) before the SVM, PSNR on [0,1] with +1e-7, grayscale skimage SSIM (7x7 uniform), boundary gradient "
             "with the soft mask.",
             feature_net="inception-torchvision",
-            ids_pca_dim=512,
+            ids_pca_from_resolution=True,
             psnr="unit-eps",
             ssim="uniform-gray",
             grad_soft_mask=True,
             departures=(
                 "features: torchvision ImageNet Inception, not the TF 2015-12-05 graph",
                 "resize 342 + centre crop 299 drops about 13% of each border, where most holes touch",
-                "PCA(512) on real+fake before the SVM (fails under 256 images); seeded here (random_state="
-                "ids_pca_seed) since sklearn's randomized solver is otherwise not reproducible",
+                "PCA to the image side (512 at 512, 1024 at 1024) on real+fake before the SVM (needs at least that "
+                "many feature rows); seeded here (random_state=ids_pca_seed) since sklearn's randomized solver is "
+                "otherwise not reproducible",
                 "PSNR with +1e-7 in the log, grayscale SSIM with a 7x7 uniform window",
+                "CLIP score: hole = mask >= 128 here; the official script keeps pixels with mask // 255 == 1 "
+                "(only 255). Identical on binary 0/255 masks such as MISATO's",
             ),
         ),
     )

@@ -331,13 +331,16 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     if clip is not None:
         per_image["clip_score"] = np.sum(clip_fake * clip_real, axis=1).astype(np.float64)
 
+    pca_dim = _ids_pca_dim(protocol, dataset)
+    notes: dict[str, str] = {}
     rows: dict[str, dict[str, Any]] = {}
     for name, rows_index in groups.items():
         row: dict[str, Any] = {"n": int(len(rows_index))}
         for metric, values in per_image.items():
             row[metric] = float(np.mean(values[rows_index]))
         if extractor is not None:
-            row.update(_set_metrics(real_features[rows_index], fake_features[rows_index], stats[name], protocol, active, name))
+            row.update(_set_metrics(real_features[rows_index], fake_features[rows_index], stats[name], protocol,
+                                    pca_dim, active, name, notes))
         rows[name] = row
     seconds_total = time.perf_counter() - seconds_start
 
@@ -357,7 +360,9 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         "degenerate_masks": {"empty": checked.empty_masks, "full": checked.full_masks},
         "weights": {key: weight.record() for key, weight in resolved.items()},
         "versions": package_versions(),
-        "seeds": {"kid": protocol.kid_seed, "ids_pca": protocol.ids_pca_seed if protocol.ids_pca_dim else None},
+        "seeds": {"kid": protocol.kid_seed, "ids_pca": protocol.ids_pca_seed if pca_dim else None},
+        "ids_pca_dim": pca_dim,
+        "notes": notes,
         "config": {k: v for k, v in asdict(config).items() if k != "weights"},
         "device": str(device),
         "timing": {"total_s": seconds_total, "forward_s": timer.seconds, "images_per_s": n / seconds_total},
@@ -388,20 +393,34 @@ def _update_stats(stats: dict, side: int, features: np.ndarray, index: np.ndarra
         stats[scope][side].update(features[rows])
 
 
+def _ids_pca_dim(protocol: Protocol, dataset: Dataset) -> int | None:
+    """The protocol's PCA dimension before the IDS SVM; the image side when it follows the resolution."""
+    if not protocol.ids_pca_from_resolution:
+        return protocol.ids_pca_dim
+    from PIL import Image
+
+    with Image.open(dataset.samples[0].image_path) as image:
+        return max(image.size)
+
+
 def _set_metrics(real: np.ndarray, fake: np.ndarray, scope_stats: tuple[GaussianStats, GaussianStats],
-                 protocol: Protocol, active: tuple[str, ...], scope: str) -> dict:
-    """FID, U/P-IDS and KID of one group of paired rows; a group too small for a metric gets None (null in JSON)."""
+                 protocol: Protocol, pca_dim: int | None, active: tuple[str, ...], scope: str,
+                 notes: dict[str, str]) -> dict:
+    """FID, U/P-IDS and KID of one group of paired rows. A group too small for a metric gets None (null in
+    JSON) and the reason in `notes` under "<scope>.<metric>"."""
     out: dict[str, float | None] = {}
     if "fid" in active:
         if len(real) >= 2:
             out["fid"] = fid_from_stats(*scope_stats, protocol.cov_ddof)
         else:
             out["fid"] = None
+            notes[f"{scope}.fid"] = f"FID needs at least 2 images, got {len(real)}"
     if "u_ids" in active or "p_ids" in active:
         try:
-            u_ids, p_ids = inception_discriminative_scores(real, fake, protocol.ids_pca_dim, protocol.ids_pca_seed)
+            u_ids, p_ids = inception_discriminative_scores(real, fake, pca_dim, protocol.ids_pca_seed)
         except ValueError as error:
             log.warning("IDS not computed for %s: %s", scope, error)
+            notes[f"{scope}.u_ids"] = notes[f"{scope}.p_ids"] = str(error)
             u_ids = p_ids = None
         out.update({k: v for k, v in (("u_ids", u_ids), ("p_ids", p_ids)) if k in active})
     if "kid" in active:
@@ -411,6 +430,7 @@ def _set_metrics(real: np.ndarray, fake: np.ndarray, scope_stats: tuple[Gaussian
             )
         else:
             out["kid"] = out["kid_std"] = None
+            notes[f"{scope}.kid"] = f"KID needs at least 2 images, got {len(real)}"
     return out
 
 

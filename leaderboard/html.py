@@ -28,6 +28,7 @@ from leaderboard.metrics import info
 from leaderboard.render import format_value, metric_header
 from leaderboard.results import Result
 from leaderboard.tables import DIFF, Table
+from misato.composite import composite_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -121,13 +122,6 @@ def masked_input(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     mask = fit_mask(mask, image.shape)
     alpha = HOLE_OVERLAY * mask[..., None]
     return np.round(image * (1 - alpha) + 255.0 * alpha).astype(np.uint8)
-
-
-def paste_back(prediction: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) prediction and ground truth, float (H, W) mask (1 = hole, binarised at 0.5 like the
-    scorer) -> prediction inside the hole, ground truth outside. Idempotent on already composited files."""
-    hole = (mask >= 0.5)[..., None]
-    return np.where(hole, prediction, image)
 
 
 def _find_image(folder: Path, stem: str) -> Path | None:
@@ -244,7 +238,7 @@ def _sample_row(sample, hole_is_white: bool, columns: list[_Column], thumb: int)
         try:
             shown = read_rgb(path)
             if column.result.paste_back and image is not None and shown.shape == image.shape:
-                shown = paste_back(shown, image, mask)  # show what was scored
+                shown = composite_uint8(shown, image, (mask >= 0.5).astype(np.float32))  # what was scored
             cells.append(_figure(thumbnail_uri(shown, thumb), f"{column.label} {label}", score))
         except (ValueError, OSError) as error:
             cells.append(_figure(None, "", score, f"unreadable prediction: {error}"))

@@ -120,7 +120,8 @@ def test_other_protocols_run_and_are_recorded(protocol, tiny_dataset, tiny_predi
     assert result.record["protocol"]["name"] == protocol
     assert np.isfinite(overall["fid"]) and overall["fid"] > 0
     if protocol == "asuka":  # PCA(512) needs >= 512 rows: IDS is left null here, never silently computed otherwise
-        assert overall["u_ids"] is None and result.record["protocol"]["ids_pca_dim"] == 512
+        assert overall["u_ids"] is None and result.record["ids_pca_dim"] == 64  # the image side
+        assert "PCA to 64 dimensions needs at least 64" in result.record["notes"]["overall.u_ids"]
         assert result.record["protocol"]["departures"]
 
 
@@ -198,6 +199,17 @@ def test_non_rgb_modes(mode, tiny_dataset, tiny_predictions, tmp_path):
 def test_unreadable_file(tiny_dataset, tiny_predictions, tmp_path):
     (tiny_predictions / "0500.png").write_bytes(b"not a png")
     _bad(tiny_dataset, tiny_predictions, tmp_path, "0500.png: unreadable prediction")
+
+
+def test_truncated_file(tiny_dataset, tiny_predictions, tmp_path):
+    data = (tiny_predictions / "0502.png").read_bytes()
+    (tiny_predictions / "0502.png").write_bytes(data[: len(data) // 2])
+    _bad(tiny_dataset, tiny_predictions, tmp_path, "0502.png: unreadable prediction")
+
+
+def test_16_bit_mask_is_listed(tiny_dataset, tiny_predictions, tmp_path):
+    Image.fromarray(np.zeros((64, 64), np.uint16)).save(tiny_dataset / "mask" / "0503.png")
+    _bad(tiny_dataset, tiny_predictions, tmp_path, "0503.png: mask mode 'I;16'")
 
 
 @pytest.mark.parametrize("value,word", [(0, "empty"), (255, "full")])
