@@ -172,4 +172,7 @@ def inpaint_arrays(
             )
             for i, pred in zip(chunk, preds):
                 results[i] = pred
-    return [r for r in results if r is not None]
+    missing = [stems[i] if stems is not None else i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"{inpainter.name}: no output for samples {missing[:5]}")
+    return results

@@ -139,7 +139,9 @@ class OutputFolder:
             folder.mkdir(parents=True, exist_ok=True)
 
     def finished(self, stem: str) -> bool:
-        return (self.raw / f"{stem}.png").is_file() and (self.composite / f"{stem}.png").is_file()
+        """Raw, record and composite all present (written in that order, each atomically)."""
+        return all((folder / f"{stem}{suffix}").is_file()
+                   for folder, suffix in ((self.raw, ".png"), (self.records, ".json"), (self.composite, ".png")))
 
     def remove_partial_files(self) -> int:
         """Delete temporary files left by a killed writer (names `.<file>.<random>.tmp`)."""

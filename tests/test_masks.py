@@ -376,11 +376,12 @@ def test_coco_foreground_covers_every_instance_including_crowd(coco: COCO) -> No
         coco_foreground(coco, 7, (0, 0, 500, 328), 64)
 
 
-def test_object_bank_from_coco_excludes_crowd_and_is_sorted(coco: COCO) -> None:
-    bank = ObjectShapeBank.from_coco(coco, min_area=100)
+def test_object_bank_from_coco_includes_crowd_and_is_sorted(coco: COCO) -> None:
+    bank = ObjectShapeBank.from_coco(coco, min_area=100, include_crowd=False)
     assert [bank.key(i) for i in range(len(bank))] == [1, 3]
     assert bank.shape(0).shape == (91, 91)  # tight box of the disk of radius 45
-    assert len(ObjectShapeBank.from_coco(coco, min_area=100, include_crowd=True)) == 3
+    with_crowd = ObjectShapeBank.from_coco(coco, min_area=100)  # default: crowd regions are shapes too
+    assert len(with_crowd) == 3 and [with_crowd.key(i) for i in range(3)] == sorted(with_crowd.key(i) for i in range(3))
 
 
 def test_coco_background_holes_never_touch_foreground(coco: COCO, bank: ObjectShapeBank) -> None:
