@@ -36,7 +36,7 @@ from evaluators.protocols import Protocol, get_protocol
 from misato.data import Dataset
 from misato.environment import git_state, package_versions, utc_now
 from misato.io import atomic_write_json, atomic_write_text, read_mask_gray, read_rgb
-from misato.weights import ResolvedWeight, WeightsNotFoundError, resolve
+from misato.weights import ResolvedWeight, WeightsNotFoundError, default_weights_dir, resolve
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +125,14 @@ def resolve_metric_weights(
         except WeightsNotFoundError as error:
             if config.strict:
                 raise
-            missing[key] = str(error)
+            spec = error.spec
+            missing[key] = (f"needs {key} ({spec.filename}): run `misato weights fetch {key}`, or put {spec.filename} "
+                            f"in {default_weights_dir()}, or pass --weight {key}=PATH")
     unavailable = {}
     for metric in metrics:
         lacking = [k for k in metric_weight_keys(metric, protocol) if k in missing]
         if lacking:
-            unavailable[metric] = " ".join(missing[k] for k in lacking)
+            unavailable[metric] = "; ".join(missing[k] for k in lacking)
     return resolved, unavailable
 
 
