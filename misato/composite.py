@@ -14,6 +14,9 @@ def composite_uint8(pred: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> np.nd
         raise ValueError(f"composite: pred and gt must be uint8, got {pred.dtype} and {gt.dtype}")
     if pred.shape != gt.shape or hole.shape != gt.shape[:2]:
         raise ValueError(f"composite: shape mismatch: pred {pred.shape}, gt {gt.shape}, hole {hole.shape}")
-    weight = np.asarray(hole, np.float64)[..., None]
+    hole = np.asarray(hole)
+    if np.isin(hole, (0, 1)).all():  # binary mask: the blend is a selection, exact without float arithmetic
+        return np.where(hole[..., None] == 1, pred, gt)
+    weight = hole.astype(np.float64)[..., None]
     mixed = pred.astype(np.float64) * weight + gt.astype(np.float64) * (1.0 - weight)
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
