@@ -148,10 +148,12 @@ class AsukaSDInpainter(Inpainter):
                          decoder=decoder, null_file=null_file, mae_config=mae_config, **options)
         torch_dtype = resolve_dtype(self.device, dtype)
         self.options["dtype"] = dtype_name(torch_dtype)
-        mae, self.mae_report = AsukaMAE.from_released(
-            self.resolve_weight("asuka-mae").path, mae_config, allow_pickle=bool(options.get("allow_pickle", False)))
+        # resolve every file first, so that a missing one fails before anything is loaded
+        mae_path = self.resolve_weight("asuka-mae").path
         alignment_path = resolve_weight_path(self, "asuka-sd-alignment")
         decoder_path = resolve_weight_path(self, "asuka-sd-decoder") if decoder == "asuka" else None
+        mae, self.mae_report = AsukaMAE.from_released(
+            mae_path, mae_config, allow_pickle=bool(options.get("allow_pickle", False)))
         needs_null = float(condition_weight) != 1.0 or float(guidance) > 1.0
         sd = load_inpaint_pipeline(model, self.device, torch_dtype, text_encoder=needs_null and null_file is None)
         alignment = load_alignment_file(alignment_path, sd.unet.config.cross_attention_dim, alignment_variant,
