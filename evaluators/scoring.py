@@ -340,7 +340,10 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         row: dict[str, Any] = {"n": int(len(rows_index))}
         for metric, values in per_image.items():
             row[metric] = float(np.mean(values[rows_index]))
-        if extractor is not None:
+        if extractor is not None and name != "overall" and len(rows_index) == n:
+            # A domain holding every sample has the overall set metrics: no second eigh/SVM/KID pass.
+            row.update({k: v for k, v in rows["overall"].items() if k not in row})
+        elif extractor is not None:
             row.update(_set_metrics(real_features[rows_index], fake_features[rows_index], stats[name], protocol,
                                     pca_dim, active, name, notes))
         rows[name] = row

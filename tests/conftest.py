@@ -6,7 +6,6 @@ real architectures, so every loading path and every formula runs as it would wit
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from unittest import mock
 
@@ -15,7 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One intra-op thread per test process: the suite runs with pytest-xdist (-n 2) on 2 cores, and two
+# threads per worker made CPU-bound tests several times slower (threads waiting on each other).
+torch.set_num_threads(1)
 
 
 def _photos() -> list[np.ndarray]:

@@ -174,15 +174,14 @@ class AsukaAlignment(nn.Module):
         return self.forward(prior).mean(dim=1)
 
     @classmethod
-    def from_released(cls, path: str | os.PathLike, dim: int | None = None,
-                      allow_pickle: bool = False) -> "AsukaAlignment":
+    def from_released(cls, path: str | os.PathLike, dim: int | None = None) -> "AsukaAlignment":
         """Load a released alignment file (`asuka_alignment_clip.pt`: D = 768, `asuka_alignment_t5.pt`:
         D = 4096): a plain state dict of the release's `nn.Sequential`, loaded strictly after renaming.
         Widths and depth are read from the file (the depth must be a self-attention preset's: 1 or 4);
         `dim`, when given, is checked against the file's width."""
         from baselines.asuka.convert import convert_released_alignment, load_checkpoint
 
-        raw = load_checkpoint(path, allow_pickle=allow_pickle)
+        raw = load_checkpoint(path)
         if not isinstance(raw, dict) or "0.weight" not in {k.removeprefix("module.") for k in raw}:
             raise ValueError(f"{path}: not a released alignment state dict (no '0.weight')")
         depth = len({k.removeprefix("module.").split(".")[0] for k in raw}) - 2

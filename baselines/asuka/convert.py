@@ -1,7 +1,7 @@
 """Checkpoint loading and key maps between the ASUKA release and our modules.
 
 - `load_checkpoint`: torch.load(weights_only=True) (safetensors by suffix); a file that needs the full unpickler
-  is refused unless the caller opts in with `allow_pickle=True`.
+  is refused: checkpoints are never unpickled.
 - decoder: the release's LDM-style decoder (`asuka_decoder.ckpt`, Lightning dict `['state_dict']`, keys
   `decoder.*`) <-> our diffusers-style `AsukaMaskConditionDecoder`. Our own rule table rather than diffusers'
   `convert_ldm_vae_checkpoint`: that one needs the whole VAE (encoder and quant convs) and knows nothing of the
@@ -28,12 +28,13 @@ log = logging.getLogger(__name__)
 _SAFE_GLOBALS: list[Any] = [argparse.Namespace]
 
 
-def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> Any:
+def load_checkpoint(path: str | os.PathLike) -> Any:
     """Read a checkpoint on CPU with `torch.load(weights_only=True)` (or safetensors for `.safetensors`).
 
     `argparse.Namespace` is allowed (MAE checkpoints carry their training args). A file that still needs the
-    full unpickler (e.g. a Lightning checkpoint with config objects) raises ValueError unless
-    `allow_pickle=True`, which is only for files whose sha256 you have checked against the published file.
+    full unpickler (e.g. a Lightning checkpoint with arbitrary config objects) raises ValueError: we never
+    unpickle checkpoints (the project's rule); extract its state dict into a .safetensors file where you
+    trust the file, and pass that instead.
     """
     path = Path(path)
     if not path.is_file():
@@ -49,13 +50,10 @@ def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if not allow_pickle:
-            raise ValueError(
-                f"{path}: cannot be read with torch.load(weights_only=True): {reason}. If this is the published "
-                "file (compare its sha256), load it with allow_pickle=True."
-            ) from error
-        log.warning("%s: loading with the full unpickler (allow_pickle=True): %s", path, reason)
-        return torch.load(path, map_location="cpu", weights_only=False)
+        raise ValueError(
+            f"{path}: cannot be read with torch.load(weights_only=True): {reason}. Checkpoints are never "
+            "unpickled here: save its state dict as .safetensors on a machine where you trust the file, and pass that."
+        ) from error
 
 
 # ------------------------------------------------------------------------------------------------ decoder
@@ -158,15 +156,14 @@ def ours_to_ldm_decoder(state: dict[str, torch.Tensor], prefix: str = "decoder."
     return out
 
 
-def load_released_decoder(path: str | os.PathLike, decoder: torch.nn.Module | None = None,
-                          allow_pickle: bool = False) -> torch.nn.Module:
+def load_released_decoder(path: str | os.PathLike, decoder: torch.nn.Module | None = None) -> torch.nn.Module:
     """`asuka_decoder.ckpt` -> an `AsukaMaskConditionDecoder` (FLUX arch: 16 latent channels) loaded strictly.
 
     decoder: an existing decoder to load into (default: a new one with `DECODER_ARCHS["flux"]`).
     """
     from baselines.asuka.decoder import build_decoder
 
-    checkpoint = load_checkpoint(path, allow_pickle=allow_pickle)
+    checkpoint = load_checkpoint(path)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a Lightning checkpoint with a 'state_dict'")

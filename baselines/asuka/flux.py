@@ -171,7 +171,6 @@ class AsukaFluxInpainter(Inpainter):
 
     Options: model (FLUX.1-Fill-dev id or local folder), steps (50), guidance (30.0), condition_weight (0.5),
     dtype ("bf16" default on GPU), weight_paths ({key: path} for the `weights` keys), allow_download,
-    allow_pickle (the Lightning decoder checkpoint may need the full unpickler: only for a checked file),
     mae_config (MAE preset, default the released size). Alignment widths come from the transformer config
     (pooled_projection_dim 768, joint_attention_dim 4096), the decoder's sizes from the VAE config (FLUX: 16
     latent channels, 128-256-512-512), so the same code loads tiny test models.
@@ -204,10 +203,9 @@ class AsukaFluxInpainter(Inpainter):
                          condition_weight=float(condition_weight), mae_config=mae_config, **options)
         torch_dtype = resolve_dtype(self.device, dtype, gpu_default="bf16")
         self.options["dtype"] = dtype_name(torch_dtype)
-        allow_pickle = bool(options.get("allow_pickle", False))
         # resolve every file first, so a missing one fails before the 12B model is loaded
         paths = {key: self.resolve_weight(key).path for key in self.weights}
-        mae, self.mae_report = AsukaMAE.from_released(paths["asuka-mae"], mae_config, allow_pickle=allow_pickle)
+        mae, self.mae_report = AsukaMAE.from_released(paths["asuka-mae"], mae_config)
         null_vec = load_null(paths["asuka-flux-null-vec"], 2)
         null_txt = load_null(paths["asuka-flux-null-txt"], 3)
         from diffusers import FluxFillPipeline
@@ -221,7 +219,7 @@ class AsukaFluxInpainter(Inpainter):
         vae = flux.vae.config
         arch = DecoderArch.from_vae_config(vae)
         decoder = ConditionedLatentDecoder(
-            load_released_decoder(paths["asuka-decoder-flux"], build_decoder("asuka", arch), allow_pickle=allow_pickle),
+            load_released_decoder(paths["asuka-decoder-flux"], build_decoder("asuka", arch)),
             "asuka", scaling_factor=vae.scaling_factor, shift_factor=vae.shift_factor or 0.0,
             post_quant_conv=getattr(flux.vae, "post_quant_conv", None),
         )

@@ -115,7 +115,7 @@ class AsukaSDInpainter(Inpainter):
     condition_weight (1.0; the FLUX release uses 0.5), alignment_variant ("self4"), decoder ("asuka" or "vae"),
     null_file (empty-prompt embedding (1, N or 1, 768) for condition_weight != 1 or guidance > 1; default: the
     CLIP "" embedding stretched to 256 tokens), mae_config (MAE preset, default "mae_vit_base_patch16", the
-    released size), dtype, weight_paths, allow_download, allow_pickle. The alignment width is the UNet's
+    released size), dtype, weight_paths, allow_download. The alignment width is the UNet's
     cross_attention_dim (768 for SD 1.5) and its input width the MAE decoder's (512).
     """
 
@@ -153,7 +153,7 @@ class AsukaSDInpainter(Inpainter):
         alignment_path = resolve_weight_path(self, "asuka-sd-alignment")
         decoder_path = resolve_weight_path(self, "asuka-sd-decoder") if decoder == "asuka" else None
         mae, self.mae_report = AsukaMAE.from_released(
-            mae_path, mae_config, allow_pickle=bool(options.get("allow_pickle", False)))
+            mae_path, mae_config)
         needs_null = float(condition_weight) != 1.0 or float(guidance) > 1.0
         sd = load_inpaint_pipeline(model, self.device, torch_dtype, text_encoder=needs_null and null_file is None)
         alignment = load_alignment_file(alignment_path, sd.unet.config.cross_attention_dim, alignment_variant,

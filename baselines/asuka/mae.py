@@ -321,12 +321,12 @@ class AsukaMAE(nn.Module):
         return prior, pixels
 
     # ----------------------------------------------------------------------------------------- weights
-    def load_released(self, path: str | os.PathLike, allow_pickle: bool = False) -> LoadReport:
+    def load_released(self, path: str | os.PathLike) -> LoadReport:
         """Load `mae_300.pth` (a dict with key 'model') non-strictly; missing/unexpected keys are logged and
-        returned. `allow_pickle`: see `baselines.asuka.convert.load_checkpoint`."""
+        returned."""
         from baselines.asuka.convert import load_checkpoint
 
-        checkpoint = load_checkpoint(path, allow_pickle=allow_pickle)
+        checkpoint = load_checkpoint(path)
         state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict):
             raise ValueError(f"{path}: expected a dict with key 'model' holding a state dict")
@@ -337,10 +337,10 @@ class AsukaMAE(nn.Module):
         return report
 
     @classmethod
-    def from_released(cls, path: str | os.PathLike, config: MAEConfig | str = "mae_vit_base_patch16",
-                      allow_pickle: bool = False) -> tuple["AsukaMAE", LoadReport]:
+    def from_released(cls, path: str | os.PathLike,
+                      config: MAEConfig | str = "mae_vit_base_patch16") -> tuple["AsukaMAE", LoadReport]:
         model = cls(config)
-        report = model.load_released(path, allow_pickle=allow_pickle)
+        report = model.load_released(path)
         return model.eval().requires_grad_(False), report
 
 
