@@ -25,8 +25,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from baselines.base import Inpainter, ResolutionPolicy
-from baselines.sd.components import check_batch, dtype_name, generators, resolve_dtype
+from baselines.asuka.inpainter import AsukaInpainterBase
+from baselines.base import ResolutionPolicy
+from baselines.sd.components import dtype_name, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def load_null(path: Any, ndim: int) -> torch.Tensor:
     return value.float()
 
 
-class AsukaFluxInpainter(Inpainter):
+class AsukaFluxInpainter(AsukaInpainterBase):
     """The released ASUKA-FLUX.1-Fill.
 
     Options: model (FLUX.1-Fill-dev id or local folder), steps (50), guidance (30.0), condition_weight (0.5),
@@ -237,24 +238,8 @@ class AsukaFluxInpainter(Inpainter):
     ) -> "AsukaFluxInpainter":
         """Wrap an `AsukaFluxPipeline` (tests pass one of tiny random modules)."""
         self = cls.__new__(cls)
-        Inpainter.__init__(self, device, model="<components>", steps=int(steps), guidance=float(guidance),
-                           condition_weight=float(condition_weight), **options)
-        self.pipeline = pipeline.to(self.device)
-        self.options["dtype"] = dtype_name(pipeline.dtype)
+        self._wrap(pipeline, device, steps, guidance, condition_weight, options)
         return self
 
-    def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        """images float32 (B, 3, H, W) in [0, 1], masks (B, 1, H, W) 1 = hole -> float32 (B, 3, H, W) in [0, 1]."""
-        check_batch(self.name, images, masks, seeds, self.policy.pad_multiple)
-        return self.pipeline(
-            images, masks, generators(seeds), num_inference_steps=self.options["steps"],
-            guidance_scale=self.options["guidance"], condition_weight=self.options["condition_weight"],
-        )
-
-    def config(self) -> dict[str, Any]:
-        config = super().config()
-        report = self.__dict__.get("mae_report")
-        if report is not None:
-            config["mae_load"] = report.record()
-        config["scheduler_class"] = type(self.pipeline.flux_pipeline.scheduler).__name__
-        return config
+    def diffusers_pipeline(self) -> Any:
+        return self.pipeline.flux_pipeline

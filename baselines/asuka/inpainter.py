@@ -108,7 +108,39 @@ def load_decoder_file(path: str | Path, vae: Any) -> torch.nn.Module:
     return decoder.eval().requires_grad_(False)
 
 
-class AsukaSDInpainter(Inpainter):
+class AsukaInpainterBase(Inpainter):
+    """What asuka-sd and asuka-flux share: `self.pipeline` does the work; configs record the MAE load report
+    and the scheduler. Subclasses build `self.pipeline` and name the wrapped diffusers pipeline."""
+
+    def _wrap(self, pipeline: Any, device: str | torch.device, steps: int, guidance: float,
+              condition_weight: float, options: dict[str, Any]) -> None:
+        """`from_components` body: record the options and move a ready pipeline to the device."""
+        Inpainter.__init__(self, device, model="<components>", steps=int(steps), guidance=float(guidance),
+                           condition_weight=float(condition_weight), **options)
+        self.pipeline = pipeline.to(self.device)
+        self.options["dtype"] = dtype_name(pipeline.dtype)
+
+    def diffusers_pipeline(self) -> Any:
+        raise NotImplementedError
+
+    def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        """images float32 (B, 3, H, W) in [0, 1], masks (B, 1, H, W) 1 = hole -> float32 (B, 3, H, W) in [0, 1]."""
+        check_batch(self.name, images, masks, seeds, self.policy.pad_multiple)
+        return self.pipeline(
+            images, masks, generators(seeds), num_inference_steps=self.options["steps"],
+            guidance_scale=self.options["guidance"], condition_weight=self.options["condition_weight"],
+        )
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        report = self.__dict__.get("mae_report")
+        if report is not None:
+            config["mae_load"] = report.record()
+        config["scheduler_class"] = type(self.diffusers_pipeline().scheduler).__name__
+        return config
+
+
+class AsukaSDInpainter(AsukaInpainterBase):
     """ASUKA with SD 1.5 inpainting (`AsukaInpaintPipeline`).
 
     Options: model (SD inpainting id or folder), steps (50), guidance (1.0: no CFG, as the paper),
@@ -181,26 +213,14 @@ class AsukaSDInpainter(Inpainter):
     ) -> "AsukaSDInpainter":
         """Wrap an `AsukaInpaintPipeline` (tests pass one of tiny random modules)."""
         self = cls.__new__(cls)
-        Inpainter.__init__(self, device, model="<components>", steps=int(steps), guidance=float(guidance),
-                           condition_weight=float(condition_weight), **options)
-        self.pipeline = pipeline.to(self.device)
-        self.options["dtype"] = dtype_name(pipeline.dtype)
+        self._wrap(pipeline, device, steps, guidance, condition_weight, options)
         self.options.setdefault("decoder", "vae" if pipeline.decoder is None else "asuka")
         return self
 
-    def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        """images float32 (B, 3, H, W) in [0, 1], masks (B, 1, H, W) 1 = hole -> float32 (B, 3, H, W) in [0, 1]."""
-        check_batch(self.name, images, masks, seeds, self.policy.pad_multiple)
-        return self.pipeline(
-            images, masks, generators(seeds), num_inference_steps=self.options["steps"],
-            guidance_scale=self.options["guidance"], condition_weight=self.options["condition_weight"],
-        )
+    def diffusers_pipeline(self) -> Any:
+        return self.pipeline.sd_pipeline
 
     def config(self) -> dict[str, Any]:
         config = super().config()
         config["weights"] = config["weights"] + list(self.__dict__.get("unregistered_weights", {}).values())
-        report = self.__dict__.get("mae_report")
-        if report is not None:
-            config["mae_load"] = report.record()
-        config["scheduler_class"] = type(self.pipeline.sd_pipeline.scheduler).__name__
         return config
