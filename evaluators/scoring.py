@@ -96,6 +96,15 @@ def result_stem(method: str, dataset: str, protocol: str) -> str:
     return f"{safe(method)}__{safe(dataset)}__{safe(protocol)}"
 
 
+def predictions_folder(path: str | Path) -> Path:
+    """The folder holding the prediction files: `path` itself, or `path/raw` for a `misato inpaint` output
+    folder (raw outputs; the scorer composites them itself, so paste-back and raw scoring both start there)."""
+    path = Path(path)
+    if (path / "manifest.json").is_file() and (path / "raw").is_dir():
+        return path / "raw"
+    return path
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -242,6 +251,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     protocol = get_protocol(config.protocol)
     metrics = config.selected()
     device = resolve_device(config.device)
+    predictions_dir = predictions_folder(predictions_dir)
     checked = check_inputs(dataset, predictions_dir, config.allow_degenerate_masks)
     resolved, unavailable = resolve_metric_weights(metrics, protocol, config)
     active = tuple(m for m in metrics if m not in unavailable)

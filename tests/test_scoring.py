@@ -250,3 +250,12 @@ def test_cli_score(tiny_dataset, tiny_predictions, tmp_path, random_weights, cap
     (tiny_predictions / "0000.png").unlink()
     assert main(args) == 1
     assert "no prediction for '0000'" in capsys.readouterr().err
+
+
+def test_inpaint_output_folder_is_scored_from_raw(tiny_dataset, tiny_predictions, tmp_path):
+    run = tmp_path / "run"
+    (run / "composite").mkdir(parents=True)
+    tiny_predictions.rename(run / "raw")
+    (run / "manifest.json").write_text("{}")
+    result = score(load_dataset(tiny_dataset), run, "m", tmp_path, ScoreConfig(device="cpu", metrics=("psnr",)))
+    assert result.record["predictions"] == str((run / "raw").resolve())

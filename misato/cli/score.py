@@ -18,7 +18,8 @@ EPILOG = """examples:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("--dataset", required=True, help="dataset folder (image/ + mask/, or MISATO {512,1024}/...)")
-    parser.add_argument("--predictions", required=True, help="folder of predictions named by sample stem")
+    parser.add_argument("--predictions", required=True,
+                        help="folder of predictions named by sample stem (a `misato inpaint` output folder: its raw/)")
     parser.add_argument("--method", required=True, help="method name recorded in the result")
     parser.add_argument("--out", default="results", help="folder for the result JSON and per-image CSV")
     parser.add_argument("--protocol", default="comod", help="comod (default), clean or asuka")
