@@ -239,6 +239,128 @@ def _grouped(timer: _Timer, fn: Callable, items: list[dict], *keys: str) -> list
     return outputs  # type: ignore[return-value]
 
 
+class _CachedEmbedding:
+    """A network whose ground-truth outputs are cached on disk (Inception features, CLIP hole embeddings).
+
+    Each batch adds the predictions' rows; the ground truth's rows are computed only on a cache miss and
+    saved by `finish`. Arrays are float32 (N, D) in dataset order.
+    """
+
+    def __init__(self, network: Any, key: str, cache: FeatureCache, stems: list[str], fake_item: str, real_item: str):
+        self.network, self.key, self.cache, self.stems = network, key, cache, stems
+        self.fake_item, self.real_item = fake_item, real_item
+        self.real: np.ndarray | None = cache.load(key, stems)
+        self.cached = self.real is not None
+        self.fake: np.ndarray | None = None
+
+    def update(self, timer: _Timer, batch: list[dict], index: np.ndarray) -> None:
+        self.fake = self._store(self.fake, timer, batch, index, self.fake_item)
+        if not self.cached:
+            self.real = self._store(self.real, timer, batch, index, self.real_item)
+
+    def _store(self, array: np.ndarray | None, timer: _Timer, batch: list[dict], index: np.ndarray, item: str) -> np.ndarray:
+        rows = torch.stack(_grouped(timer, self.network.forward, batch, item)).numpy()
+        if array is None:
+            array = np.zeros((len(self.stems), rows.shape[1]), np.float32)
+        array[index] = rows
+        return array
+
+    def finish(self) -> None:
+        if not self.cached:
+            self.cache.save(self.key, self.stems, self.real)
+
+
+@dataclass
+class _Networks:
+    """The networks one scoring run needs (None where the metric is not active)."""
+
+    inception: _CachedEmbedding | None
+    clip: _CachedEmbedding | None
+    lpips: torch.nn.Module | None
+
+
+def _open_networks(dataset: Dataset, protocol: Protocol, active: tuple[str, ...], resolved: dict[str, ResolvedWeight],
+                   device: torch.device, cache: FeatureCache) -> _Networks:
+    stems = [s.stem for s in dataset.samples]
+    inception = clip = lpips_model = None
+    if any(m in active for m in INCEPTION_METRICS):
+        extractor_cls = EXTRACTORS[protocol.feature_net]
+        weight = resolved[extractor_cls.weight_key]
+        network = _network((extractor_cls.key, weight.path, weight.sha256, str(device)),
+                           lambda: extractor_cls(weight, device))
+        key = cache_key(dataset.content_hash(), protocol.name, protocol.version, extractor_cls.key, weight.sha256)
+        inception = _CachedEmbedding(network, key, cache, stems, "feat_fake", "feat_real")
+    if "clip_score" in active:
+        weight = resolved["clip-vit-l-14-openai"]
+        network = _network(("clip", protocol.clip_model, protocol.clip_quick_gelu, weight.path, weight.sha256, str(device)),
+                           lambda: ClipEmbedder(protocol.clip_model, weight, device, protocol.clip_quick_gelu))
+        key = cache_key(dataset.content_hash(), protocol.name, protocol.version, "clip-hole-" + protocol.clip_model,
+                        weight.sha256)
+        clip = _CachedEmbedding(network, key, cache, stems, "clip_fake", "clip_real")
+    if "lpips" in active:
+        backbone, lin = resolved["alexnet-torchvision"], resolved["lpips-alex-lin"]
+        lpips_model = _network(
+            ("lpips", protocol.lpips_net, backbone.path, backbone.sha256, lin.path, lin.sha256, str(device)),
+            lambda: build_lpips(backbone, lin, protocol.lpips_net).to(device),
+        )
+    return _Networks(inception, clip, lpips_model)
+
+
+def _scopes(dataset: Dataset) -> dict[str, np.ndarray]:
+    """Row indices of "overall" and of each domain present."""
+    groups = {"overall": np.arange(len(dataset))}
+    for domain in dataset.domains:
+        groups[domain] = np.array([i for i, s in enumerate(dataset.samples) if s.domain == domain])
+    return groups
+
+
+def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol, config: ScoreConfig,
+                  active: tuple[str, ...], networks: _Networks, timer: _Timer, method: str,
+                  ) -> tuple[dict[str, np.ndarray], dict[str, tuple[GaussianStats, GaussianStats]]]:
+    """The one decode pass: per-image metric arrays (N,) and streamed FID statistics per scope (real, fake)."""
+    inception, clip = networks.inception, networks.clip
+    items = _Items(
+        dataset, predictions, protocol, config.paste_back,
+        pixel_metrics=tuple(m for m in ("psnr", "ssim", "grad_error") if m in active),
+        want_pair=networks.lpips is not None,
+        feature_pre=inception.network.preprocess() if inception else None,
+        feature_real=inception is not None and not inception.cached,
+        clip_pre=clip.network.preprocess() if clip else None, clip_real=clip is not None and not clip.cached,
+    )
+    loader = torch.utils.data.DataLoader(items, batch_size=config.batch_size, num_workers=config.num_workers,
+                                         collate_fn=_keep_list, shuffle=False)
+    n = len(dataset)
+    scopes_of = [["overall"] + ([s.domain] if s.domain is not None else []) for s in dataset.samples]
+    per_image: dict[str, np.ndarray] = {m: np.full(n, np.nan) for m in PER_IMAGE if m in active}
+    # FID statistics stream in float64 per scope (O(D^2) each); the features themselves are kept only
+    # because U/P-IDS fit an SVM on every paired row.
+    dim = inception.network.dim if inception else 0
+    stats = {scope: (GaussianStats(dim), GaussianStats(dim)) for scope in _scopes(dataset)} if inception else {}
+    for batch in tqdm(loader, desc=f"score {method}", unit="batch", leave=False):
+        index = np.array([item["index"] for item in batch])
+        for metric in ("psnr", "ssim", "grad_error"):
+            if metric in per_image:
+                per_image[metric][index] = [item[metric] for item in batch]
+        if networks.lpips is not None:
+            fn = lambda a, b: lpips_distance(networks.lpips, a, b, protocol.lpips_value_range)  # noqa: E731
+            per_image["lpips"][index] = [float(v) for v in _grouped(timer, fn, batch, "scored", "gt")]
+        if inception is not None:
+            inception.update(timer, batch, index)
+            _update_stats(stats, 1, inception.fake, index, scopes_of)
+            if not inception.cached:
+                _update_stats(stats, 0, inception.real, index, scopes_of)
+        if clip is not None:
+            clip.update(timer, batch, index)
+    for embedding in (inception, clip):
+        if embedding is not None:
+            embedding.finish()
+    if inception is not None and inception.cached:
+        _update_stats(stats, 0, inception.real, np.arange(n), scopes_of)
+    if clip is not None:
+        per_image["clip_score"] = np.sum(clip.fake * clip.real, axis=1).astype(np.float64)
+    return per_image, stats
+
+
 def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: str | Path,
           config: ScoreConfig | None = None, dataset_kind: str = "custom") -> ScoreResult:
     """Score `predictions_dir` (files named by sample stem) against `dataset` and write the result files.
@@ -255,106 +377,26 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     checked = check_inputs(dataset, predictions_dir, config.allow_degenerate_masks)
     resolved, unavailable = resolve_metric_weights(metrics, protocol, config)
     active = tuple(m for m in metrics if m not in unavailable)
-    stems = [s.stem for s in dataset.samples]
-    n = len(stems)
-    cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None, config.use_cache)
     seconds_start = time.perf_counter()
     timer = _Timer(device)
+    cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None, config.use_cache)
+    networks = _open_networks(dataset, protocol, active, resolved, device, cache)
+    per_image, stats = _scoring_pass(dataset, checked.predictions, protocol, config, active, networks, timer, method)
 
-    extractor = None
-    real_features = None
-    feature_key = None
-    if any(m in active for m in INCEPTION_METRICS):
-        extractor_cls = EXTRACTORS[protocol.feature_net]
-        weight = resolved[extractor_cls.weight_key]
-        extractor = _network((extractor_cls.key, weight.path, weight.sha256, str(device)),
-                             lambda: extractor_cls(weight, device))
-        feature_key = cache_key(dataset.content_hash(), protocol.name, protocol.version, extractor_cls.key, weight.sha256)
-        real_features = cache.load(feature_key, stems)
-    clip = None
-    clip_real = None
-    clip_key = None
-    if "clip_score" in active:
-        weight = resolved["clip-vit-l-14-openai"]
-        clip = _network(("clip", protocol.clip_model, protocol.clip_quick_gelu, weight.path, weight.sha256, str(device)),
-                        lambda: ClipEmbedder(protocol.clip_model, weight, device, protocol.clip_quick_gelu))
-        clip_key = cache_key(dataset.content_hash(), protocol.name, protocol.version, "clip-hole-" + protocol.clip_model, weight.sha256)
-        clip_real = cache.load(clip_key, stems)
-    lpips_model = None
-    if "lpips" in active:
-        backbone, lin = resolved["alexnet-torchvision"], resolved["lpips-alex-lin"]
-        lpips_model = _network(
-            ("lpips", protocol.lpips_net, backbone.path, backbone.sha256, lin.path, lin.sha256, str(device)),
-            lambda: build_lpips(backbone, lin, protocol.lpips_net).to(device),
-        )
-
-    items = _Items(
-        dataset, checked.predictions, protocol, config.paste_back,
-        pixel_metrics=tuple(m for m in ("psnr", "ssim", "grad_error") if m in active),
-        want_pair=lpips_model is not None,
-        feature_pre=extractor.preprocess() if extractor else None, feature_real=extractor is not None and real_features is None,
-        clip_pre=clip.preprocess() if clip else None, clip_real=clip is not None and clip_real is None,
-    )
-    loader = torch.utils.data.DataLoader(items, batch_size=config.batch_size, num_workers=config.num_workers,
-                                         collate_fn=_keep_list, shuffle=False)
-    domains = [s.domain for s in dataset.samples]
-    groups = {"overall": np.arange(n)}
-    for domain in dataset.domains:
-        groups[domain] = np.array([i for i, d in enumerate(domains) if d == domain])
-    scopes_of = [["overall"] + ([d] if d is not None else []) for d in domains]
-    per_image: dict[str, np.ndarray] = {m: np.full(n, np.nan) for m in PER_IMAGE if m in active}
-    # FID statistics stream in float64 per scope (O(D^2) each); the features themselves are kept only
-    # because U/P-IDS fit an SVM on every paired row.
-    stats = {scope: (GaussianStats(extractor.dim), GaussianStats(extractor.dim)) for scope in groups} if extractor else {}
-    fake_features = np.zeros((n, extractor.dim), np.float32) if extractor else None
-    new_real = np.zeros((n, extractor.dim), np.float32) if extractor and real_features is None else None
-    clip_fake = None
-    new_clip_real = None
-    for batch in tqdm(loader, desc=f"score {method}", unit="batch", leave=False):
-        index = np.array([item["index"] for item in batch])
-        for metric in ("psnr", "ssim", "grad_error"):
-            if metric in per_image:
-                per_image[metric][index] = [item[metric] for item in batch]
-        if lpips_model is not None:
-            fn = lambda a, b: lpips_distance(lpips_model, a, b, protocol.lpips_value_range)  # noqa: E731
-            per_image["lpips"][index] = [float(v) for v in _grouped(timer, fn, batch, "scored", "gt")]
-        if extractor is not None:
-            fake_features[index] = torch.stack(_grouped(timer, extractor.forward, batch, "feat_fake")).numpy()
-            _update_stats(stats, 1, fake_features, index, scopes_of)
-            if new_real is not None:
-                new_real[index] = torch.stack(_grouped(timer, extractor.forward, batch, "feat_real")).numpy()
-                _update_stats(stats, 0, new_real, index, scopes_of)
-        if clip is not None:
-            fake = torch.stack(_grouped(timer, clip.forward, batch, "clip_fake")).numpy()
-            if clip_fake is None:
-                clip_fake = np.zeros((n, fake.shape[1]), np.float32)
-                new_clip_real = np.zeros_like(clip_fake) if clip_real is None else None
-            clip_fake[index] = fake
-            if new_clip_real is not None:
-                new_clip_real[index] = torch.stack(_grouped(timer, clip.forward, batch, "clip_real")).numpy()
-    if new_real is not None:
-        real_features = new_real
-        cache.save(feature_key, stems, real_features)
-    elif extractor is not None:
-        _update_stats(stats, 0, real_features, np.arange(n), scopes_of)
-    if new_clip_real is not None:
-        clip_real = new_clip_real
-        cache.save(clip_key, stems, clip_real)
-    if clip is not None:
-        per_image["clip_score"] = np.sum(clip_fake * clip_real, axis=1).astype(np.float64)
-
+    n = len(dataset)
     pca_dim = _ids_pca_dim(protocol, dataset)
     notes: dict[str, str] = {}
     rows: dict[str, dict[str, Any]] = {}
-    for name, rows_index in groups.items():
+    inception = networks.inception
+    for name, rows_index in _scopes(dataset).items():
         row: dict[str, Any] = {"n": int(len(rows_index))}
         for metric, values in per_image.items():
             row[metric] = float(np.mean(values[rows_index]))
-        if extractor is not None and name != "overall" and len(rows_index) == n:
+        if inception is not None and name != "overall" and len(rows_index) == n:
             # A domain holding every sample has the overall set metrics: no second eigh/SVM/KID pass.
             row.update({k: v for k, v in rows["overall"].items() if k not in row})
-        elif extractor is not None:
-            row.update(_set_metrics(real_features[rows_index], fake_features[rows_index], stats[name], protocol,
+        elif inception is not None:
+            row.update(_set_metrics(inception.real[rows_index], inception.fake[rows_index], stats[name], protocol,
                                     pca_dim, active, name, notes))
         rows[name] = row
     seconds_total = time.perf_counter() - seconds_start
@@ -364,8 +406,9 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         "schema_version": SCHEMA_VERSION,
         "method": method,
         "dataset": {
-            "name": dataset.name, "kind": dataset_kind, "root": str(Path(dataset.root).resolve()), "content_hash": dataset.content_hash(),
-            "n_images": n, "domains": dataset.domains, "mask_hole_is_white": dataset.mask_hole_is_white,
+            "name": dataset.name, "kind": dataset_kind, "root": str(Path(dataset.root).resolve()),
+            "content_hash": dataset.content_hash(), "n_images": n, "domains": dataset.domains,
+            "mask_hole_is_white": dataset.mask_hole_is_white,
         },
         "protocol": protocol.record(),
         "paste_back": config.paste_back,
@@ -390,11 +433,11 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     base = result_stem(method, dataset.name, protocol.name)
     csv_path = out_dir / f"{base}.per_image.csv"
     record["per_image_csv"] = csv_path.name
-    atomic_write_text(csv_path, _per_image_csv(stems, domains, per_image))
+    atomic_write_text(csv_path, _per_image_csv([s.stem for s in dataset.samples], [s.domain for s in dataset.samples], per_image))
     json_path = out_dir / f"{base}.json"
     atomic_write_json(json_path, record)
     for metric, reason in unavailable.items():
-        log.warning("%s unavailable: %s", metric, reason.splitlines()[0])
+        log.warning("%s unavailable: %s", metric, reason)
     return ScoreResult(record, json_path, csv_path)
 
 
