@@ -198,10 +198,8 @@ def test_resume_after_sigkill_is_byte_identical(dataset_dir, tmp_path):
 
 
 def test_two_processes_with_accelerate_match_one(dataset_dir, tmp_path):
-    pytest.importorskip("accelerate")
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
-    if accelerate is None:
-        pytest.skip("the accelerate launcher is not on PATH")
+    assert accelerate is not None, "the accelerate launcher is missing: install the `test` extra"
     single = tmp_path / "single"
     inpaint_dataset(dataset_dir, "dummy", single, batch_size=2, device="cpu", options={"noise": 0.1}, progress=False)
     out = tmp_path / "parallel"
