@@ -23,14 +23,6 @@ ATOL = 1e-5  # batched vs single-sample CPU kernels differ by float rounding onl
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the tiny models gain nothing from two, and on a loaded shared machine OpenMP
-    threads waiting for each other burn CPU (several times the run time in measurements here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def batch(n: int = 2, seed: int = 0, size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
     """Smooth random images (B, 3, size, size) in [0, 1] and different box masks (B, 1, size, size), 1 = hole."""
