@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from baselines.asuka.trained import AsukaSDFolder
 from baselines.base import Inpainter, ResolutionPolicy
 from baselines.sd.components import (
     DEFAULT_INPAINT_MODEL,
@@ -143,7 +144,8 @@ class AsukaInpainterBase(Inpainter):
 class AsukaSDInpainter(AsukaInpainterBase):
     """ASUKA with SD 1.5 inpainting (`AsukaInpaintPipeline`).
 
-    Options: model (SD inpainting id or folder), steps (50), guidance (1.0: no CFG, as the paper),
+    Options: model (SD inpainting id or folder, or a `misato train alignment` run folder: its SD model, MAE,
+    alignment file and variant are used as they are), steps (50), guidance (1.0: no CFG, as the paper),
     condition_weight (1.0; the FLUX release uses 0.5), alignment_variant ("self4"), decoder ("asuka" or "vae"),
     null_file (empty-prompt embedding (1, N or 1, 768) for condition_weight != 1 or guidance > 1; default: the
     CLIP "" embedding stretched to 256 tokens), mae_config (MAE preset, default "mae_vit_base_patch16", the
@@ -181,11 +183,14 @@ class AsukaSDInpainter(AsukaInpainterBase):
         torch_dtype = resolve_dtype(self.device, dtype)
         self.options["dtype"] = dtype_name(torch_dtype)
         # resolve every file first, so that a missing one fails before anything is loaded
-        mae_path = self.resolve_weight("asuka-mae").path
-        alignment_path = resolve_weight_path(self, "asuka-sd-alignment")
-        decoder_path = resolve_weight_path(self, "asuka-sd-decoder") if decoder == "asuka" else None
-        mae, self.mae_report = AsukaMAE.from_released(
-            mae_path, mae_config)
+        if AsukaSDFolder.is_one(model):  # a `misato train alignment` folder: its files, as they are
+            model, mae_path, alignment_path, alignment_variant, mae_config, decoder_path = self._trained_folder(
+                model, decoder)
+        else:
+            mae_path = self.resolve_weight("asuka-mae").path
+            alignment_path = resolve_weight_path(self, "asuka-sd-alignment")
+            decoder_path = resolve_weight_path(self, "asuka-sd-decoder") if decoder == "asuka" else None
+        mae, self.mae_report = AsukaMAE.from_released(mae_path, mae_config)
         needs_null = float(condition_weight) != 1.0 or float(guidance) > 1.0
         sd = load_inpaint_pipeline(model, self.device, torch_dtype, text_encoder=needs_null and null_file is None)
         alignment = load_alignment_file(alignment_path, sd.unet.config.cross_attention_dim, alignment_variant,
@@ -200,6 +205,44 @@ class AsukaSDInpainter(AsukaInpainterBase):
             else:
                 null = null_from_text_embedding(encode_text(sd, "", self.device), mae.config.num_patches)
         self.pipeline = AsukaInpaintPipeline(sd, mae, alignment, conditioned, null).to(self.device, torch_dtype)
+
+    def _trained_folder(self, folder: str, decoder: str) -> tuple[str, Path, Path, str, Any, Path | None]:
+        """Files of a trained ASUKA-SD folder (`baselines.asuka.trained`): (SD model, MAE, alignment, variant,
+        MAEConfig, decoder or None). `--weight asuka-mae=` / `asuka-sd-alignment=` / `asuka-sd-decoder=` override
+        the folder's files; the folder's MAE must still have the sha256 it was trained with."""
+        from baselines.asuka.mae import MAEConfig
+        from misato.weights import file_sha256
+
+        trained = AsukaSDFolder.read(folder)
+        explicit = self.options.get("weight_paths") or {}
+        records = self.__dict__.setdefault("unregistered_weights", {})
+
+        def pick(key: str, default: Path | None) -> Path | None:
+            path = Path(explicit[key]).expanduser() if key in explicit else default
+            if path is None:
+                return None
+            if not path.is_file():
+                raise FileNotFoundError(f"asuka-sd {folder}: {key} file {path} is missing")
+            records[key] = {"key": key, "path": str(path), "sha256": file_sha256(path),
+                            "source": "explicit" if key in explicit else f"trained folder {trained.folder}"}
+            return path
+
+        mae_path = pick("asuka-mae", trained.mae)
+        if "asuka-mae" not in explicit and records["asuka-mae"]["sha256"] != trained.mae_sha256:
+            raise ValueError(f"asuka-sd {folder}: the MAE {mae_path} changed since the alignment was trained on it "
+                             f"(sha256 {records['asuka-mae']['sha256'][:12]}, trained with {trained.mae_sha256[:12]}); "
+                             "pass --weight asuka-mae=PATH to use another file knowingly")
+        alignment_path = pick("asuka-sd-alignment", trained.alignment)
+        decoder_path = None
+        if decoder == "asuka":
+            decoder_path = pick("asuka-sd-decoder", trained.decoder)
+            if decoder_path is None:
+                raise ValueError(f"asuka-sd {folder}: no trained decoder in this folder; pass --option decoder=vae "
+                                 "(the SD VAE decoder) or --weight asuka-sd-decoder=PATH")
+        self.options.update(trained_folder=str(trained.folder), alignment_variant=trained.alignment_variant, mae_config="trained-folder",
+                            sd_model=trained.sd_model)
+        return (trained.sd_model, mae_path, alignment_path, trained.alignment_variant,
+                MAEConfig(**trained.mae_config), decoder_path)
 
     @classmethod
     def from_components(

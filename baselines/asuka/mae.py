@@ -301,12 +301,32 @@ class AsukaMAE(nn.Module):
 
     forward = prior
 
+    def reconstruct_with_tokens(self, images: torch.Tensor, masks: torch.Tensor,
+                                token_masked: torch.Tensor) -> torch.Tensor:
+        """The fine-tuning forward (paper Sec. 3.1): pixel prediction (B, 3, S, S), ImageNet-normalised.
+
+        images (B, 3, S, S) in [0, 1]; masks (B, 1, S, S) 1 = hole (the inpainting hole: its pixels are zeroed);
+        token_masked (B, L) bool, True = token dropped (every hole-touching token plus random extra ones, see
+        `misato.masks.samplers.enlarge_for_mae`). Partial tokens are the dropped ones with 0 < hole area < 1,
+        as at inference; a hole-touching token that was not dropped stays visible with its hole pixels zeroed.
+        """
+        self._check(images, masks)
+        if token_masked.shape != (images.shape[0], self.config.num_patches):
+            raise ValueError(f"token_masked must be (B, {self.config.num_patches}), got {tuple(token_masked.shape)}")
+        x, holes = self.normalize(images, masks)
+        area = self.token_mask(holes)
+        tokens = TokenMask(masked=token_masked.bool(), partial=token_masked.bool() & area.partial)
+        _, pixels = self._run_tokens(x, holes, tokens, return_image=True)
+        return pixels
+
     def _run(self, images: torch.Tensor, masks: torch.Tensor | None, return_image: bool):
         if masks is None:
             masks = torch.zeros_like(images[:, :1])
         self._check(images, masks)
         x, holes = self.normalize(images, masks)
-        tokens = self.token_mask(holes)
+        return self._run_tokens(x, holes, self.token_mask(holes), return_image)
+
+    def _run_tokens(self, x: torch.Tensor, holes: torch.Tensor, tokens: TokenMask, return_image: bool):
         latent = self.encode(x, tokens)
         h = self.decoder_input(latent, x, holes, tokens)
         prior = None
@@ -334,6 +354,43 @@ class AsukaMAE(nn.Module):
         report = LoadReport(str(path), list(result.missing_keys), list(result.unexpected_keys))
         if report.missing or report.unexpected:
             log.warning("MAE %s: missing keys %s, unexpected keys %s", path, report.missing, report.unexpected)
+        return report
+
+    def load_for_training(self, path: str | os.PathLike, allow_missing_finetune: bool) -> LoadReport:
+        """Load a MAE file to fine-tune or to train on, refusing any file that is not this architecture.
+
+        Accepts the released `mae_300.pth` / MAE-FAR layout (dict with 'model') and our safetensors. The fixed
+        sin-cos position tables are recomputed, never read (a pre-trained file may carry a cls position).
+        allow_missing_finetune: a pre-trained MAE (MAE-FAR) has no `decoder_patch_embed` and `alpha`; they keep
+        their initial values (alpha = 1: partial tokens use the encoder only). Any other missing key, or a
+        tensor of another shape, raises ValueError naming the file and the keys.
+        """
+        from baselines.asuka.convert import load_checkpoint
+
+        checkpoint = load_checkpoint(path)
+        state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError(f"{path}: not a MAE state dict (expected a dict of tensors, or one under 'model')")
+        state = {k: v for k, v in state.items() if k not in ("pos_embed", "decoder_pos_embed")}
+        own = self.state_dict()
+        wrong = [f"{k} {tuple(v.shape)} (expected {tuple(own[k].shape)})" for k, v in state.items()
+                 if k in own and v.shape != own[k].shape]
+        if wrong:
+            raise ValueError(f"{path}: not a MAE of this architecture ({self.config}); mismatched shapes: "
+                             f"{wrong[:5]}{' ...' if len(wrong) > 5 else ''}")
+        optional = ("decoder_patch_embed.", "alpha") if allow_missing_finetune else ()
+        missing = [k for k in own if k not in state and k not in ("pos_embed", "decoder_pos_embed")]
+        fatal = [k for k in missing if not k.startswith(optional)]
+        if fatal:
+            hint = ("" if allow_missing_finetune else
+                    " (a pre-trained MAE without the fine-tune parameters needs mae_weights='pretrained')")
+            raise ValueError(f"{path}: not a MAE of this architecture; missing keys {fatal[:5]}"
+                             f"{' ...' if len(fatal) > 5 else ''}{hint}")
+        result = self.load_state_dict(state, strict=False)
+        report = LoadReport(str(path), [k for k in result.missing_keys if k not in ("pos_embed", "decoder_pos_embed")],
+                            list(result.unexpected_keys))
+        if report.missing or report.unexpected:
+            log.info("MAE %s: kept initial values for %s; ignored %s", path, report.missing, report.unexpected)
         return report
 
     @classmethod

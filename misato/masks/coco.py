@@ -65,6 +65,31 @@ class ObjectShapeBank:
         return cls(list(range(len(shapes))), shapes.__getitem__, source)
 
     @classmethod
+    def synthetic(cls, count: int = 256, seed: int = 0, size: int = 128) -> ObjectShapeBank:
+        """`count` object-like blobs, for training without COCO annotations (our stand-in, not the paper's).
+
+        Each shape is a star-convex polygon: radius r(theta) = 1 + sum of 2-5 random harmonics (amplitudes
+        decaying with frequency), filled at `size` x `size`; shape i depends only on (seed, i).
+        """
+        if count < 1:
+            raise ValueError(f"synthetic object bank needs count >= 1, got {count}")
+
+        def blob(index: int) -> np.ndarray:
+            rng = np.random.default_rng([int(seed), int(index)])
+            theta = np.linspace(0.0, 2 * np.pi, 96, endpoint=False)
+            radius = np.ones_like(theta)
+            for k in range(1, int(rng.integers(2, 6)) + 1):
+                radius += rng.uniform(0.0, 0.5 / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+            radius = np.clip(radius, 0.2, None) * (0.45 * size / radius.max())
+            aspect = rng.uniform(0.5, 1.0)
+            points = np.stack([size / 2 + radius * np.cos(theta), size / 2 + aspect * radius * np.sin(theta)], 1)
+            canvas = np.zeros((size, size), np.uint8)
+            cv2.fillPoly(canvas, [np.round(points).astype(np.int32)], 1)
+            return canvas
+
+        return cls(list(range(int(count))), blob, source=f"synthetic blobs (count {count}, seed {seed})")
+
+    @classmethod
     def from_coco(
         cls,
         coco: Any,

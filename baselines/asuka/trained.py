@@ -1,0 +1,145 @@
+"""Folders written by `misato train` and read by the inpainters: the one owner of their file names and manifests.
+
+- MAE run (`misato train mae`): `mae.safetensors` (our `AsukaMAE` keys = the release's) + `mae.json`
+  {format, config (MAEConfig fields), weights: "finetuned"}.
+- ASUKA-SD folder (`misato train alignment`): `asuka_sd.json` {format, sd_model, alignment, alignment_variant,
+  mae {path, sha256, config}, decoder}; `alignment.safetensors`; `sd/` (a diffusers folder, only when the run
+  used tiny random SD parts). `misato inpaint --method asuka-sd --option model=FOLDER` loads it as it is.
+- Learned prompt (`misato train prompt`): `prompt.safetensors` {prompt_embeds (1, L, D)}, the file `sd-prompt`
+  reads (`--option prompt_file=...`), `sd_prompt.json` {format, sd_model, prompt_file}; `sd/` as above.
+Paths in manifests are relative to the folder when inside it, else absolute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from misato.io import atomic_write_json, sha256_file
+
+MAE_FILE, MAE_MANIFEST, MAE_FORMAT = "mae.safetensors", "mae.json", "misato-mae/1"
+ASUKA_SD_MANIFEST, ASUKA_SD_FORMAT = "asuka_sd.json", "misato-asuka-sd/1"
+ALIGNMENT_FILE = "alignment.safetensors"
+PROMPT_FILE, PROMPT_MANIFEST, PROMPT_FORMAT = "prompt.safetensors", "sd_prompt.json", "misato-sd-prompt/1"
+SD_FOLDER = "sd"
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Contiguous CPU copies written to a temporary name, then renamed (atomic)."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def _relative(path: Path, folder: Path) -> str:
+    path, folder = path.resolve(), folder.resolve()
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+
+
+def _resolve(value: str, folder: Path) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else folder / path
+
+
+def save_mae_run(mae: torch.nn.Module, folder: Path) -> dict[str, str]:
+    """Write the fine-tuned MAE into a run folder; returns {role: file name}."""
+    save_safetensors(mae.state_dict(), folder / MAE_FILE)
+    atomic_write_json(folder / MAE_MANIFEST, {"format": MAE_FORMAT, "config": dataclasses.asdict(mae.config),
+                                              "weights": "finetuned", "file": MAE_FILE})
+    return {"mae": MAE_FILE, "mae_manifest": MAE_MANIFEST}
+
+
+@dataclass(frozen=True)
+class MAESource:
+    """A MAE to load: file, its MAEConfig fields (None: not recorded, use the caller's preset), and whether it
+    holds the fine-tune parameters."""
+
+    path: Path
+    config: dict[str, Any] | None
+    finetuned: bool | None
+
+
+def find_mae(source: str | Path) -> MAESource:
+    """`--mae`: a MAE run folder (its mae.json) or a MAE file (.pth in the release layout, or .safetensors)."""
+    source = Path(source).expanduser()
+    if source.is_dir():
+        manifest = source / MAE_MANIFEST
+        if not manifest.is_file():
+            raise FileNotFoundError(f"--mae {source}: a folder without {MAE_MANIFEST} (not a `misato train mae` run; "
+                                    "is it still training?)")
+        data = json.loads(manifest.read_text())
+        if data.get("format") != MAE_FORMAT:
+            raise ValueError(f"{manifest}: unknown format {data.get('format')!r}")
+        return MAESource(_resolve(data["file"], source), data["config"], data.get("weights") == "finetuned")
+    if source.is_file():
+        return MAESource(source, None, None)
+    raise FileNotFoundError(f"--mae {source}: no such file or folder")
+
+
+def write_asuka_sd_folder(folder: Path, alignment: torch.nn.Module, sd_model: str, mae_path: Path,
+                          mae_config: Any) -> dict[str, str]:
+    """Write the alignment weights and the manifest `asuka-sd` reads; returns {role: file name}."""
+    save_safetensors(alignment.state_dict(), folder / ALIGNMENT_FILE)
+    atomic_write_json(folder / ASUKA_SD_MANIFEST, {
+        "format": ASUKA_SD_FORMAT,
+        "sd_model": sd_model,
+        "alignment": ALIGNMENT_FILE,
+        "alignment_variant": alignment.variant,
+        "alignment_dim": alignment.dim,
+        "mae": {"path": _relative(mae_path, folder), "sha256": sha256_file(mae_path),
+                "config": dataclasses.asdict(mae_config)},
+        "decoder": None,
+    })
+    return {"alignment": ALIGNMENT_FILE, "manifest": ASUKA_SD_MANIFEST}
+
+
+@dataclass(frozen=True)
+class AsukaSDFolder:
+    """A read `asuka_sd.json`: absolute paths, the MAE config fields, and the decoder file (None: none trained)."""
+
+    folder: Path
+    sd_model: str
+    alignment: Path
+    alignment_variant: str
+    mae: Path
+    mae_sha256: str
+    mae_config: dict[str, Any]
+    decoder: Path | None
+
+    @classmethod
+    def read(cls, folder: str | Path) -> "AsukaSDFolder":
+        folder = Path(folder).expanduser().resolve()
+        manifest = folder / ASUKA_SD_MANIFEST
+        data = json.loads(manifest.read_text())
+        if data.get("format") != ASUKA_SD_FORMAT:
+            raise ValueError(f"{manifest}: unknown format {data.get('format')!r} (expected {ASUKA_SD_FORMAT})")
+        sd_model = data["sd_model"]
+        local = _resolve(sd_model, folder)
+        return cls(folder, str(local) if local.exists() else sd_model, _resolve(data["alignment"], folder),
+                   data["alignment_variant"], _resolve(data["mae"]["path"], folder), data["mae"]["sha256"],
+                   data["mae"]["config"], None if data.get("decoder") is None else _resolve(data["decoder"], folder))
+
+    @staticmethod
+    def is_one(path: str | Path) -> bool:
+        return (Path(path).expanduser() / ASUKA_SD_MANIFEST).is_file()
+
+
+def write_prompt_folder(folder: Path, embeds: torch.Tensor, sd_model: str) -> dict[str, str]:
+    """Write the learned prompt as `sd-prompt` reads it ((1, L, D) under 'prompt_embeds') and its manifest."""
+    save_safetensors({"prompt_embeds": embeds.detach().float()}, folder / PROMPT_FILE)
+    atomic_write_json(folder / PROMPT_MANIFEST, {"format": PROMPT_FORMAT, "sd_model": sd_model,
+                                                 "prompt_file": PROMPT_FILE})
+    return {"prompt": PROMPT_FILE, "manifest": PROMPT_MANIFEST}
+
+
+def save_sd_components(pipe: Any, folder: Path) -> str:
+    """Save a (tiny, random) SD inpainting pipeline the run used as a diffusers folder; returns its relative name."""
+    pipe.save_pretrained(str(folder / SD_FOLDER), safe_serialization=True)
+    return SD_FOLDER

@@ -1,0 +1,19 @@
+"""Training of ASUKA-SD's parts and of the learned-prompt baseline (`misato train STAGE`).
+
+One module per stage (`mae`, `alignment`, `prompt`), each exposing `build(config, inputs, accelerator) ->
+StageParts`; `loop.train` runs any of them; `config` holds the presets. `STAGES` maps a stage name to its
+`build` (imported lazily: training pulls in diffusers and accelerate).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+STAGES: tuple[str, ...] = ("mae", "alignment", "prompt")
+
+
+def stage_builder(stage: str) -> Callable[..., Any]:
+    if stage not in STAGES:
+        raise ValueError(f"unknown training stage {stage!r}; known: {', '.join(STAGES)}")
+    return importlib.import_module(f"{__name__}.{stage}").build

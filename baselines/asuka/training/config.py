@@ -1,0 +1,296 @@
+"""Training configurations of the ASUKA-SD stages: one dataclass per stage, named presets as data.
+
+A run's configuration is built in this order, each step overriding the previous one:
+  1. the dataclass defaults = the paper's values (Sec. 3.1-3.2 and 5) where the paper states them;
+  2. the named presets, left to right (`--preset tiny,cross4`; a config file's "preset" key comes first);
+  3. the fields of a config file (JSON or YAML, `--config`);
+  4. `--set FIELD=VALUE` pairs (values parsed as JSON, else kept as strings).
+Unknown presets and unknown fields are errors naming them. The resolved configuration is recorded in the run.
+
+Values the paper does not state are marked "(ours)" below; they are choices made once, recorded in every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
+MASK_SOURCES = ("sampler", "folder")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fields every stage shares.
+
+    batch_size: images per optimizer step over all processes; micro_batch_size: images per process per forward.
+    Gradient accumulation = batch_size / (micro_batch_size * processes), which must be a whole number.
+    resolution: training crop side (pixels); crop_scale: the shorter side is resized to resolution * U(crop_scale)
+    before a random square crop (ours); hflip: random horizontal flip (ours).
+    mask_source: "sampler" (the Sec. 3.1 mixture, `asuka_training_mask`) or "folder" (a mask folder or zip, e.g. the
+    released ASUKA training masks, given with --masks). synthetic_objects: size of the synthetic object-shape bank
+    used when no COCO annotations are given (0: no object basis).
+    checkpoint_every: optimizer steps between `accelerator.save_state` checkpoints; keep_checkpoints: how many stay.
+    """
+
+    stage: ClassVar[str] = ""
+    steps: int = 10_000
+    batch_size: int = 64
+    micro_batch_size: int = 8
+    lr: float = 1e-4
+    lr_schedule: str = "constant"
+    lr_warmup_steps: int = 0
+    weight_decay: float = 0.01
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"
+    seed: int = 0
+    resolution: int = 512
+    crop_scale: tuple[float, float] = (1.0, 1.25)
+    hflip: bool = True
+    mask_source: str = "sampler"
+    synthetic_objects: int = 256
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    num_workers: int = 4
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        positive = ("steps", "batch_size", "micro_batch_size", "resolution", "checkpoint_every", "keep_checkpoints",
+                    "log_every")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"config field {name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"config field lr must be > 0, got {self.lr}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"config field mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"config field lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.mask_source not in MASK_SOURCES:
+            raise ValueError(f"config field mask_source must be one of {MASK_SOURCES}, got {self.mask_source!r}")
+        lo, hi = self.crop_scale
+        if not 1.0 <= lo <= hi:
+            raise ValueError(f"config field crop_scale must satisfy 1 <= lo <= hi, got {self.crop_scale}")
+        if self.num_workers < 0 or self.synthetic_objects < 0 or self.lr_warmup_steps < 0:
+            raise ValueError("config fields num_workers, synthetic_objects and lr_warmup_steps must be >= 0")
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able dict of every field (tuples as lists), with the stage name."""
+        return {"stage": self.stage, **json.loads(json.dumps(dataclasses.asdict(self)))}
+
+
+@dataclass(frozen=True)
+class MAETrainConfig(TrainConfig):
+    """MAE fine-tuning (Sec. 3.1). mae_arch: `baselines.asuka.mae.MAE_PRESETS` name; mae_weights: "pretrained"
+    (MAE-FAR file: the fine-tune parameters start fresh) or "finetuned" (continue e.g. the released mae_300.pth);
+    init: "file" (needs --mae) or "random" (tiny tests). mask_token_ratio: share of tokens masked (Sec. 3.1: 75%).
+    Paper: 256 x 256 inputs, batch 1024. Not stated (ours): lr = MAE's base-lr rule 1.5e-4 * 1024 / 256, AdamW
+    betas (0.9, 0.95) and weight decay 0.05 as MAE, cosine decay, 20K steps."""
+
+    stage: ClassVar[str] = "mae"
+    steps: int = 20_000
+    batch_size: int = 1024
+    micro_batch_size: int = 64
+    lr: float = 6e-4
+    lr_schedule: str = "cosine"
+    lr_warmup_steps: int = 500
+    weight_decay: float = 0.05
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    resolution: int = 256
+    mae_arch: str = "mae_vit_base_patch16"
+    mae_weights: str = "pretrained"
+    init: str = "file"
+    mask_token_ratio: float = 0.75
+
+    def validate(self) -> None:
+        super().validate()
+        _check_mae_fields(self)
+        if not 0.0 < self.mask_token_ratio <= 1.0:
+            raise ValueError(f"config field mask_token_ratio must be in (0, 1], got {self.mask_token_ratio}")
+        from baselines.asuka.mae import MAE_PRESETS
+
+        if self.resolution != MAE_PRESETS[self.mae_arch].img_size:
+            raise ValueError(f"config field resolution ({self.resolution}) must equal the MAE input size "
+                             f"{MAE_PRESETS[self.mae_arch].img_size} of mae_arch {self.mae_arch!r}")
+
+
+@dataclass(frozen=True)
+class SDTrainConfig(TrainConfig):
+    """Fields of the stages that train a condition of the frozen SD 1.5 inpainting UNet (alignment, prompt).
+
+    sd_model: hub id or diffusers folder of SD 1.5 inpainting, or "tiny" (random tiny UNet/VAE, CPU tests).
+    gradient_checkpointing: recompute UNet activations in the backward pass (memory for time).
+    Paper: AdamW lr 5e-2, 512 x 512. Not stated (ours): batch 64, 20K steps, no weight decay, constant lr."""
+
+    steps: int = 20_000
+    batch_size: int = 64
+    micro_batch_size: int = 8
+    lr: float = 5e-2
+    weight_decay: float = 0.0
+    resolution: int = 512
+    sd_model: str = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+    gradient_checkpointing: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        if self.resolution % 8:
+            raise ValueError(f"config field resolution must be a multiple of 8 (the SD VAE), got {self.resolution}")
+
+
+@dataclass(frozen=True)
+class AlignmentTrainConfig(SDTrainConfig):
+    """Alignment module (Sec. 3.2, 5). variant: `ALIGNMENT_PRESETS` name (Table 2b: linear, attn, cross4, self4);
+    p: probability that the MAE sees the unmasked image (the reconstruction prior), p_start -> p_end linearly over
+    the first p_decay_steps steps, then held (paper: 100% -> 10% over 2K steps). mae_arch / mae_weights / init as
+    for the MAE stage: "finetuned" expects a fine-tuned MAE (run folder or file), "pretrained" the MAE-FAR file
+    (Table 2a)."""
+
+    stage: ClassVar[str] = "alignment"
+    variant: str = "self4"
+    p_start: float = 1.0
+    p_end: float = 0.1
+    p_decay_steps: int = 2000
+    mae_arch: str = "mae_vit_base_patch16"
+    mae_weights: str = "finetuned"
+    init: str = "file"
+
+    def validate(self) -> None:
+        super().validate()
+        _check_mae_fields(self)
+        from baselines.asuka.alignment import ALIGNMENT_PRESETS
+
+        if self.variant not in ALIGNMENT_PRESETS:
+            raise ValueError(f"config field variant must be one of {sorted(ALIGNMENT_PRESETS)}, got {self.variant!r}")
+        if not (0.0 <= self.p_end <= 1.0 and 0.0 <= self.p_start <= 1.0) or self.p_decay_steps < 1:
+            raise ValueError("config fields p_start, p_end must be in [0, 1] and p_decay_steps >= 1")
+
+
+@dataclass(frozen=True)
+class PromptTrainConfig(SDTrainConfig):
+    """Learned prompt (the SD-prompt baseline, "same training setting as ASUKA"): num_tokens embeddings of the
+    UNet's cross-attention width. init: "empty" (the text encoder's "" embedding, ours) or "random" (N(0, 1))."""
+
+    stage: ClassVar[str] = "prompt"
+    num_tokens: int = 77
+    init: str = "empty"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_tokens < 1:
+            raise ValueError(f"config field num_tokens must be >= 1, got {self.num_tokens}")
+        if self.init not in ("empty", "random"):
+            raise ValueError(f"config field init must be 'empty' or 'random', got {self.init!r}")
+
+
+def _check_mae_fields(config: Any) -> None:
+    from baselines.asuka.mae import MAE_PRESETS
+
+    if config.mae_arch not in MAE_PRESETS:
+        raise ValueError(f"config field mae_arch must be one of {sorted(MAE_PRESETS)}, got {config.mae_arch!r}")
+    if config.mae_weights not in ("pretrained", "finetuned"):
+        raise ValueError(f"config field mae_weights must be 'pretrained' or 'finetuned', got {config.mae_weights!r}")
+    if config.init not in ("file", "random"):
+        raise ValueError(f"config field init must be 'file' or 'random', got {config.init!r}")
+
+
+# Tiny sizes for CPU: seconds per stage, no weight file. Shared by the three stages.
+_TINY: dict[str, Any] = {"steps": 30, "batch_size": 4, "micro_batch_size": 2, "lr_warmup_steps": 0,
+                         "checkpoint_every": 10, "log_every": 1, "num_workers": 0, "synthetic_objects": 16}
+
+CONFIGS: dict[str, type[TrainConfig]] = {c.stage: c for c in (MAETrainConfig, AlignmentTrainConfig, PromptTrainConfig)}
+
+# stage -> preset name -> field overrides. "paper" is the defaults.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "mae": {
+        "paper": {},
+        "tiny": {**_TINY, "resolution": 32, "mae_arch": "tiny", "init": "random", "lr": 1e-3},
+    },
+    "alignment": {
+        "paper": {},
+        **{variant: {"variant": variant} for variant in ("linear", "attn", "cross4", "self4")},
+        "pretrained-mae": {"mae_weights": "pretrained"},  # Table 2(a): the MAE-FAR MAE, not fine-tuned
+        "tiny": {**_TINY, "resolution": 32, "sd_model": "tiny", "mae_arch": "tiny", "init": "random", "lr": 1e-2},
+    },
+    "prompt": {
+        "paper": {},
+        "tiny": {**_TINY, "resolution": 32, "sd_model": "tiny", "init": "random", "num_tokens": 8, "lr": 1e-2},
+    },
+}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A JSON (.json) or YAML (.yaml/.yml) mapping of field -> value, optionally with "preset"."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error}); YAML files need the .yaml suffix") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+    return data
+
+
+def build_config(stage: str, presets: list[str] | tuple[str, ...] = (), config_file: str | Path | None = None,
+                 sets: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """The resolved, validated configuration of `stage` (see the module docstring for the order)."""
+    if stage not in CONFIGS:
+        raise ValueError(f"unknown training stage {stage!r}; known: {sorted(CONFIGS)}")
+    cls = CONFIGS[stage]
+    names = {f.name for f in dataclasses.fields(cls)}
+    file_fields = read_config_file(config_file) if config_file else {}
+    file_presets = file_fields.pop("preset", [])
+    file_presets = [file_presets] if isinstance(file_presets, str) else list(file_presets)
+    values: dict[str, Any] = {}
+    for name in [*file_presets, *presets]:
+        for part in (p.strip() for p in name.split(",") if p.strip()):
+            if part not in PRESETS[stage]:
+                raise ValueError(f"unknown {stage} preset {part!r}; known: {sorted(PRESETS[stage])}")
+            values.update(PRESETS[stage][part])
+    source = f"config file {config_file}" if config_file else "config"
+    for key, value in file_fields.items():
+        if key not in names:
+            raise ValueError(f"{source}: unknown {stage} config field {key!r}; known: {sorted(names)}")
+        values[key] = value
+    for pair in sets:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in names:
+            raise ValueError(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
+        values[key] = _parse_value(text)
+    for key in ("adam_betas", "crop_scale"):
+        if key in values:
+            values[key] = tuple(values[key])
+    try:
+        config = cls(**values)
+    except TypeError as error:
+        raise ValueError(f"{stage} config: {error}") from error
+    config.validate()
+    return config
+
+
+def preset_names(stage: str) -> list[str]:
+    return sorted(PRESETS[stage])
+
+
+__all__ = ["TrainConfig", "MAETrainConfig", "AlignmentTrainConfig", "PromptTrainConfig", "PRESETS", "CONFIGS",
+           "build_config", "read_config_file", "preset_names"]
