@@ -87,4 +87,4 @@ def build(config: AlignmentTrainConfig, inputs: TrainInputs, accelerator: Any) -
         files.update(write_asuka_sd_folder(out, module, sd_model, mae_path, mae.config))
         return files
 
-    return StageParts(alignment, loss, save, records)
+    return StageParts(alignment, loss, save, records, frozen={"mae": mae, "unet": sd.unet, "vae": sd.vae})

@@ -75,13 +75,15 @@ class StageParts:
     trainable: the module whose parameters with requires_grad are optimised (its forward is what the loss calls,
     so that DDP sees it); loss(model, batch, step) -> (scalar loss, {name: float} to log); save(model, folder) ->
     {file role: file name} written into the run folder (the unwrapped model); inputs: {role: {path, sha256}} of
-    the files the stage read (frozen parts); item_extra: per-item hook for the dataset (picklable).
+    the files the stage read (frozen parts); frozen: {name: module} that must not change (tests check it);
+    item_extra: per-item hook for the dataset (picklable).
     """
 
     trainable: torch.nn.Module
     loss: Callable[[torch.nn.Module, dict[str, Any], int], tuple[torch.Tensor, dict[str, float]]]
     save: Callable[[torch.nn.Module, Path], dict[str, str]]
     inputs: dict[str, Any] = field(default_factory=dict)
+    frozen: dict[str, torch.nn.Module] = field(default_factory=dict)
     item_extra: Callable | None = None
 
 
@@ -250,6 +252,13 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
         start, bad_total, bad_listed = trainer["step"], trainer["bad_images"], trainer["bad_listed"]
         accelerator.print(f"resuming {out} from {checkpoint.name} (step {start})")
 
+    previous = out / RUN_RECORD
+    if start >= end and previous.is_file():
+        done_record = json.loads(previous.read_text())
+        if done_record.get("files") and done_record.get("step", 0) >= end:
+            accelerator.print(f"{out}: already at step {start} (target {end}); nothing to do")
+            return done_record
+
     record: dict[str, Any] = {
         "stage": config.stage,
         "identity": identity,
@@ -275,8 +284,6 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
         atomic_write_json(out / RUN_RECORD, record)
     accelerator.wait_for_everyone()
 
-    if start >= end:
-        accelerator.print(f"{out}: already at step {start} (target {end}); nothing to do")
     dataset = TrainingImages(root, files, config.resolution, masks, tuple(config.crop_scale), config.hflip,
                              parts.item_extra)
     sampler = StepBatchSampler(files, config.micro_batch_size, accelerator.num_processes, accelerator.process_index,
@@ -297,7 +304,8 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
         for _ in range(accum):
             batch = next(batches)
             bad_total += len(batch["bad"])
-            bad_listed.extend(batch["bad"][: max(0, MAX_BAD_LISTED - len(bad_listed))])
+            bad_listed.extend(m for m in dict.fromkeys(batch["bad"]) if m not in bad_listed)
+            del bad_listed[MAX_BAD_LISTED:]
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     loss, extras = parts.loss(model, batch, step)

@@ -90,4 +90,4 @@ def build(config: MAETrainConfig, inputs: TrainInputs, accelerator: Any) -> Stag
         return save_mae_run(module.mae, out)
 
     extra = functools.partial(mae_item, ratio=config.mask_token_ratio, patch_size=mae.config.patch_size)
-    return StageParts(model, loss, save, records, extra)
+    return StageParts(model, loss, save, records, item_extra=extra)

@@ -79,4 +79,4 @@ def build(config: PromptTrainConfig, inputs: TrainInputs, accelerator: Any) -> S
         files.update(write_prompt_folder(out, module.embeds.data, sd_model))
         return files
 
-    return StageParts(prompt, loss, save, records)
+    return StageParts(prompt, loss, save, records, frozen={"unet": sd.unet, "vae": sd.vae})
