@@ -284,3 +284,31 @@ def test_data_order_is_a_function_of_the_step_and_shards_by_process():
     assert [index for index, _ in stream[:10]] != [index for index, _ in stream[10:]]  # reshuffled
     seeds = {index: seed for index, seed in stream[:10]}
     assert all(seeds[index] != seed for index, seed in stream[10:])  # new augmentation draws each epoch
+
+
+def test_two_processes_with_accelerate_match_one_with_accumulation(tmp_path, photos):
+    """2 processes x micro-batch 2 = 1 process x micro-batch 2 x 2 accumulation steps: the same items, the same
+    draws (per item), the same averaged gradient; weights equal up to float summation order."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from test_runner import free_port  # tests/ is on sys.path (pytest's prepend import mode)
+
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    assert accelerate is not None, "the accelerate launcher is missing: install the `test` extra"
+    config = build_config("mae", ["tiny"])  # batch 4, micro-batch 2
+    single = train(config, stage_builder("mae"), TrainInputs(str(photos), str(tmp_path / "one")), max_steps=4,
+                   progress=False, cpu=True)
+    assert single["accelerate"]["gradient_accumulation_steps"] == 2
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+               "-m", "misato", "train", "mae", "--preset", "tiny", "--data", str(photos), "--out", str(tmp_path / "two"),
+               "--max-steps", "4", "--cpu", "--no-progress"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert record["accelerate"]["processes"] == 2 and record["accelerate"]["gradient_accumulation_steps"] == 1
+    a, b = load_file(str(tmp_path / "one" / "mae.safetensors")), load_file(str(tmp_path / "two" / "mae.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
