@@ -312,3 +312,46 @@ def test_two_processes_with_accelerate_match_one_with_accumulation(tmp_path, pho
     assert record["accelerate"]["processes"] == 2 and record["accelerate"]["gradient_accumulation_steps"] == 1
     a, b = load_file(str(tmp_path / "one" / "mae.safetensors")), load_file(str(tmp_path / "two" / "mae.safetensors"))
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_mask_sources_folder_zip_and_synthetic_objects(tmp_path):
+    import zipfile
+
+    from baselines.asuka.training.data import MaskFolder, MaskSource
+    from misato.masks.coco import ObjectShapeBank
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for i in range(3):
+        mask = np.zeros((40, 40), np.uint8)
+        mask[: 10 * (i + 1)] = 255
+        Image.fromarray(mask).save(folder / f"m{i}.png")
+    with zipfile.ZipFile(tmp_path / "masks.zip", "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, f"train_masks/{path.name}")
+    for source in (folder, tmp_path / "masks.zip"):
+        drawn = MaskSource(folder=MaskFolder(source)).draw(np.random.default_rng(1), 20)
+        assert drawn.shape == (20, 20) and drawn.dtype == np.uint8
+        assert drawn.mean() in (0.25, 0.5, 0.75)
+    (tmp_path / "none").mkdir()
+    with pytest.raises(ValueError, match="none: no mask images"):
+        MaskFolder(tmp_path / "none")
+
+    bank = ObjectShapeBank.synthetic(count=5, seed=2, size=64)
+    shapes = [bank.shape(i) for i in range(5)]
+    assert all(s.any() and s.dtype == bool for s in shapes)
+    assert all(np.array_equal(a, b) for a, b in zip(shapes, (ObjectShapeBank.synthetic(5, 2, 64).shape(i) for i in range(5))))
+    assert not np.array_equal(shapes[0], ObjectShapeBank.synthetic(5, 3, 64).shape(0))
+    sampled = MaskSource(objects=bank).draw(np.random.default_rng(0), 64)
+    assert 0.1 <= sampled.mean() <= 0.75 + 1e-3 and sampled.shape == (64, 64)
+
+
+def test_config_file_yaml_presets_and_sets(tmp_path):
+    path = tmp_path / "align.yaml"
+    path.write_text("preset: [tiny, cross4]\nlr: 0.02\n")
+    config = build_config("alignment", ["linear"], config_file=path, sets=["p_decay_steps=10", "adam_betas=[0.8, 0.9]"])
+    assert config.variant == "linear" and config.lr == 0.02 and config.resolution == 32  # CLI preset after file's
+    assert config.p_decay_steps == 10 and config.adam_betas == (0.8, 0.9)
+    assert build_config("alignment").record()["lr"] == 0.05  # the paper's figure
+    with pytest.raises(ValueError, match="mixed_precision"):
+        build_config("mae", ["tiny"], sets=["mixed_precision=fp8"])

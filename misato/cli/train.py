@@ -23,21 +23,22 @@ checkpoint; a folder holding a run with other settings is refused."""
 
 def register(parser: argparse.ArgumentParser) -> None:
     from baselines.asuka.training import STAGES
+    from baselines.asuka.training.config import PRESETS
 
     parser.epilog = EPILOG
     parser.add_argument("stage", choices=STAGES, help="what to train")
     parser.add_argument("--data", required=True, help="training images: a folder (recursive) or a file list")
     parser.add_argument("--out", required=True, help="run folder (created; rerun to resume)")
     parser.add_argument("--preset", action="append", default=[], metavar="NAME[,NAME]",
-                        help="named presets (mae: paper, tiny; alignment: paper, linear, attn, cross4, self4, "
-                             "pretrained-mae, tiny; prompt: paper, tiny)")
+                        help="named presets, applied left to right (" + "; ".join(
+                            f"{stage}: {', '.join(names)}" for stage, names in PRESETS.items()) + ")")
     parser.add_argument("--config", default=None, help="JSON or YAML file of config fields")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override one field")
     parser.add_argument("--mae", default=None,
                         help="mae: the pre-trained MAE file to fine-tune; alignment: the fine-tuned MAE (a `misato "
                              "train mae` folder or a file)")
-    parser.add_argument("--masks", default=None, help="mask folder or .zip instead of the sampler (with "
-                                                      "--set mask_source=folder)")
+    parser.add_argument("--masks", default=None, help="mask folder or .zip (white = hole, e.g. the released ASUKA "
+                                                      "training masks) instead of the Sec. 3.1 sampler")
     parser.add_argument("--coco-annotations", default=None, help="COCO instances JSON: object shapes for the masks "
                                                                   "(default: synthetic shapes)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (resumable)")
@@ -54,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from baselines.asuka.training.config import build_config
     from baselines.asuka.training.loop import TrainInputs, train
 
-    config = build_config(args.stage, args.preset, args.config, args.set)
+    sets = list(args.set)
+    if args.masks and not any(pair.startswith("mask_source=") for pair in sets):
+        sets.append("mask_source=folder")  # --masks means: read masks from there
+    config = build_config(args.stage, args.preset, args.config, sets)
     if args.print_config:
         print(json.dumps(config.record(), indent=2))
         return 0
