@@ -12,6 +12,7 @@ pycocotools is imported lazily (it is in the `data` extra).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,21 +74,8 @@ class ObjectShapeBank:
         """
         if count < 1:
             raise ValueError(f"synthetic object bank needs count >= 1, got {count}")
-
-        def blob(index: int) -> np.ndarray:
-            rng = np.random.default_rng([int(seed), int(index)])
-            theta = np.linspace(0.0, 2 * np.pi, 96, endpoint=False)
-            radius = np.ones_like(theta)
-            for k in range(1, int(rng.integers(2, 6)) + 1):
-                radius += rng.uniform(0.0, 0.5 / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-            radius = np.clip(radius, 0.2, None) * (0.45 * size / radius.max())
-            aspect = rng.uniform(0.5, 1.0)
-            points = np.stack([size / 2 + radius * np.cos(theta), size / 2 + aspect * radius * np.sin(theta)], 1)
-            canvas = np.zeros((size, size), np.uint8)
-            cv2.fillPoly(canvas, [np.round(points).astype(np.int32)], 1)
-            return canvas
-
-        return cls(list(range(int(count))), blob, source=f"synthetic blobs (count {count}, seed {seed})")
+        return cls(list(range(int(count))), SyntheticBlob(int(seed), int(size)),
+                   source=f"synthetic blobs (count {count}, seed {seed})")
 
     @classmethod
     def from_coco(
@@ -109,7 +97,33 @@ class ObjectShapeBank:
             for aid in ann_ids
             if coco.anns[aid].get("area", 0) >= min_area and (include_crowd or not coco.anns[aid].get("iscrowd", 0))
         )
-        return cls(keep, lambda aid: coco.annToMask(coco.anns[aid]), source=f"COCO ({len(keep)} annotations)")
+        return cls(keep, functools.partial(_coco_shape, coco), source=f"COCO ({len(keep)} annotations)")
+
+
+def _coco_shape(coco: Any, ann_id: int) -> np.ndarray:
+    return coco.annToMask(coco.anns[ann_id])
+
+
+@dataclass(frozen=True)
+class SyntheticBlob:
+    """Shape loader of `ObjectShapeBank.synthetic` (a class, not a closure: banks travel to data-loader workers)."""
+
+    seed: int
+    size: int
+
+    def __call__(self, index: int) -> np.ndarray:
+        size = self.size
+        rng = np.random.default_rng([self.seed, int(index)])
+        theta = np.linspace(0.0, 2 * np.pi, 96, endpoint=False)
+        radius = np.ones_like(theta)
+        for k in range(1, int(rng.integers(2, 6)) + 1):
+            radius += rng.uniform(0.0, 0.5 / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        radius = np.clip(radius, 0.2, None) * (0.45 * size / radius.max())
+        aspect = rng.uniform(0.5, 1.0)
+        points = np.stack([size / 2 + radius * np.cos(theta), size / 2 + aspect * radius * np.sin(theta)], 1)
+        canvas = np.zeros((size, size), np.uint8)
+        cv2.fillPoly(canvas, [np.round(points).astype(np.int32)], 1)
+        return canvas
 
 
 @dataclass(frozen=True)

@@ -188,11 +188,12 @@ def _identity(config: TrainConfig, data: dict[str, Any], inputs: dict[str, Any],
 
 
 def _check_resumable(out: Path, identity: dict[str, Any]) -> None:
+    """Refuse a folder whose run differs in any key of `identity` (a partial identity checks those keys only)."""
     record_path = out / RUN_RECORD
     if not record_path.is_file():
         return
     previous = json.loads(record_path.read_text()).get("identity")
-    if previous != identity:
+    if previous is None or any(previous.get(k) != v for k, v in identity.items()):
         keys = sorted(k for k in identity if previous is None or previous.get(k) != identity[k])
         fields = []
         if previous is not None and "config" in keys:
@@ -230,6 +231,8 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
     out = Path(inputs.out).resolve()
     data = data_fingerprint(root, files)
 
+    out_check = {k: v for k, v in _identity(config, data, {}, masks.describe()).items() if k != "inputs"}
+    _check_resumable(out, out_check)  # before any model is built; the input files are checked below
     set_seed(config.seed)  # model initialisation: the same on every process
     parts = build(config, inputs, accelerator)
     identity = _identity(config, data, parts.inputs, masks.describe())
