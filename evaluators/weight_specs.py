@@ -31,6 +31,22 @@ WEIGHTS = [
         description="torchvision AlexNet (IMAGENET1K_V1); the LPIPS-Alex backbone.",
     ),
     WeightSpec(
+        key="vgg16-torchvision",
+        filename="vgg16-397923af.pth",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        sha256="",
+        description="torchvision VGG16 (IMAGENET1K_V1); the LPIPS-VGG backbone of the decoder training loss. Only "
+        "the 8-hex prefix 397923af is published: the full sha256 is recorded on first use, not checked.",
+    ),
+    WeightSpec(
+        key="lpips-vgg-lin",
+        filename="vgg.pth",
+        url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
+        sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+        description="LPIPS v0.1 linear heads for VGG16; shipped inside the lpips wheel.",
+        package_file="lpips:weights/v0.1/vgg.pth",
+    ),
+    WeightSpec(
         key="lpips-alex-lin",
         filename="alex.pth",
         url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",

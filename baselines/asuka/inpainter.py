@@ -104,7 +104,14 @@ def load_decoder_file(path: str | Path, vae: Any) -> torch.nn.Module:
         raise ValueError(f"{path}: expected a decoder state dict")
     if any(key.startswith("decoder.") for key in state):
         state = ldm_decoder_to_ours(state)
-    decoder = ConditionedLatentDecoder.from_vae(vae, "asuka", init_from_vae=False)
+    first = state.get("condition_encoder.layers.0.weight")
+    if first is None:
+        raise ValueError(f"{path}: no condition encoder (condition_encoder.layers.0.weight): not a conditioned decoder")
+    # the condition encoder reads [masked image, mask] (ASUKA, 4 channels) or the masked image (asymmetric, 3)
+    arch = {4: "asuka", 3: "cond"}.get(int(first.shape[1]))
+    if arch is None:
+        raise ValueError(f"{path}: condition encoder with {first.shape[1]} input channels (expected 3 or 4)")
+    decoder = ConditionedLatentDecoder.from_vae(vae, arch, init_from_vae=False)
     decoder.decoder.load_state_dict(state, strict=True)
     return decoder.eval().requires_grad_(False)
 
@@ -146,7 +153,9 @@ class AsukaSDInpainter(AsukaInpainterBase):
 
     Options: model (SD inpainting id or folder, or a `misato train alignment` run folder: its SD model, MAE,
     alignment file and variant are used as they are), steps (50), guidance (1.0: no CFG, as the paper),
-    condition_weight (1.0; the FLUX release uses 0.5), alignment_variant ("self4"), decoder ("asuka" or "vae"),
+    condition_weight (1.0; the FLUX release uses 0.5), alignment_variant ("self4"), decoder ("asuka" default;
+    "vae": the SD VAE decoder; a Table 2(d) name of the trained folder's decoders: "cond", "color", "asuka"; or a
+    `misato train decoder` folder / decoder file),
     null_file (empty-prompt embedding (1, N or 1, 768) for condition_weight != 1 or guidance > 1; default: the
     CLIP "" embedding stretched to 256 tokens), mae_config (MAE preset, default "mae_vit_base_patch16", the
     released size), dtype, weight_paths, allow_download. The alignment width is the UNet's
@@ -175,8 +184,6 @@ class AsukaSDInpainter(AsukaInpainterBase):
         from baselines.asuka.mae import AsukaMAE
         from baselines.asuka.pipeline import AsukaInpaintPipeline, null_from_text_embedding
 
-        if decoder not in ("asuka", "vae"):
-            raise ValueError(f"asuka-sd: decoder must be 'asuka' or 'vae', got {decoder!r}")
         super().__init__(device, model=model, steps=int(steps), guidance=float(guidance),
                          condition_weight=float(condition_weight), alignment_variant=alignment_variant,
                          decoder=decoder, null_file=null_file, mae_config=mae_config, **options)
@@ -189,7 +196,7 @@ class AsukaSDInpainter(AsukaInpainterBase):
         else:
             mae_path = self.resolve_weight("asuka-mae").path
             alignment_path = resolve_weight_path(self, "asuka-sd-alignment")
-            decoder_path = resolve_weight_path(self, "asuka-sd-decoder") if decoder == "asuka" else None
+            decoder_path = self._decoder_path(decoder, {})
         mae, self.mae_report = AsukaMAE.from_released(mae_path, mae_config)
         needs_null = float(condition_weight) != 1.0 or float(guidance) > 1.0
         sd = load_inpaint_pipeline(model, self.device, torch_dtype, text_encoder=needs_null and null_file is None)
@@ -233,16 +240,33 @@ class AsukaSDInpainter(AsukaInpainterBase):
                              f"(sha256 {records['asuka-mae']['sha256'][:12]}, trained with {trained.mae_sha256[:12]}); "
                              "pass --weight asuka-mae=PATH to use another file knowingly")
         alignment_path = pick("asuka-sd-alignment", trained.alignment)
-        decoder_path = None
-        if decoder == "asuka":
-            decoder_path = pick("asuka-sd-decoder", trained.decoder)
-            if decoder_path is None:
-                raise ValueError(f"asuka-sd {folder}: no trained decoder in this folder; pass --option decoder=vae "
-                                 "(the SD VAE decoder) or --weight asuka-sd-decoder=PATH")
+        decoder_path = self._decoder_path(decoder, trained.decoders, folder)
+        if decoder_path is not None:
+            records["asuka-sd-decoder"] = {"key": "asuka-sd-decoder", "path": str(decoder_path),
+                                           "sha256": file_sha256(decoder_path), "source": f"decoder={decoder}"}
         self.options.update(trained_folder=str(trained.folder), alignment_variant=trained.alignment_variant, mae_config="trained-folder",
                             sd_model=trained.sd_model)
         return (trained.sd_model, mae_path, alignment_path, trained.alignment_variant,
                 MAEConfig(**trained.mae_config), decoder_path)
+
+    def _decoder_path(self, decoder: str, named: dict[str, Path], folder: str | None = None) -> Path | None:
+        """The decoder file for option `decoder`: "vae" -> None (the SD VAE decoder); a name of the trained
+        folder's decoders (Table 2(d): "asuka", "cond", "color", ...); "asuka" without one -> the
+        `asuka-sd-decoder` weights; else a decoder run folder or file."""
+        from baselines.asuka.trained import find_decoder
+
+        if decoder == "vae":
+            return None
+        explicit = (self.options.get("weight_paths") or {}).get("asuka-sd-decoder")
+        if decoder in named:
+            return find_decoder(named[decoder])
+        if decoder == "asuka" and (explicit or folder is None):
+            return resolve_weight_path(self, "asuka-sd-decoder")
+        if Path(decoder).expanduser().exists():
+            return find_decoder(decoder)
+        where = f" in {folder} (its decoders: {sorted(named) or 'none'})" if folder else ""
+        raise ValueError(f"asuka-sd: decoder {decoder!r} not found{where}; use 'vae' (the SD VAE decoder), a "
+                         "trained decoder's name, a `misato train decoder` folder or a decoder file")
 
     @classmethod
     def from_components(

@@ -5,6 +5,9 @@
 - ASUKA-SD folder (`misato train alignment`): `asuka_sd.json` {format, sd_model, alignment, alignment_variant,
   mae {path, sha256, config}, decoder}; `alignment.safetensors`; `sd/` (a diffusers folder, only when the run
   used tiny random SD parts). `misato inpaint --method asuka-sd --option model=FOLDER` loads it as it is.
+- Decoder run (`misato train decoder`): `decoder.safetensors` (the conditioned decoder, diffusers keys) +
+  `decoder.json` {format, arch ("asuka" | "cond"), file}. An ASUKA-SD manifest names decoders by Table 2(d) name
+  (`decoders`: {"asuka": path, "cond": path, ...}); `asuka-sd --option decoder=NAME|PATH` picks one.
 - Learned prompt (`misato train prompt`): `prompt.safetensors` {prompt_embeds (1, L, D)}, the file `sd-prompt`
   reads (`--option prompt_file=...`), `sd_prompt.json` {format, sd_model, prompt_file}; `sd/` as above.
 Paths in manifests are relative to the folder when inside it, else absolute.
@@ -26,6 +29,7 @@ MAE_FILE, MAE_MANIFEST, MAE_FORMAT = "mae.safetensors", "mae.json", "misato-mae/
 ASUKA_SD_MANIFEST, ASUKA_SD_FORMAT = "asuka_sd.json", "misato-asuka-sd/1"
 ALIGNMENT_FILE = "alignment.safetensors"
 PROMPT_FILE, PROMPT_MANIFEST, PROMPT_FORMAT = "prompt.safetensors", "sd_prompt.json", "misato-sd-prompt/1"
+DECODER_FILE, DECODER_MANIFEST, DECODER_FORMAT = "decoder.safetensors", "decoder.json", "misato-asuka-decoder/1"
 SD_FOLDER = "sd"
 
 
@@ -95,9 +99,38 @@ def write_asuka_sd_folder(folder: Path, alignment: torch.nn.Module, sd_model: st
         "alignment_dim": alignment.dim,
         "mae": {"path": _relative(mae_path, folder), "sha256": sha256_file(mae_path),
                 "config": dataclasses.asdict(mae_config)},
-        "decoder": None,
+        "decoders": {},
     })
     return {"alignment": ALIGNMENT_FILE, "manifest": ASUKA_SD_MANIFEST}
+
+
+def add_decoders(folder: Path, decoders: dict[str, Path]) -> None:
+    """Name decoder runs (or files) in an ASUKA-SD manifest, e.g. {"asuka": runs/decoder, "cond": ...}."""
+    manifest = folder / ASUKA_SD_MANIFEST
+    data = json.loads(manifest.read_text())
+    data.setdefault("decoders", {}).update({name: _relative(Path(path), folder) for name, path in decoders.items()})
+    atomic_write_json(manifest, data)
+
+
+def save_decoder_run(decoder: torch.nn.Module, arch: str, folder: Path) -> dict[str, str]:
+    """Write a trained conditioned decoder (diffusers keys) and its manifest; returns {role: file name}."""
+    save_safetensors(decoder.state_dict(), folder / DECODER_FILE)
+    atomic_write_json(folder / DECODER_MANIFEST, {"format": DECODER_FORMAT, "arch": arch, "file": DECODER_FILE})
+    return {"decoder": DECODER_FILE, "decoder_manifest": DECODER_MANIFEST}
+
+
+def find_decoder(source: str | Path) -> Path:
+    """A decoder file: a decoder run folder's `decoder.safetensors`, or the file itself."""
+    source = Path(source).expanduser()
+    if source.is_dir():
+        manifest = source / DECODER_MANIFEST
+        if not manifest.is_file():
+            raise FileNotFoundError(f"decoder {source}: a folder without {DECODER_MANIFEST} (not a `misato train "
+                                    "decoder` run, or not finished)")
+        return _resolve(json.loads(manifest.read_text())["file"], source)
+    if not source.is_file():
+        raise FileNotFoundError(f"decoder {source}: no such file or folder")
+    return source
 
 
 @dataclass(frozen=True)
@@ -111,7 +144,7 @@ class AsukaSDFolder:
     mae: Path
     mae_sha256: str
     mae_config: dict[str, Any]
-    decoder: Path | None
+    decoders: dict[str, Path]
 
     @classmethod
     def read(cls, folder: str | Path) -> "AsukaSDFolder":
@@ -124,7 +157,7 @@ class AsukaSDFolder:
         local = _resolve(sd_model, folder)
         return cls(folder, str(local) if local.exists() else sd_model, _resolve(data["alignment"], folder),
                    data["alignment_variant"], _resolve(data["mae"]["path"], folder), data["mae"]["sha256"],
-                   data["mae"]["config"], None if data.get("decoder") is None else _resolve(data["decoder"], folder))
+                   data["mae"]["config"], {k: _resolve(v, folder) for k, v in data.get("decoders", {}).items()})
 
     @staticmethod
     def is_one(path: str | Path) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "train ASUKA-SD parts (mae, alignment) or the SD-prompt baseline (prompt); resumable, accelerate-ready"
+HELP = "train ASUKA-SD parts (mae, alignment, decoder) or the SD-prompt baseline (prompt); resumable, accelerate-ready"
+
+LATENTS = "decoder-latents"
 
 EPILOG = """examples:
   misato train mae --preset tiny --data photos/ --out runs/mae --max-steps 5        (CPU, seconds, no weights)
@@ -13,7 +15,10 @@ EPILOG = """examples:
   accelerate launch -m misato train alignment --preset cross4 --data PLACES2_TRAIN --mae runs/mae --out runs/cross4
   accelerate launch -m misato train alignment --preset pretrained-mae --data PLACES2_TRAIN --mae MAE-FAR.pth --out runs/pt
   accelerate launch -m misato train prompt --data PLACES2_TRAIN --out runs/prompt
-  misato inpaint --method asuka-sd --option model=runs/align --option decoder=vae --dataset MISATO/512 --out runs/asuka
+  accelerate launch -m misato train decoder --preset cond --data PLACES2_TRAIN --out runs/dec-cond
+  misato train decoder-latents --preset asuka --data PLACES2_TRAIN --out runs/latents     (Eq. (1), offline)
+  accelerate launch -m misato train decoder --preset asuka --data PLACES2_TRAIN --latents runs/latents --out runs/dec
+  misato inpaint --method asuka-sd --option model=runs/align --option decoder=runs/dec --dataset MISATO/512 --out runs/a
   misato inpaint --method sd-prompt --option prompt_file=runs/prompt/prompt.safetensors --dataset ... --out ...
 
 Configuration: the paper's values, then --preset NAME[,NAME] (left to right), then --config FILE (JSON/YAML
@@ -26,7 +31,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     from baselines.asuka.training.config import PRESETS
 
     parser.epilog = EPILOG
-    parser.add_argument("stage", choices=STAGES, help="what to train")
+    parser.add_argument("stage", choices=(*STAGES, LATENTS),
+                        help=f"what to train; {LATENTS}: the decoder's offline latent cache (--out is the cache)")
     parser.add_argument("--data", required=True, help="training images: a folder (recursive) or a file list")
     parser.add_argument("--out", required=True, help="run folder (created; rerun to resume)")
     parser.add_argument("--preset", action="append", default=[], metavar="NAME[,NAME]",
@@ -41,6 +47,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                                                       "training masks) instead of the Sec. 3.1 sampler")
     parser.add_argument("--coco-annotations", default=None, help="COCO instances JSON: object shapes for the masks "
                                                                   "(default: synthetic shapes)")
+    parser.add_argument("--latents", default=None, help="decoder: the latent cache of `misato train decoder-latents`")
+    parser.add_argument("--decoder-init", default=None, help="decoder with --set init=file: asymmetric decoder to "
+                                                             "start from (the '+ cond.' starting point)")
+    parser.add_argument("--weight", action="append", default=[], metavar="KEY=PATH",
+                        help="explicit weight file (e.g. vgg16-torchvision for the decoder's LPIPS loss)")
+    parser.add_argument("--allow-download", action="store_true", help="download missing registry weights")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (resumable)")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -54,16 +66,26 @@ def run(args: argparse.Namespace) -> int:
     from baselines.asuka.training import stage_builder
     from baselines.asuka.training.config import build_config
     from baselines.asuka.training.loop import TrainInputs, train
+    from misato.cli._common import parse_weight_overrides
 
     sets = list(args.set)
     if args.masks and not any(pair.startswith("mask_source=") for pair in sets):
         sets.append("mask_source=folder")  # --masks means: read masks from there
-    config = build_config(args.stage, args.preset, args.config, sets)
+    stage = "decoder" if args.stage == LATENTS else args.stage
+    config = build_config(stage, args.preset, args.config, sets)
     if args.print_config:
         print(json.dumps(config.record(), indent=2))
         return 0
+    if args.stage == LATENTS:
+        from baselines.asuka.training.latents import build_latent_cache
+
+        index = build_latent_cache(config, args.data, args.out, progress=not args.no_progress,
+                                   device="cpu" if args.cpu else None)
+        print(f"{LATENTS}: {len(index['entries'])} latents in {args.out} ({len(index['bad'])} unreadable files)")
+        return 0
     inputs = TrainInputs(data=args.data, out=args.out, mae=args.mae, masks=args.masks,
-                         coco_annotations=args.coco_annotations)
+                         coco_annotations=args.coco_annotations, decoder_init=args.decoder_init, latents=args.latents,
+                         weights=parse_weight_overrides(args.weight), allow_download=args.allow_download)
     record = train(config, stage_builder(args.stage), inputs, max_steps=args.max_steps,
                    progress=not args.no_progress, cpu=args.cpu)
     print(f"{args.stage}: {record['status']} at step {record['step']}; files in {args.out}: "

@@ -1,6 +1,6 @@
 """Training of ASUKA-SD's parts and of the learned-prompt baseline (`misato train STAGE`).
 
-One module per stage (`mae`, `alignment`, `prompt`), each exposing `build(config, inputs, accelerator) ->
+One module per stage (`mae`, `alignment`, `prompt`, `decoder`; `latents` builds the decoder's offline latents), each exposing `build(config, inputs, accelerator) ->
 StageParts`; `loop.train` runs any of them; `config` holds the presets. `STAGES` maps a stage name to its
 `build` (imported lazily: training pulls in diffusers and accelerate).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-STAGES: tuple[str, ...] = ("mae", "alignment", "prompt")
+STAGES: tuple[str, ...] = ("mae", "alignment", "prompt", "decoder")
 
 
 def stage_builder(stage: str) -> Callable[..., Any]:

@@ -188,6 +188,62 @@ class PromptTrainConfig(SDTrainConfig):
             raise ValueError(f"config field init must be 'empty' or 'random', got {self.init!r}")
 
 
+@dataclass(frozen=True)
+class DecoderTrainConfig(SDTrainConfig):
+    """Inpainting-specialised decoder (Sec. 3.3, 5): initialised from the SD VAE decoder (or --decoder-init, an
+    asymmetric-decoder file, the "+ cond." starting point), trained to decode a latent of the image into the clean
+    image given [image * (1 - mask), mask].
+
+    arch: "asuka" (masked image + mask condition) or "cond" (diffusers' asymmetric decoder, masked image only).
+    color_jitter: ColorJitter(brightness, contrast, saturation, hue) = jitter on the input side only (the latent is
+    encoded from the jittered image; target and condition stay clean). latent_aug_share: share of the images whose
+    input latent is the offline one-step estimate of Eq. (1) (`misato train decoder-latents`), t ~ U[latent_t_range).
+    Losses (the KL-VAE decoder recipe of LDM): l1_weight * L1 + lpips_weight * LPIPS(lpips_net), and after
+    disc_start steps a PatchGAN discriminator (hinge loss, adaptive weight, disc_weight). Paper: 50K steps, batch 40,
+    lr 8e-5 cosine, jitter (0.15, 0.2, 0.1, 0.03), latent augmentation on 50%, t in [500, 1000), 256 x 256.
+    Not stated (ours, LDM's kl-f8 values): Adam betas (0.5, 0.9), LPIPS-VGG weight 1, disc_weight 0.5, disc_start
+    50001 (LDM's: the discriminator never starts within 50K steps), 3 discriminator layers; micro-batch 4.
+    """
+
+    stage: ClassVar[str] = "decoder"
+    steps: int = 50_000
+    batch_size: int = 40
+    micro_batch_size: int = 4
+    lr: float = 8e-5
+    lr_schedule: str = "cosine"
+    adam_betas: tuple[float, float] = (0.5, 0.9)
+    weight_decay: float = 0.0
+    resolution: int = 256
+    arch: str = "asuka"
+    init: str = "vae"
+    color_jitter: bool = True
+    jitter: tuple[float, float, float, float] = (0.15, 0.2, 0.1, 0.03)
+    latent_aug_share: float = 0.5
+    latent_t_range: tuple[int, int] = (500, 1000)
+    l1_weight: float = 1.0
+    lpips_weight: float = 1.0
+    lpips_net: str = "vgg"
+    disc_weight: float = 0.5
+    disc_start: int = 50_001
+    disc_layers: int = 3
+
+    def validate(self) -> None:
+        super().validate()
+        if self.arch not in ("asuka", "cond"):
+            raise ValueError(f"config field arch must be 'asuka' or 'cond', got {self.arch!r}")
+        if self.init not in ("vae", "file"):
+            raise ValueError(f"config field init must be 'vae' or 'file', got {self.init!r}")
+        if not 0.0 <= self.latent_aug_share <= 1.0:
+            raise ValueError(f"config field latent_aug_share must be in [0, 1], got {self.latent_aug_share}")
+        lo, hi = self.latent_t_range
+        if not 0 <= lo < hi:
+            raise ValueError(f"config field latent_t_range must satisfy 0 <= lo < hi, got {self.latent_t_range}")
+        if self.lpips_net not in ("vgg", "alex"):
+            raise ValueError(f"config field lpips_net must be 'vgg' or 'alex', got {self.lpips_net!r}")
+        if min(self.l1_weight, self.lpips_weight, self.disc_weight) < 0 or self.disc_layers < 1:
+            raise ValueError("config fields l1_weight, lpips_weight, disc_weight must be >= 0, disc_layers >= 1")
+
+
 def _check_mae_fields(config: Any) -> None:
     from baselines.asuka.mae import MAE_PRESETS
 
@@ -203,7 +259,8 @@ def _check_mae_fields(config: Any) -> None:
 _TINY: dict[str, Any] = {"steps": 30, "batch_size": 4, "micro_batch_size": 2, "lr_warmup_steps": 0,
                          "checkpoint_every": 10, "log_every": 1, "num_workers": 0, "synthetic_objects": 16}
 
-CONFIGS: dict[str, type[TrainConfig]] = {c.stage: c for c in (MAETrainConfig, AlignmentTrainConfig, PromptTrainConfig)}
+CONFIGS: dict[str, type[TrainConfig]] = {
+    c.stage: c for c in (MAETrainConfig, AlignmentTrainConfig, PromptTrainConfig, DecoderTrainConfig)}
 
 # stage -> preset name -> field overrides. "paper" is the defaults.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -220,6 +277,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "prompt": {
         "paper": {},
         "tiny": {**_TINY, "resolution": 32, "sd_model": "tiny", "init": "random", "num_tokens": 8, "lr": 1e-2},
+    },
+    "decoder": {
+        "paper": {},
+        # Table 2(d): "+ cond." (no augmentation), "+ color" (colour only), ours (colour + latent). "VAE" is the
+        # SD decoder untrained: `--option decoder=vae` of asuka-sd, nothing to train.
+        "cond": {"color_jitter": False, "latent_aug_share": 0.0},
+        "color": {"color_jitter": True, "latent_aug_share": 0.0},
+        "asuka": {"color_jitter": True, "latent_aug_share": 0.5},
+        "tiny": {**_TINY, "resolution": 32, "sd_model": "tiny", "lpips_weight": 0.0, "disc_start": 2, "lr": 1e-3},
     },
 }
 
@@ -277,7 +343,7 @@ def build_config(stage: str, presets: list[str] | tuple[str, ...] = (), config_f
         if not sep or key not in names:
             raise ValueError(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
         values[key] = _parse_value(text)
-    for key in ("adam_betas", "crop_scale"):
+    for key in ("adam_betas", "crop_scale", "jitter", "latent_t_range"):
         if key in values:
             values[key] = tuple(values[key])
     try:
@@ -292,5 +358,6 @@ def preset_names(stage: str) -> list[str]:
     return sorted(PRESETS[stage])
 
 
-__all__ = ["TrainConfig", "MAETrainConfig", "AlignmentTrainConfig", "PromptTrainConfig", "PRESETS", "CONFIGS",
+__all__ = ["TrainConfig", "MAETrainConfig", "AlignmentTrainConfig", "PromptTrainConfig", "DecoderTrainConfig",
+           "PRESETS", "CONFIGS",
            "build_config", "read_config_file", "preset_names"]

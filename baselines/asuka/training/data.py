@@ -165,9 +165,22 @@ class TrainingImages(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: Path, files: list[str], size: int, masks: MaskSource, scale: tuple[float, float],
-                 hflip: bool, extra: Callable[[np.ndarray, np.random.Generator], dict[str, Any]] | None = None) -> None:
+                 hflip: bool, extra: Callable[[np.ndarray, np.random.Generator], dict[str, Any]] | None = None,
+                 canonical_seed: int | None = None) -> None:
         self.root, self.files, self.size = root, files, int(size)
         self.masks, self.scale, self.hflip, self.extra = masks, scale, hflip, extra
+        self.canonical_seed = canonical_seed
+
+    def crop_rng(self, index: int, item_rng: np.random.Generator) -> np.random.Generator:
+        """The crop's random stream: the item's, or (canonical crops) one per file: `canonical_crop_seed`."""
+        if self.canonical_seed is None:
+            return item_rng
+        return np.random.default_rng(canonical_crop_seed(self.files[index], self.canonical_seed))
+
+    def read_crop(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        """uint8 (S, S, 3) crop of file `index` (no substitution: ImageFileError when unreadable)."""
+        return random_crop(read_training_rgb(self.path(index)), self.size, self.crop_rng(index, rng), self.scale,
+                           self.hflip)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -181,21 +194,21 @@ class TrainingImages(torch.utils.data.Dataset):
         rng = np.random.default_rng(seed)
         bad: list[str] = []
         for offset in range(MAX_SUBSTITUTES + 1):
-            path = self.path((index + offset) % len(self.files))
+            used = (index + offset) % len(self.files)
             try:
-                image = read_training_rgb(path)
+                crop = self.read_crop(used, rng)
                 break
             except ImageFileError as error:
                 bad.append(str(error))
         else:
             raise RuntimeError(f"{MAX_SUBSTITUTES + 1} consecutive unreadable training images from "
                                f"{self.path(index)}: {bad[-1]}")
-        crop = random_crop(image, self.size, rng, self.scale, self.hflip)
         mask = self.masks.draw(rng, self.size)
         item = {
             "image": torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0,
             "mask": torch.from_numpy(mask.astype(np.float32))[None],
             "seed": int(seed),
+            "file": self.files[used],
             "bad": bad,
         }
         if self.extra is not None:
@@ -203,9 +216,15 @@ class TrainingImages(torch.utils.data.Dataset):
         return item
 
 
+def canonical_crop_seed(name: str, run_seed: int) -> int:
+    """Seed of a file's one crop for runs with canonical crops (the decoder stage and its latent cache)."""
+    return sample_seed(f"crop/{name}", run_seed)
+
+
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors; seeds as a list of ints; `bad` as one list of messages."""
-    batch: dict[str, Any] = {"seed": [item["seed"] for item in items], "bad": [m for item in items for m in item["bad"]]}
+    """Stack tensors; seeds and files as lists; `bad` as one list of messages."""
+    batch: dict[str, Any] = {"seed": [item["seed"] for item in items], "file": [item["file"] for item in items],
+                             "bad": [m for item in items for m in item["bad"]]}
     for key in items[0]:
         if key not in batch:
             batch[key] = torch.stack([item[key] for item in items])

@@ -66,6 +66,10 @@ class TrainInputs:
     mae: str | None = None
     masks: str | None = None
     coco_annotations: str | None = None
+    decoder_init: str | None = None
+    latents: str | None = None
+    weights: dict[str, str] = field(default_factory=dict)
+    allow_download: bool = False
 
 
 @dataclass
@@ -76,7 +80,10 @@ class StageParts:
     so that DDP sees it); loss(model, batch, step) -> (scalar loss, {name: float} to log); save(model, folder) ->
     {file role: file name} written into the run folder (the unwrapped model); inputs: {role: {path, sha256}} of
     the files the stage read (frozen parts); frozen: {name: module} that must not change (tests check it);
-    item_extra: per-item hook for the dataset (picklable).
+    item_extra: per-item hook for the dataset (picklable); canonical_crops: one crop per file for the whole run
+    (seeded by the file, not the epoch; the decoder's offline latents are computed on it); aux, aux_loss: a second
+    trained module with its own AdamW (the decoder's discriminator): aux_loss(aux, step) -> loss or None, called
+    after the main loss of the same micro-batch.
     """
 
     trainable: torch.nn.Module
@@ -85,6 +92,9 @@ class StageParts:
     inputs: dict[str, Any] = field(default_factory=dict)
     frozen: dict[str, torch.nn.Module] = field(default_factory=dict)
     item_extra: Callable | None = None
+    canonical_crops: bool = False
+    aux: torch.nn.Module | None = None
+    aux_loss: Callable[[torch.nn.Module, int], torch.Tensor | None] | None = None
 
 
 def file_record(path: str | os.PathLike) -> dict[str, str]:
@@ -245,7 +255,15 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
     if not params:
         raise ValueError("the stage has no trainable parameter")
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.adam_betas), weight_decay=config.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    betas = tuple(config.adam_betas)
+    if parts.aux is not None:
+        aux_params = [p for p in parts.aux.parameters() if p.requires_grad]
+        aux_optimizer = torch.optim.AdamW(aux_params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+        model, optimizer, aux, aux_optimizer = accelerator.prepare(model, optimizer, parts.aux, aux_optimizer)
+        optimizers, models = (optimizer, aux_optimizer), (model, aux)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
+        aux, optimizers, models = None, (optimizer,), (model,)
 
     start, bad_total, bad_listed = 0, 0, []
     checkpoint = latest_checkpoint(out)
@@ -288,7 +306,7 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
     accelerator.wait_for_everyone()
 
     dataset = TrainingImages(root, files, config.resolution, masks, tuple(config.crop_scale), config.hflip,
-                             parts.item_extra)
+                             parts.item_extra, canonical_seed=config.seed if parts.canonical_crops else None)
     sampler = StepBatchSampler(files, config.micro_batch_size, accelerator.num_processes, accelerator.process_index,
                                config.seed, start * accum, end * accum)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
@@ -301,15 +319,16 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
     tick = time.perf_counter()
     for step in range(start, end):
         lr = lr_at(config, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
         losses, extras = [], {}
         for _ in range(accum):
             batch = next(batches)
             bad_total += len(batch["bad"])
             bad_listed.extend(m for m in dict.fromkeys(batch["bad"]) if m not in bad_listed)
             del bad_listed[MAX_BAD_LISTED:]
-            with accelerator.accumulate(model):
+            with accelerator.accumulate(*models):
                 with accelerator.autocast():
                     loss, extras = parts.loss(model, batch, step)
                 if not torch.isfinite(loss):
@@ -319,6 +338,14 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
                     accelerator.clip_grad_norm_(params, config.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                if aux is not None:
+                    with accelerator.autocast():
+                        aux_value = parts.aux_loss(aux, step)
+                    if aux_value is not None:
+                        accelerator.backward(aux_value)
+                        optimizers[1].step()
+                        optimizers[1].zero_grad(set_to_none=True)
+                        extras = {**extras, "aux_loss": float(aux_value.detach())}
             losses.append(loss.detach().float())
         mean_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
         done = step + 1
