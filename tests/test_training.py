@@ -355,3 +355,110 @@ def test_config_file_yaml_presets_and_sets(tmp_path):
     assert build_config("alignment").record()["lr"] == 0.05  # the paper's figure
     with pytest.raises(ValueError, match="mixed_precision"):
         build_config("mae", ["tiny"], sets=["mixed_precision=fp8"])
+
+
+# ------------------------------------------------------------------------------------------------ decoder
+
+
+def test_colour_jitter_touches_only_the_input_latent(tmp_path, photos):
+    """The decoder sees the clean image as condition and target; only its input latent comes from the jittered
+    image (same draws as the stage: jitter first, then the latent noise)."""
+    from baselines.asuka.training.decoder import color_jitter
+
+    config, parts = build_tiny("decoder", tmp_path, photos, sets=("latent_aug_share=0", "disc_weight=0"))
+    assert config.color_jitter
+    batch = one_batch(config, parts, photos)
+    seen = {}
+    original = parts.trainable.forward
+
+    def spy(latents, image, mask):
+        seen.update(latents=latents.detach().clone(), image=image.detach().clone(), mask=mask.detach().clone())
+        return original(latents, image, mask)
+
+    parts.trainable.forward = spy
+    parts.loss(parts.trainable, batch, 0)
+    clean = batch["image"] * 2 - 1
+    assert torch.equal(seen["image"], clean) and torch.equal(seen["mask"], batch["mask"])
+    gens = generators(batch["seed"])
+    jittered = color_jitter(batch["image"], gens, config.jitter)
+    assert (jittered - batch["image"]).abs().max() > 0.01
+    vae = parts.frozen["vae"]
+    with torch.no_grad():
+        dist = vae.encode(jittered * 2 - 1).latent_dist
+    eps = torch.stack([torch.randn(dist.mean.shape[1:], generator=g) for g in gens])
+    assert torch.allclose(seen["latents"], (dist.mean + dist.std * eps) * vae.config.scaling_factor, atol=1e-6)
+
+
+def test_one_step_estimate_is_equation_1():
+    from baselines.asuka.training.latents import one_step_estimate
+    from baselines.sd.components import tiny_scheduler, tiny_unet
+
+    unet, scheduler = tiny_unet(9), tiny_scheduler()
+    g = torch.Generator().manual_seed(0)
+    z0, noise, null = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 5, 32, generator=g)
+    t = torch.tensor([500, 999])
+    got = one_step_estimate(unet, scheduler, z0, noise, t, null)
+    abar = scheduler.alphas_cumprod[t].view(2, 1, 1, 1)
+    z_t = abar.sqrt() * z0 + (1 - abar).sqrt() * noise
+    with torch.no_grad():
+        eps = unet(torch.cat([z_t, torch.zeros(2, 1, 8, 8), z0], 1), t, encoder_hidden_states=null).sample
+    assert torch.allclose(got, (z_t - (1 - abar).sqrt() * eps) / abar.sqrt(), atol=1e-5)
+
+
+def test_latent_cache_is_reused_and_invalidated(tmp_path, photos):
+    from baselines.asuka.training.latents import LatentCache, build_latent_cache, cache_fingerprint, latent_selected
+    from baselines.asuka.training.data import data_fingerprint, list_training_images
+
+    config = build_config("decoder", ["tiny", "asuka"])
+    index = build_latent_cache(config, str(photos), str(tmp_path / "lat"), progress=False, device="cpu")
+    _, files = list_training_images(photos)
+    assert sorted(index["entries"]) == sorted(f for f in files if latent_selected(f, 0.5, config.seed))
+    shard = tmp_path / "lat" / "shard-00000.safetensors"
+    stamp = shard.stat().st_mtime_ns
+    assert build_latent_cache(config, str(photos), str(tmp_path / "lat"), progress=False) == index
+    assert shard.stat().st_mtime_ns == stamp  # nothing recomputed
+    fingerprint = cache_fingerprint(config, data_fingerprint(*list_training_images(photos)))
+    cache = LatentCache(tmp_path / "lat", fingerprint)
+    latent = cache.get(next(iter(index["entries"])))
+    assert latent.shape == (4, 16, 16) and torch.isfinite(latent).all()
+    other = build_config("decoder", ["tiny", "asuka"], sets=["latent_t_range=[600, 1000]"])
+    with pytest.raises(ValueError, match="other inputs"):
+        build_latent_cache(other, str(photos), str(tmp_path / "lat"), progress=False)
+    with pytest.raises(ValueError, match="t_range differ"):
+        LatentCache(tmp_path / "lat", cache_fingerprint(other, data_fingerprint(*list_training_images(photos))))
+    with pytest.raises(ValueError, match="pass --latents"):
+        train(config, stage_builder("decoder"), TrainInputs(str(photos), str(tmp_path / "d")), cpu=True)
+
+
+@pytest.mark.parametrize("preset", ["cond", "color", "asuka"])
+def test_each_decoder_preset_trains_and_loads_into_asuka_sd(preset, tmp_path, photos):
+    from misato.cli import main
+
+    from baselines.registry import create_inpainter
+
+    base = ["--data", str(photos), "--max-steps", "3", "--no-progress"]
+    latents = []
+    if preset == "asuka":
+        assert main(["train", "decoder-latents", "--preset", "tiny,asuka", *base[:2], "--out", str(tmp_path / "lat"),
+                     "--no-progress"]) == 0
+        latents = ["--latents", str(tmp_path / "lat")]
+    sets = ["--set", "arch=cond"] if preset == "cond" else []  # also the asymmetric architecture (3-channel input)
+    assert main(["train", "decoder", "--preset", f"tiny,{preset}", *base, *latents, *sets,
+                 "--out", str(tmp_path / "dec")]) == 0
+    record = json.loads((tmp_path / "dec" / "run.json").read_text())
+    assert record["config"]["color_jitter"] == (preset != "cond") and record["step"] == 3
+    assert main(["train", "alignment", "--preset", "tiny", *base[:2], "--max-steps", "1", "--no-progress",
+                 "--out", str(tmp_path / "align")]) == 0
+    from baselines.asuka.trained import add_decoders
+
+    add_decoders(tmp_path / "align", {preset: tmp_path / "dec"})
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    masks = torch.zeros(1, 1, 32, 32)
+    masks[..., 8:24, 8:24] = 1
+    by_name = create_inpainter("asuka-sd", model=str(tmp_path / "align"), decoder=preset, steps=2)
+    assert by_name.pipeline.decoder.variant == ("cond" if preset == "cond" else "asuka")
+    out = by_name.inpaint(images, masks, [3])
+    by_path = create_inpainter("asuka-sd", model=str(tmp_path / "align"), decoder=str(tmp_path / "dec"), steps=2)
+    assert torch.equal(out, by_path.inpaint(images, masks, [3]))
+    plain = create_inpainter("asuka-sd", model=str(tmp_path / "align"), decoder="vae", steps=2).inpaint(images, masks, [3])
+    assert (out - plain).abs().max() > 1e-4
