@@ -314,6 +314,47 @@ def paper_table2() -> Table:
                  [PAPER] * len(frame), higher)
 
 
+TABLE2_METRICS: tuple[str, ...] = (*TABLE1_METRICS, "psnr", "ssim")
+
+
+def build_table2(rows: list[tuple[str, str, Result]]) -> list[Table]:
+    """Measured Table 2 (a), (b), (d) beside the paper's figures: one Table per sub-table.
+
+    rows: (sub-table key of paper_table2.csv, the paper's variant name, the row's result). Each variant gets a
+    measured row, a paper row and a diff row (measured - paper); only measured rows are ranked (bold = best
+    measured value of the sub-table). PSNR and SSIM are measured only (the paper reports neither).
+    """
+    reported = paper_data.table2().set_index(["table", "variant"])
+    tables = []
+    for key in dict.fromkeys(table for table, _, _ in rows):
+        chosen = [(variant, result) for table, variant, result in rows if table == key]
+        index, values, kinds = [], [], []
+        for variant, result in chosen:
+            measured = [result.overall.get(m, math.nan) for m in TABLE2_METRICS]
+            paper = [float(reported.loc[(key, variant), m]) if (key, variant) in reported.index and m in reported
+                     else math.nan for m in TABLE2_METRICS]
+            for source, row in ((MEASURED, measured), (PAPER, paper),
+                                (DIFF, [a - b for a, b in zip(measured, paper)])):
+                index.append((variant, source))
+                values.append(row)
+                kinds.append(source)
+        first = chosen[0][1]
+        kind = first.dataset_kind if first.dataset_kind != "custom" else first.dataset_name
+        frame = pd.DataFrame(values, index=pd.MultiIndex.from_tuples(index, names=["variant", "source"]),
+                             columns=pd.MultiIndex.from_tuples([(kind, m) for m in TABLE2_METRICS],
+                                                               names=["group", "metric"]), dtype=float)
+        higher = directions([r for _, r in chosen], list(TABLE2_METRICS))
+        best = best_mask(frame, higher, np.array([k == MEASURED for k in kinds]))
+        group = _Group(GroupKey(kind, first.dataset_name, first.protocol_label, first.paste_back), kind,
+                       {variant: r for variant, r in chosen})
+        notes = _unavailable_notes([group], list(TABLE2_METRICS))
+        label = TABLE2_LABELS.get(key, key)
+        caption = (f"Table 2 {label}: measured on {first.dataset_name} ({first.protocol_label}), "
+                   "with the paper's figures and the difference. Bold: best measured value.")
+        tables.append(Table(f"table2_{key}", f"Table 2 {label}", caption, frame, best, kinds, higher, notes))
+    return tables
+
+
 def paper_table2c() -> Table:
     """The paper's Table 2 (c) user study: top-1 selection ratio (%), 40 images, 100 answers."""
     reported = paper_data.table2c_user_study()

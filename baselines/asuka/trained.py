@@ -112,6 +112,21 @@ def add_decoders(folder: Path, decoders: dict[str, Path]) -> None:
     atomic_write_json(manifest, data)
 
 
+def compose_asuka_sd(alignment_run: Path, folder: Path, decoders: dict[str, Path]) -> None:
+    """An ASUKA-SD folder made of other runs: the alignment run's manifest with absolute paths, plus named
+    decoders (e.g. {"dec-asuka": runs/decoder}); written atomically, and only when its content changes."""
+    source = AsukaSDFolder.read(alignment_run)
+    data = json.loads((source.folder / ASUKA_SD_MANIFEST).read_text())
+    data.update(sd_model=source.sd_model, alignment=str(source.alignment),
+                decoders={name: str(Path(path).resolve()) for name, path in decoders.items()})
+    data["mae"]["path"] = str(source.mae)
+    target = folder / ASUKA_SD_MANIFEST
+    if target.is_file() and json.loads(target.read_text()) == data:
+        return  # unchanged: keep the file (and its time stamp) as it is
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(target, data)
+
+
 def save_decoder_run(decoder: torch.nn.Module, arch: str, folder: Path) -> dict[str, str]:
     """Write a trained conditioned decoder (diffusers keys) and its manifest; returns {role: file name}."""
     save_safetensors(decoder.state_dict(), folder / DECODER_FILE)

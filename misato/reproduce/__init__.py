@@ -1,0 +1,1 @@
+"""One-command regeneration of the paper's tables (`misato reproduce TABLE`); presets are JSON files here."""

@@ -1,0 +1,225 @@
+"""`misato reproduce table2`: the paper's Table 2 (a), (b), (d) from training data to the tables, resumable.
+
+A preset is data (`table2_<name>.json` in this package): `stages` (named training runs: stage, presets, --set
+pairs, inputs by reference: "pretrained" = the pre-trained MAE, "stage:NAME" = another stage's folder), `runs`
+(an alignment stage + a decoder stage or "vae": one ASUKA-SD model each) and `rows` (Table 2 sub-table, the
+paper's variant name, run). Shared stages are trained once and reused (one fine-tuned MAE for every alignment,
+one latent cache, one ASUKA run for the three rows it appears in).
+
+Folder layout under --out: `stages/<stage>/` (training runs), `models/<run>/` (ASUKA-SD manifests naming the
+alignment, MAE and decoders), `inpaint/<run>/` (`misato inpaint` output), `results/` (score files),
+`table2.md`, `table2_<sub-table>.csv`, `reproduce.json` (preset, inputs, versions, what was done or reused).
+Every level is resumable: a finished stage, latent shard, inpainted sample or score is never redone, so rerunning
+the same command after a kill continues; under `accelerate launch` training and inpainting use every process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from misato.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+PRESET_PREFIX = "table2_"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[len(PRESET_PREFIX):-5] for p in resources.files("misato.reproduce").iterdir()
+                  if p.name.startswith(PRESET_PREFIX) and p.name.endswith(".json"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The preset `name`, checked: every reference names a stage, every row a run, every stage a known stage."""
+    from baselines.asuka.training import STAGES
+    from baselines.asuka.training.config import build_config
+
+    if name not in preset_names():
+        raise ValueError(f"unknown table2 preset {name!r}; known: {', '.join(preset_names())}")
+    preset = json.loads(resources.files("misato.reproduce").joinpath(f"{PRESET_PREFIX}{name}.json").read_text())
+    stages = preset["stages"]
+    for stage_name, spec in stages.items():
+        kind = spec["stage"]
+        if kind not in (*STAGES, "decoder-latents"):
+            raise ValueError(f"preset {name}: stage {stage_name} has unknown kind {kind!r}")
+        build_config("decoder" if kind == "decoder-latents" else kind, spec.get("presets", []), sets=spec.get("sets", []))
+        for key in ("mae", "latents"):
+            ref = spec.get(key)
+            if ref and ref != "pretrained" and ref.removeprefix("stage:") not in stages:
+                raise ValueError(f"preset {name}: stage {stage_name} refers to unknown {ref!r}")
+    for run, spec in preset["runs"].items():
+        for key in ("alignment", "decoder"):
+            if spec[key] != "vae" and spec[key] not in stages:
+                raise ValueError(f"preset {name}: run {run} refers to unknown stage {spec[key]!r}")
+    for row in preset["rows"]:
+        if row["run"] not in preset["runs"]:
+            raise ValueError(f"preset {name}: row {row['variant']} refers to unknown run {row['run']!r}")
+    return preset
+
+
+@dataclass
+class Table2Inputs:
+    """data: training images; misato: the evaluation dataset (None: the preset's embedded set); mae_pretrained:
+    the MAE-FAR pre-trained MAE (None: the preset's random stand-in); weights: explicit registry files."""
+
+    preset: str
+    out: str
+    data: str | None = None
+    misato: str | None = None
+    mae_pretrained: str | None = None
+    coco_annotations: str | None = None
+    weights: dict[str, str] = field(default_factory=dict)
+    allow_download: bool = False
+    device: str | None = None
+    progress: bool = True
+
+
+def _evaluation_set(preset: dict[str, Any], inputs: Table2Inputs) -> tuple[Any, str | None]:
+    """(the evaluation Dataset, the training-image folder it implies for smoke runs)."""
+    from misato.data import load_dataset
+    from misato.embedded import build_embedded, load_embedded
+
+    evaluation = preset["evaluation"]
+    if inputs.misato:
+        return load_dataset(inputs.misato), None
+    if "embedded_size" in evaluation:
+        size = int(evaluation["embedded_size"])
+        return load_embedded(size=size), str(build_embedded(size=size) / "image")
+    raise ValueError(f"preset {preset['name']} evaluates on MISATO: pass --misato MISATO/512")
+
+
+def _pretrained_mae(preset: dict[str, Any], inputs: Table2Inputs, out: Path) -> str:
+    """The pre-trained MAE file: --mae-pretrained, or (smoke) a random MAE of the named size saved without the
+    fine-tune parameters, as a pre-trained MAE-FAR file is."""
+    if inputs.mae_pretrained:
+        if not Path(inputs.mae_pretrained).is_file():
+            raise FileNotFoundError(f"--mae-pretrained {inputs.mae_pretrained}: no such file")
+        return inputs.mae_pretrained
+    spec = preset["pretrained_mae"]
+    if not isinstance(spec, dict) or "random" not in spec:
+        raise ValueError(f"preset {preset['name']} needs --mae-pretrained FILE (the MAE-FAR pre-trained MAE)")
+    path = out / "stages" / "pretrained-mae" / "mae_pretrained.safetensors"
+    if not path.is_file():
+        import torch
+
+        from baselines.asuka.mae import AsukaMAE
+        from baselines.asuka.trained import save_safetensors
+
+        torch.manual_seed(preset["seed"])
+        state = {k: v for k, v in AsukaMAE(spec["random"]).state_dict().items()
+                 if not k.startswith(("decoder_patch_embed", "alpha"))}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_safetensors(state, path)
+    return str(path)
+
+
+def _ref(value: str | None, pretrained: str, out: Path) -> str | None:
+    if value is None:
+        return None
+    return pretrained if value == "pretrained" else str(out / "stages" / value.removeprefix("stage:"))
+
+
+def run_table2(inputs: Table2Inputs) -> dict[str, Any]:
+    """Everything of the module docstring; returns the summary written to `reproduce.json`."""
+    from accelerate.state import PartialState
+
+    from baselines.asuka.training import stage_builder
+    from baselines.asuka.training.config import build_config
+    from baselines.asuka.training.data import list_training_images
+    from baselines.asuka.training.latents import build_latent_cache
+    from baselines.asuka.training.loop import TrainInputs, train
+    from misato.environment import git_state, package_versions, utc_now
+
+    preset = load_preset(inputs.preset)
+    out = Path(inputs.out).resolve()
+    dataset, embedded_images = _evaluation_set(preset, inputs)
+    data = inputs.data or embedded_images
+    if data is None:
+        raise ValueError(f"preset {preset['name']} trains on --data (Places2 training images)")
+    list_training_images(data)  # fails now, naming the folder, rather than after the first stage
+    pretrained = _pretrained_mae(preset, inputs, out)
+    state = PartialState(cpu=inputs.device == "cpu")
+    summary: dict[str, Any] = {"preset": preset, "inputs": {**vars(inputs), "data": data, "pretrained_mae": pretrained},
+                               "dataset": {"name": dataset.name, "root": str(dataset.root), "samples": len(dataset)},
+                               "versions": package_versions(), "git": git_state(), "started": utc_now(),
+                               "stages": {}, "runs": {}}
+
+    for name, spec in preset["stages"].items():
+        folder = out / "stages" / name
+        kind = spec["stage"]
+        config = build_config("decoder" if kind == "decoder-latents" else kind, spec.get("presets", []),
+                              sets=spec.get("sets", []))
+        if kind == "decoder-latents":
+            if state.is_main_process:
+                index = build_latent_cache(config, data, str(folder), progress=inputs.progress,
+                                           device=inputs.device if inputs.device != "auto" else None)
+                summary["stages"][name] = {"latents": len(index["entries"])}
+            state.wait_for_everyone()
+            continue
+        train_inputs = TrainInputs(data=data, out=str(folder), mae=_ref(spec.get("mae"), pretrained, out),
+                                   latents=_ref(spec.get("latents"), pretrained, out),
+                                   coco_annotations=inputs.coco_annotations, weights=inputs.weights,
+                                   allow_download=inputs.allow_download)
+        record = train(config, stage_builder(kind), train_inputs, max_steps=spec.get("max_steps"),
+                       progress=inputs.progress, cpu=inputs.device == "cpu")
+        summary["stages"][name] = {"status": record["status"], "step": record["step"]}
+
+    results = _inpaint_and_score(preset, inputs, out, dataset, state, summary)
+    if state.is_main_process:
+        _write_tables(preset, results, out)
+        summary["finished"] = utc_now()
+        atomic_write_json(out / "reproduce.json", summary)
+    state.wait_for_everyone()
+    return summary
+
+
+def _inpaint_and_score(preset: dict[str, Any], inputs: Table2Inputs, out: Path, dataset: Any, state: Any,
+                       summary: dict[str, Any]) -> dict[str, Any]:
+    """Inpaint and score every run (each once); returns {run: Result}."""
+    from baselines.asuka.trained import compose_asuka_sd
+    from evaluators.scoring import ScoreConfig, result_stem, score
+    from leaderboard.results import load_result
+    from misato.runner import inpaint_dataset
+
+    settings = preset["inpaint"]
+    device = inputs.device or settings.get("device")
+    results = {}
+    for run, spec in preset["runs"].items():
+        model = out / "models" / run
+        if state.is_main_process:
+            decoders = {} if spec["decoder"] == "vae" else {spec["decoder"]: out / "stages" / spec["decoder"]}
+            compose_asuka_sd(out / "stages" / spec["alignment"], model, decoders)
+        state.wait_for_everyone()
+        options = {**settings.get("options", {}), "model": str(model), "decoder": spec["decoder"]}
+        predictions = out / "inpaint" / run
+        inpaint_dataset(dataset, "asuka-sd", predictions, seed=preset["seed"], batch_size=settings["batch_size"],
+                        device=None if device == "auto" else device, weight_paths=inputs.weights,
+                        allow_download=inputs.allow_download, options=options, progress=inputs.progress)
+        method = f"asuka-sd[{run}]"
+        path = out / "results" / f"{result_stem(method, dataset.name, preset['protocol'])}.json"
+        if state.is_main_process and not path.is_file():
+            score(dataset, predictions, method, out / "results",
+                  ScoreConfig(protocol=preset["protocol"], device=device or "auto", weights=dict(inputs.weights),
+                              allow_download=inputs.allow_download),
+                  dataset_kind="MISATO" if inputs.misato else "custom")
+        state.wait_for_everyone()
+        if state.is_main_process:
+            results[run] = load_result(path)
+            summary["runs"][run] = {"model": str(model), "predictions": str(predictions), "result": str(path)}
+    return results
+
+
+def _write_tables(preset: dict[str, Any], results: dict[str, Any], out: Path) -> None:
+    from leaderboard.render import render_markdown, table_csv
+    from leaderboard.tables import build_table2, paper_table2
+
+    tables = build_table2([(row["table"], row["variant"], results[row["run"]]) for row in preset["rows"]])
+    atomic_write_text(out / "table2.md", render_markdown([*tables, paper_table2()],
+                                                         title=f"Table 2 ({preset['name']} preset)"))
+    for table in tables:
+        atomic_write_text(out / f"{table.key}.csv", table_csv(table))
