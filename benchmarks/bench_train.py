@@ -4,8 +4,10 @@ paper's schedule.
 
 Stages and sizes: `mae` = ASUKA's MAE (ViT-B/16 encoder, 512-d 8-block decoder) at 256 x 256, trained whole;
 `alignment` = frozen MAE prior + frozen SD 1.5 inpainting UNet (860M) and VAE at 512 x 512, trained: the 4-block
-alignment module; `prompt` = the same SD objective, trained: 77 prompt embeddings. Each stage runs the stage's own
-`build()` and loss (the SD pipeline is built from the published configs instead of being downloaded).
+alignment module; `prompt` = the same SD objective, trained: 77 prompt embeddings; `decoder` = the conditioned
+decoder (SD VAE sizes) at 512 with L1 + LPIPS-VGG, fed by the frozen VAE encoder; `latents` = images/s of the offline
+Eq. (1) cache (VAE encode + one UNet call per image) at 512. Each stage runs the stage's own `build()` and loss (the
+SD pipeline is built from the published configs instead of being downloaded).
 
 Reported per stage: step_s (fastest of --repeats full steps: data batch -> loss -> backward -> AdamW), steps_per_s,
 peak_rss_gib (this process; each stage runs in its own process) or peak CUDA memory; parts_s: seconds per part of
@@ -14,7 +16,7 @@ forward+backward and the optimizer step); gflop_per_image (torch FlopCounterMode
 gpu_hours: gflop_per_image x batch x steps / (--gpu-tflops x --mfu) for the schedule of the stage's paper preset.
 
 Usage:
-    python benchmarks/bench_train.py [--stages mae,alignment,prompt] [--repeats 2] [--device cpu]
+    python benchmarks/bench_train.py [--stages mae,alignment,prompt,decoder,latents] [--repeats 2] [--device cpu]
         [--gpu-tflops 312] [--mfu 0.35] [--out result.json]
 """
 
@@ -72,14 +74,26 @@ def bench_stage(stage: str, repeats: int, device: str, data: Path) -> dict[str, 
     from baselines.asuka.training.data import StepBatchSampler, TrainingImages, collate, list_training_images
     from baselines.asuka.training.loop import TrainInputs, mask_source
 
+    if stage == "latents":
+        return bench_latents(repeats, device, data)
     paper = build_config(stage, ["paper"])
-    config = build_config(stage, ["paper"], sets=["init=random", "micro_batch_size=1", "batch_size=1"])
+    sets = {"mae": ["init=random"], "alignment": ["init=random"], "prompt": ["init=random"],
+            # the decoder at 512 (the issue's size; the paper trains it at 256), fed by the VAE (no latent cache)
+            "decoder": ["resolution=512", "latent_aug_share=0"]}[stage]
+    config = build_config(stage, ["paper"], sets=[*sets, "micro_batch_size=1", "batch_size=1"])
     accelerator = Accelerator(cpu=device == "cpu")
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     module = importlib.import_module(f"baselines.asuka.training.{stage}")
-    patch = contextlib.nullcontext() if stage == "mae" else mock.patch.object(
-        module, "load_frozen_sd", lambda *a, **k: freeze(real_sd_pipeline(device)))
-    with patch:
+    patches = contextlib.ExitStack()
+    if stage != "mae":
+        patches.enter_context(mock.patch.object(module, "load_frozen_sd",
+                                                lambda *a, **k: freeze(real_sd_pipeline(device))))
+    if stage == "decoder":  # LPIPS-VGG with a random backbone (the real size) and the wheel's linear heads
+        import lpips
+
+        patches.enter_context(mock.patch.object(module, "build_lpips_loss", lambda *a: (
+            lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval().requires_grad_(False), {})))
+    with patches:
         parts = stage_builder(stage)(config, TrainInputs(str(data), ""), accelerator)
     root, files = list_training_images(data)
     dataset = TrainingImages(root, files, config.resolution, mask_source(config, TrainInputs(str(data), "")),
@@ -114,6 +128,38 @@ def bench_stage(stage: str, repeats: int, device: str, data: Path) -> dict[str, 
     return result
 
 
+def bench_latents(repeats: int, device: str, data: Path) -> dict[str, Any]:
+    """Throughput of `misato train decoder-latents` at 512, batch 1: canonical crop, VAE encode, one UNet call
+    (the one-step estimate of Eq. (1))."""
+    import torch
+
+    from baselines.asuka.training import latents as module
+    from baselines.asuka.training.config import build_config
+    from baselines.sd.components import tiny_text_encoder
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = freeze(real_sd_pipeline(device))
+        pipe.text_encoder, pipe.tokenizer = tiny_text_encoder(hidden_size=768)  # the "" embedding's shape only
+        return pipe
+
+    config = build_config("decoder", ["paper"], sets=["resolution=512", "micro_batch_size=1", "latent_aug_share=1"])
+    start = time.perf_counter()
+    pipeline()
+    setup = time.perf_counter() - start  # random init of the real-size parts; a real run loads them once
+    times = []
+    with mock.patch("baselines.asuka.training.diffusion.load_frozen_sd", pipeline), tempfile.TemporaryDirectory() as out:
+        for repeat in range(repeats + 1):
+            folder = Path(out) / str(repeat)
+            start = time.perf_counter()
+            index = module.build_latent_cache(config, str(data), str(folder), progress=False, device=device)
+            times.append(time.perf_counter() - start)
+    count = len(index["entries"])
+    return {"stage": "latents", "resolution": 512, "images": count, "all_s": times, "setup_s": setup,
+            "images_per_s": count / max(min(times[1:]) - setup, 1e-9),
+            "note": "per call: setup_s of random initialisation, subtracted in images_per_s",
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "torch": torch.__version__}
+
+
 def freeze(pipe: Any) -> Any:
     for module in (pipe.unet, pipe.vae):
         module.requires_grad_(False).eval()
@@ -132,6 +178,14 @@ def parts_breakdown(stage: str, parts: Any, model: Any, batch: dict, sync: Any, 
 
     images, masks = batch["image"].to(device), batch["mask"].to(device)
     out: dict[str, float] = {}
+    if stage == "decoder":
+        vae = parts.frozen["vae"]
+        with torch.no_grad():
+            out["frozen_vae_encode"] = timed(lambda: vae.encode(images * 2 - 1), sync)
+            latents = vae.encode(images * 2 - 1).latent_dist.mean * vae.config.scaling_factor
+        out["trained_forward_backward"] = timed(
+            lambda: model(latents, images * 2 - 1, masks).float().abs().mean().backward(), sync)
+        return out
     if stage == "mae":
         def forward_backward() -> None:
             model(images, masks, batch["token_masked"].to(device)).float().pow(2).mean().backward()
@@ -163,7 +217,7 @@ def parts_breakdown(stage: str, parts: Any, model: Any, batch: dict, sync: Any, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stages", default="mae,alignment,prompt")
+    parser.add_argument("--stages", default="mae,alignment,prompt,decoder,latents")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--gpu-tflops", type=float, default=312.0, help="peak dense bf16 TFLOP/s (A100: 312)")
@@ -188,9 +242,10 @@ def main() -> int:
             if run.returncode:
                 raise SystemExit(f"{stage} failed:\n{run.stderr[-3000:]}")
             result = json.loads(run.stdout.strip().splitlines()[-1])
-            schedule = result["paper_schedule"]
-            flops = result["gflop_per_image"] * 1e9 * schedule["batch_size"] * schedule["steps"]
-            result["gpu_hours"] = flops / (args.gpu_tflops * 1e12 * args.mfu) / 3600
+            if "paper_schedule" in result:
+                schedule = result["paper_schedule"]
+                flops = result["gflop_per_image"] * 1e9 * schedule["batch_size"] * schedule["steps"]
+                result["gpu_hours"] = flops / (args.gpu_tflops * 1e12 * args.mfu) / 3600
             results.append(result)
             print(json.dumps(result, indent=1), flush=True)
     report = {"platform": platform.platform(), "processor": platform.processor(), "device": args.device,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,9 @@ def build_latent_cache(config: DecoderTrainConfig, data: str, out: str, progress
     from baselines.sd.components import encode_text
 
     config.validate()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("decoder-latents writes one cache folder: run it as a single process (plain `misato "
+                         "train decoder-latents`, not under `accelerate launch`)")
     if config.latent_aug_share <= 0:
         raise ValueError("latent_aug_share is 0: this decoder preset uses no offline latents")
     root, files = list_training_images(data)
