@@ -52,6 +52,17 @@ def _resolve(value: str, folder: Path) -> Path:
     return path if path.is_absolute() else folder / path
 
 
+def _read_manifest(folder: Path, name: str, fmt: str, what: str) -> dict[str, Any]:
+    """The manifest `name` of a run folder, checked for its format; errors name the folder and the fix."""
+    manifest = folder / name
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{what} {folder}: a folder without {name} (not a finished `misato train` run)")
+    data = json.loads(manifest.read_text())
+    if data.get("format") != fmt:
+        raise ValueError(f"{manifest}: unknown format {data.get('format')!r} (expected {fmt})")
+    return data
+
+
 def save_mae_run(mae: torch.nn.Module, folder: Path) -> dict[str, str]:
     """Write the fine-tuned MAE into a run folder; returns {role: file name}."""
     save_safetensors(mae.state_dict(), folder / MAE_FILE)
@@ -74,13 +85,7 @@ def find_mae(source: str | Path) -> MAESource:
     """`--mae`: a MAE run folder (its mae.json) or a MAE file (.pth in the release layout, or .safetensors)."""
     source = Path(source).expanduser()
     if source.is_dir():
-        manifest = source / MAE_MANIFEST
-        if not manifest.is_file():
-            raise FileNotFoundError(f"--mae {source}: a folder without {MAE_MANIFEST} (not a `misato train mae` run; "
-                                    "is it still training?)")
-        data = json.loads(manifest.read_text())
-        if data.get("format") != MAE_FORMAT:
-            raise ValueError(f"{manifest}: unknown format {data.get('format')!r}")
+        data = _read_manifest(source, MAE_MANIFEST, MAE_FORMAT, "--mae")
         return MAESource(_resolve(data["file"], source), data["config"], data.get("weights") == "finetuned")
     if source.is_file():
         return MAESource(source, None, None)
@@ -138,11 +143,7 @@ def find_decoder(source: str | Path) -> Path:
     """A decoder file: a decoder run folder's `decoder.safetensors`, or the file itself."""
     source = Path(source).expanduser()
     if source.is_dir():
-        manifest = source / DECODER_MANIFEST
-        if not manifest.is_file():
-            raise FileNotFoundError(f"decoder {source}: a folder without {DECODER_MANIFEST} (not a `misato train "
-                                    "decoder` run, or not finished)")
-        return _resolve(json.loads(manifest.read_text())["file"], source)
+        return _resolve(_read_manifest(source, DECODER_MANIFEST, DECODER_FORMAT, "decoder")["file"], source)
     if not source.is_file():
         raise FileNotFoundError(f"decoder {source}: no such file or folder")
     return source
@@ -164,10 +165,7 @@ class AsukaSDFolder:
     @classmethod
     def read(cls, folder: str | Path) -> "AsukaSDFolder":
         folder = Path(folder).expanduser().resolve()
-        manifest = folder / ASUKA_SD_MANIFEST
-        data = json.loads(manifest.read_text())
-        if data.get("format") != ASUKA_SD_FORMAT:
-            raise ValueError(f"{manifest}: unknown format {data.get('format')!r} (expected {ASUKA_SD_FORMAT})")
+        data = _read_manifest(folder, ASUKA_SD_MANIFEST, ASUKA_SD_FORMAT, "asuka-sd model")
         sd_model = data["sd_model"]
         local = _resolve(sd_model, folder)
         return cls(folder, str(local) if local.exists() else sd_model, _resolve(data["alignment"], folder),
