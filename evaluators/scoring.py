@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import re
 import time
 from collections import defaultdict
@@ -105,7 +106,20 @@ def predictions_folder(path: str | Path) -> Path:
     return path
 
 
+def _check_out_dir(out_dir: Path) -> None:
+    """Fail before scoring when the result folder cannot be written (a file, or no write permission)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out_dir}: this user cannot write there")
+
+
 def resolve_device(device: str) -> torch.device:
+    """The device to score on: "auto" = CUDA when available, else the named device, checked (no fallback)."""
+    from misato.devices import check_device
+
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -373,6 +387,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     protocol = get_protocol(config.protocol)
     metrics = config.selected()
     device = resolve_device(config.device)
+    _check_out_dir(Path(out_dir))
     predictions_dir = predictions_folder(predictions_dir)
     checked = check_inputs(dataset, predictions_dir, config.allow_degenerate_masks)
     resolved, unavailable = resolve_metric_weights(metrics, protocol, config)
@@ -391,7 +406,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     for name, rows_index in _scopes(dataset).items():
         row: dict[str, Any] = {"n": int(len(rows_index))}
         for metric, values in per_image.items():
-            row[metric] = float(np.mean(values[rows_index]))
+            row[metric] = _finite_mean(values[rows_index], f"{name}.{metric}", notes)
         if inception is not None and name != "overall" and len(rows_index) == n:
             # A domain holding every sample has the overall set metrics: no second eigh/SVM/KID pass.
             row.update({k: v for k, v in rows["overall"].items() if k not in row})
@@ -439,6 +454,22 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     for metric, reason in unavailable.items():
         log.warning("%s unavailable: %s", metric, reason)
     return ScoreResult(record, json_path, csv_path)
+
+
+def _finite_mean(values: np.ndarray, key: str, notes: dict[str, str]) -> float | None:
+    """Mean of the finite per-image values; an infinite one (PSNR of a prediction identical to the ground truth)
+    is left out of the mean and counted in `notes[key]`, so the result stays valid JSON and unbiased by inf.
+    None (with a note) when no value is finite."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return float(np.mean(values))
+    left_out = int((~finite).sum())
+    why = "infinite (prediction identical to the ground truth)" if np.isinf(values).any() else "not finite"
+    if not finite.any():
+        notes[key] = f"all {left_out} per-image values are {why}: no mean"
+        return None
+    notes[key] = f"{left_out} of {len(values)} per-image values are {why}; the mean is over the other {finite.sum()}"
+    return float(np.mean(values[finite]))
 
 
 def _update_stats(stats: dict, side: int, features: np.ndarray, index: np.ndarray, scopes_of: list[list[str]]) -> None:

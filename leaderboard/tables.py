@@ -155,15 +155,23 @@ def _group_caption(group: _Group) -> str:
             f"{paste[group.key.paste_back]}, {_n_text(counts)}")
 
 
-def _unavailable_notes(groups: list[_Group], metrics: list[str]) -> list[str]:
-    """One line per (metric, reason): which methods/groups lack it and how to fix it."""
+def _notes(groups: list[_Group], metrics: list[str]) -> list[str]:
+    """One line per (metric, reason): which methods/groups lack it and how to fix it; then the scorer's notes on
+    overall values (e.g. infinite PSNRs left out of the mean), one line per method and metric."""
     reasons: dict[tuple[str, str], list[str]] = {}
     for group in groups:
         for method, r in group.results.items():
             for metric, why in r.unavailable.items():
                 if metric in metrics:
                     reasons.setdefault((metric, why), []).append(f"{method} [{group.label}]")
-    return [f"{info(m).label} unavailable for {', '.join(who)}: {why}" for (m, why), who in reasons.items()]
+    lines = [f"{info(m).label} unavailable for {', '.join(who)}: {why}" for (m, why), who in reasons.items()]
+    for group in groups:
+        for method, r in group.results.items():
+            for key, text in (r.raw.get("notes") or {}).items():
+                scope, _, metric = key.partition(".")
+                if scope == "overall":  # shown even when the value is null (no column for it then)
+                    lines.append(f"{info(metric).label} of {method} [{group.label}]: {text}")
+    return lines
 
 
 def _methods(groups: list[_Group]) -> list[str]:
@@ -209,7 +217,7 @@ def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, 
         sizes = ", ".join(f"{k} n = {v}" for k, v in paper_data.table1_samples().items())
         caption.append(f"Paper rows: figures reported in the ASUKA paper's Table 1 ({sizes}; the paper's own "
                        f"evaluation code), never ranked; diff rows = measured - paper.")
-    notes = ([f"Paper rows matched by name: {', '.join(matched)}."] if matched else []) + _unavailable_notes(
+    notes = ([f"Paper rows matched by name: {', '.join(matched)}."] if matched else []) + _notes(
         groups, list(metrics))
     return Table("table1", "Table 1: overall results", " ".join(caption), frame, best, kinds, higher, notes)
 
@@ -242,7 +250,7 @@ def build_metrics_table(results: list[Result]) -> Table:
     caption = " ".join(["All metrics, overall. Bold: best measured value per column."]
                        + [_group_caption(g) + "." for g in groups])
     return Table("metrics", "All metrics (overall)", caption, frame, best, [MEASURED] * len(methods), higher,
-                 _unavailable_notes(groups, metrics))
+                 _notes(groups, metrics))
 
 
 def build_domain_tables(results: list[Result]) -> list[Table]:
@@ -272,7 +280,7 @@ def build_domain_tables(results: list[Result]) -> list[Table]:
         key = "per_domain" if sum(g.key.kind == "MISATO" for g in group_results(results)) == 1 else \
             f"per_domain_{len(tables) + 1}"
         tables.append(Table(key, f"Per-domain results: {group.label}", caption, frame, best,
-                            [MEASURED] * len(methods), higher, _unavailable_notes([group], metrics)))
+                            [MEASURED] * len(methods), higher, _notes([group], metrics)))
     return tables
 
 
@@ -347,7 +355,7 @@ def build_table2(rows: list[tuple[str, str, Result]]) -> list[Table]:
         best = best_mask(frame, higher, np.array([k == MEASURED for k in kinds]))
         group = _Group(GroupKey(kind, first.dataset_name, first.protocol_label, first.paste_back), kind,
                        {variant: r for variant, r in chosen})
-        notes = _unavailable_notes([group], list(TABLE2_METRICS))
+        notes = _notes([group], list(TABLE2_METRICS))
         label = TABLE2_LABELS.get(key, key)
         caption = (f"Table 2 {label}: measured on {first.dataset_name} ({first.protocol_label}), "
                    "with the paper's figures and the difference. Bold: best measured value.")

@@ -272,7 +272,16 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
 
 def run_benchmark(config: RunConfig) -> RunReport:
     """Every dataset x method: inpaint, score; then the leaderboard from every result in OUT/results."""
+    from evaluators.protocols import get_protocol
+    from misato.devices import check_device
+
+    # settings that would otherwise fail only after inpainting: checked first
+    get_protocol(config.protocol)
+    _score_config(config).selected()
+    check_device(config.device)
     out = Path(config.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     outcomes: list[Outcome] = []
     opened: list[tuple[Dataset, str]] = []

@@ -89,6 +89,9 @@ def choose_device(requested: str | None, workers: Workers, supported: tuple[str,
     """
     import torch
 
+    from misato.devices import check_device
+
+    check_device(requested)
     if requested is None:
         device = str(workers.device) if workers.device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     elif requested == "cuda" and workers.device is not None and str(workers.device).startswith("cuda"):
@@ -241,6 +244,9 @@ def inpaint_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
+    from misato.devices import check_device
+
+    check_device(device)
     workers = current_workers(device)
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)

@@ -16,6 +16,7 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="misato", description="MISATO-bench: build, inpaint, score, tabulate.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -26,6 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module.register(command)
     return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("misato-bench")
+    except metadata.PackageNotFoundError:
+        from misato import __version__
+
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,26 @@
+"""Device names given on the command line or in configs, checked before any work starts."""
+
+from __future__ import annotations
+
+import torch
+
+SUPPORTED = ("cpu", "cuda")
+
+
+def check_device(requested: str | None) -> None:
+    """Raise ValueError naming the problem unless `requested` is None, "auto", "cpu", "cuda" or "cuda:N" and
+    usable here (a CUDA device needs a visible GPU with that index): never fall back silently."""
+    if requested in (None, "auto"):
+        return
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"--device {requested!r} is not a device name; use auto, cpu, cuda or cuda:N") from error
+    if device.type not in SUPPORTED:
+        raise ValueError(f"--device {requested!r}: only {', '.join(SUPPORTED)} are supported (or auto)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {requested!r}: no CUDA GPU is visible here (torch.cuda.is_available() is "
+                             "False); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {requested!r}: only {torch.cuda.device_count()} CUDA device(s) visible")

@@ -1,0 +1,80 @@
+"""Rough edges a new user hit (issue 10): values that must stay valid, settings checked before any work."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from evaluators.scoring import ScoreConfig, score
+from misato.cli import main
+from misato.data import load_dataset
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("misato 0.")
+
+
+def _perfect_predictions(dataset_root, out, noisy: int = 0):
+    import numpy as np
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(sorted((dataset_root / "image").iterdir())):
+        image = np.asarray(Image.open(path).convert("RGB")).copy()
+        if i < noisy:
+            image[0, 0] = 255 - image[0, 0]
+        Image.fromarray(image).save(out / path.name)
+    return out
+
+
+@pytest.mark.parametrize("noisy", [0, 1])
+def test_infinite_psnr_is_left_out_of_the_mean_and_noted(noisy, tiny_dataset, tmp_path):
+    predictions = _perfect_predictions(tiny_dataset, tmp_path / "pred", noisy)
+    result = score(load_dataset(tiny_dataset), predictions, "perfect", tmp_path / "results",
+                   ScoreConfig(metrics=("psnr", "ssim"), device="cpu", paste_back=False))
+    text = result.json_path.read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    record = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the result"))
+    overall = record["metrics"]["overall"]
+    if noisy:
+        assert overall["psnr"] > 40 and "7 of 8 per-image values are infinite" in record["notes"]["overall.psnr"]
+    else:
+        assert overall["psnr"] is None and "all 8 per-image values are infinite" in record["notes"]["overall.psnr"]
+    assert overall["ssim"] == pytest.approx(1.0, abs=1e-3)
+    from leaderboard.results import load_result
+    from leaderboard.tables import build_metrics_table
+
+    table = build_metrics_table([load_result(result.json_path)])
+    assert any("PSNR of perfect" in line and "infinite" in line for line in table.notes)
+
+
+def test_device_is_checked_before_any_work(tiny_dataset, tiny_predictions, tmp_path, capsys):
+    args = ["score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--method", "m",
+            "--out", str(tmp_path / "r1")]
+    assert main([*args, "--device", "tpu"]) == 1
+    assert "--device 'tpu'" in capsys.readouterr().err and not (tmp_path / "r1").exists()
+    if not torch.cuda.is_available():
+        assert main(["inpaint", "--method", "telea", "--dataset", str(tiny_dataset), "--out", str(tmp_path / "o"),
+                     "--device", "cuda"]) == 1
+        assert "no CUDA GPU" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_run_checks_protocol_and_out_before_inpainting(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "telea", "--dataset", str(tiny_dataset), "--out", str(out),
+                 "--protocol", "xx", "--no-progress"]) == 1
+    assert "unknown protocol 'xx'" in capsys.readouterr().err and not out.exists()
+
+
+def test_score_out_that_is_a_file_fails_before_scoring(tiny_dataset, tiny_predictions, tmp_path, capsys):
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    assert main(["score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--method", "m",
+                 "--out", str(target), "--device", "cpu"]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
