@@ -11,6 +11,7 @@ A model that wants [-1, 1] or 1 = keep converts inside its own class and convert
 from __future__ import annotations
 
 import abc
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,6 +35,10 @@ class ResolutionPolicy:
     square: bool = False
 
 
+# Options every inpainter accepts (read by `Inpainter.resolve_weight`).
+COMMON_OPTIONS: tuple[str, ...] = ("weight_paths", "allow_download")
+
+
 class Inpainter(abc.ABC):
     """Base class of every inpainter. Subclasses set the class attributes and implement `inpaint`."""
 
@@ -45,12 +50,25 @@ class Inpainter(abc.ABC):
     deterministic: ClassVar[bool] = True  # same inputs and seeds -> same outputs
     weights: ClassVar[tuple[str, ...]] = ()  # keys in misato.weights
     uses_sample_ids: ClassVar[bool] = False  # True: the harness passes `stems=` (precomputed predictions)
+    # options read from `self.options` besides the constructor's named parameters and COMMON_OPTIONS
+    extra_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, device: str | torch.device = "cpu", **options: Any) -> None:
         self.device = torch.device(device)
         if self.device.type not in self.devices:
             raise ValueError(f"{self.name or type(self).__name__} supports devices {self.devices}, got {self.device}")
         self.options = options
+
+    @classmethod
+    def accepted_options(cls, strict: bool = True) -> set[str] | None:
+        """Option names the constructor takes: its named parameters (device excluded), `COMMON_OPTIONS` and
+        `extra_options`. None (anything goes) when not `strict` and the constructor takes **options: a plug-in
+        may read options of its own from them."""
+        params = list(inspect.signature(cls.__init__).parameters.values())
+        if not strict and any(p.kind is p.VAR_KEYWORD for p in params):
+            return None
+        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return (named - {"self", "device"}) | set(COMMON_OPTIONS) | set(cls.extra_options)
 
     @abc.abstractmethod
     def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: list[int]) -> torch.Tensor:

@@ -233,6 +233,38 @@ def _score_config(config: RunConfig):
     )
 
 
+def _accepted(spec: str) -> set[str] | None:
+    """Options the method of `spec` takes (None: any; see `Inpainter.accepted_options`)."""
+    from baselines.registry import REGISTRY
+
+    parsed = REGISTRY.parse(spec)
+    return REGISTRY.get(spec).accepted_options(strict=parsed.kind in ("builtin", "folder"))
+
+
+def method_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The shared `--option`s a method takes: `misato run` passes each method those it accepts."""
+    accepted = _accepted(spec)
+    return dict(options) if accepted is None else {k: v for k, v in options.items() if k in accepted}
+
+
+def check_shared_options(methods: list[MethodEntry], options: dict[str, Any]) -> None:
+    """Every `--option` must be taken by at least one method (a typo is an error, not silently dropped).
+    A method that cannot be imported is left to fail on its own run."""
+    accepted: set[str] = set()
+    for method in methods:
+        try:
+            names = _accepted(method.spec)
+        except Exception:  # noqa: BLE001 (reported by its own run)
+            continue
+        if names is None:
+            return
+        accepted |= names
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(f"--option {', '.join(unknown)}: no method of this run takes it; "
+                         f"valid: {', '.join(sorted(accepted))}")
+
+
 def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig) -> Outcome:
     """Inpaint `dataset` with `method` (resuming earlier work) and score it; failures become an Outcome."""
     import json
@@ -248,7 +280,7 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
         manifest_path = inpaint_dataset(
             dataset, method.spec, folder, seed=config.seed, batch_size=config.batch_size, limit=config.limit,
             device=config.device, weight_paths=dict(config.weights), allow_download=config.allow_download,
-            options=dict(config.options), progress=config.progress,
+            options=method_options(method.spec, config.options), progress=config.progress,
         )
         manifest = json.loads(Path(manifest_path).read_text())
         if manifest.get("status") != "complete":
@@ -279,6 +311,7 @@ def run_benchmark(config: RunConfig) -> RunReport:
     get_protocol(config.protocol)
     _score_config(config).selected()
     check_device(config.device)
+    check_shared_options(config.methods, config.options)
     out = Path(config.out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")

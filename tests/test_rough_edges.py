@@ -78,3 +78,36 @@ def test_score_out_that_is_a_file_fails_before_scoring(tiny_dataset, tiny_predic
                  "--out", str(target), "--device", "cpu"]) == 1
     assert "is a file, not a folder" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+def test_unknown_inpainter_options_are_errors_naming_the_valid_ones(tiny_dataset, tmp_path, capsys):
+    from baselines.registry import InpainterLoadError, create_inpainter
+
+    with pytest.raises(InpainterLoadError, match=r"telea: unknown option\(s\) radiuss \(did you mean radius for "
+                                                 r"radiuss\?\); valid: allow_download, radius, weight_paths"):
+        create_inpainter("telea", radiuss=5)
+    assert create_inpainter("telea", radius=5).options["radius"] == 5
+    assert main(["inpaint", "--method", "telea", "--dataset", str(tiny_dataset), "--out", str(tmp_path / "o"),
+                 "--option", "radiuss=5", "--no-progress"]) == 1
+    assert "radiuss" in capsys.readouterr().err and not (tmp_path / "o" / "raw").exists()
+    # misato run: a shared option goes to the methods that take it; one that no method takes is an error
+    from misato.pipeline import MethodEntry, check_shared_options, method_options
+
+    methods = [MethodEntry("telea", "telea"), MethodEntry("dummy", "dummy")]
+    check_shared_options(methods, {"radius": 2, "noise": 0.1})
+    assert method_options("telea", {"radius": 2, "noise": 0.1}) == {"radius": 2}
+    with pytest.raises(ValueError, match="--option steps: no method of this run takes it"):
+        check_shared_options(methods, {"steps": 2})
+
+
+def test_plugin_with_its_own_options_keeps_them(tmp_path):
+    plugin = tmp_path / "plug.py"
+    plugin.write_text(
+        "from baselines.base import Inpainter\n"
+        "class Mine(Inpainter):\n"
+        "    name = 'mine'\n"
+        "    def inpaint(self, images, masks, seeds):\n"
+        "        return images\n")
+    from baselines.registry import create_inpainter
+
+    assert create_inpainter(f"{plugin}:Mine", anything=3).options["anything"] == 3

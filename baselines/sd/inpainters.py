@@ -208,6 +208,7 @@ class SDPromptInpainter(SDInpainter):
 
     name: ClassVar[str] = "sd-prompt"
     prompt: ClassVar[str] = "<learned>"
+    extra_options: ClassVar[tuple[str, ...]] = ("prompt_file",)
     default_guidance: ClassVar[float] = 1.0
 
     def _file_embeddings(self) -> tuple[torch.Tensor, torch.Tensor | None]:
