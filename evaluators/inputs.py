@@ -6,6 +6,7 @@ full masks are errors unless `allow_degenerate_masks` is set, and then they are 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from PIL import Image
 
 from misato.data import Dataset, list_images
 from misato.io import read_mask_gray
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -26,12 +29,23 @@ class CheckedInputs:
     predictions: list[Path]
     empty_masks: list[str] = field(default_factory=list)
     full_masks: list[str] = field(default_factory=list)
+    non_binary_masks: list[str] = field(default_factory=list)  # gray levels other than 0 and 255 (anti-aliased)
+
+
+# The smallest side the metrics accept (the comod protocol's SSIM window is 11 x 11).
+MIN_SIDE = 11
+
+
+def _sixteen_bit(image: Image.Image) -> bool:
+    """PIL opens a 16-bit-per-channel RGB PNG as mode "RGB" (keeping the high byte): its raw mode tells."""
+    return any(str(getattr(tile, "args", None) or tile[3]).endswith(("16", "16B", "16L")) for tile in image.tile or [])
 
 
 def _mode_problem(path: Path, image: Image.Image) -> str | None:
-    if image.mode == "RGB" or (image.mode == "P" and "transparency" not in image.info):
+    if (image.mode == "RGB" and not _sixteen_bit(image)) or (image.mode == "P" and "transparency" not in image.info):
         return None
-    return f"{path}: mode {image.mode!r} is not 8-bit RGB (RGBA, gray, 16-bit and CMYK are refused)"
+    mode = f"{image.mode} with 16 bits per channel" if image.mode == "RGB" else repr(image.mode)
+    return f"{path}: mode {mode} is not 8-bit RGB (RGBA, gray, 16-bit and CMYK are refused)"
 
 
 def _mask_mode_problem(path: Path, image: Image.Image) -> str | None:
@@ -76,9 +90,16 @@ def check_inputs(
             listed = ", ".join(f"{role} {w}x{h}" for role, (w, h) in sizes.items())
             problems.append(f"{pred_path}: sizes differ for {sample.stem!r}: {listed}")
             continue
+        if "image" in sizes and min(sizes["image"]) < MIN_SIDE:
+            width, height = sizes["image"]
+            problems.append(f"{sample.image_path}: {width}x{height} is too small to score (each side must be at "
+                            f"least {MIN_SIDE} pixels, the SSIM window)")
         if "mask" in sizes and not any(str(sample.mask_path) in p for p in problems):
             # Masks are small 8-bit files: decoding them here (and again in the scoring pass) is cheap.
-            hole = read_mask_gray(sample.mask_path, dataset.mask_hole_is_white) >= 128
+            gray = read_mask_gray(sample.mask_path, dataset.mask_hole_is_white)
+            if ((gray != 0) & (gray != 255)).any():
+                checked.non_binary_masks.append(sample.stem)
+            hole = gray >= 128
             if not hole.any():
                 checked.empty_masks.append(sample.stem)
             elif hole.all():
@@ -88,6 +109,9 @@ def check_inputs(
         problems += [f"{dataset.root}: mask of {s!r} is all hole (full mask)" for s in checked.full_masks]
     if problems:
         _raise(problems, max_listed)
+    if checked.non_binary_masks:
+        log.warning("%d mask(s) are not binary (gray levels other than 0 and 255, e.g. %s): binarised at 128; the "
+                    "count is recorded in the result", len(checked.non_binary_masks), checked.non_binary_masks[0])
     return checked
 
 

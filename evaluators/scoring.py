@@ -431,6 +431,8 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in metrics},
         "unavailable": unavailable,
         "degenerate_masks": {"empty": checked.empty_masks, "full": checked.full_masks},
+        "non_binary_masks": {"count": len(checked.non_binary_masks), "samples": checked.non_binary_masks[:100],
+                             "threshold": 128},
         "weights": {key: weight.record() for key, weight in resolved.items()},
         "versions": package_versions(),
         "seeds": {"kid": protocol.kid_seed, "ids_pca": protocol.ids_pca_seed if pca_dim else None},

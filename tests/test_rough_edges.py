@@ -111,3 +111,45 @@ def test_plugin_with_its_own_options_keeps_them(tmp_path):
     from baselines.registry import create_inpainter
 
     assert create_inpainter(f"{plugin}:Mine", anything=3).options["anything"] == 3
+
+
+def test_sixteen_bit_predictions_are_refused(tiny_dataset, tiny_predictions, tmp_path):
+    import cv2
+    import numpy as np
+
+    from evaluators.inputs import InputError, check_inputs
+
+    target = tiny_predictions / "0000.png"
+    sixteen = (np.asarray(cv2.imread(str(target))).astype(np.uint16) * 257)
+    cv2.imwrite(str(target), sixteen)
+    with pytest.raises(InputError, match=r"0000.png: mode RGB with 16 bits per channel is not 8-bit RGB"):
+        check_inputs(load_dataset(tiny_dataset), tiny_predictions)
+
+
+def test_anti_aliased_masks_are_counted_and_recorded(tiny_dataset, tiny_predictions, tmp_path, caplog):
+    import numpy as np
+    from PIL import Image
+
+    path = tiny_dataset / "mask" / "0001.png"
+    mask = np.asarray(Image.open(path).convert("L")).copy()
+    mask[mask == 255] = 200  # still hole (>= 128), but not binary
+    Image.fromarray(mask).save(path)
+    result = score(load_dataset(tiny_dataset), tiny_predictions, "m", tmp_path / "r",
+                   ScoreConfig(metrics=("psnr",), device="cpu"))
+    assert result.record["non_binary_masks"] == {"count": 1, "samples": ["0001"], "threshold": 128}
+    assert "1 mask(s) are not binary" in caplog.text
+
+
+def test_tiny_images_are_refused_naming_the_file(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from evaluators.inputs import InputError, check_inputs
+
+    for folder in ("image", "mask", "pred"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "image" / "a.png")
+    Image.fromarray(np.array([[255, 0], [0, 0]], np.uint8)).save(tmp_path / "mask" / "a.png")
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "pred" / "a.png")
+    with pytest.raises(InputError, match=r"image/a.png: 2x2 is too small to score"):
+        check_inputs(load_dataset(tmp_path), tmp_path / "pred")
