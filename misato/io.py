@@ -73,15 +73,20 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Atomically save a uint8 (H, W, 3) RGB or (H, W) L array as PNG."""
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG encoding of a uint8 (H, W, 3) RGB or (H, W) L array."""
     import io
 
     if array.dtype != np.uint8:
-        raise ValueError(f"save_png expects uint8, got {array.dtype}")
+        raise ValueError(f"PNG arrays must be uint8, got {array.dtype}")
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Atomically save a uint8 (H, W, 3) RGB or (H, W) L array as PNG."""
+    atomic_write_bytes(path, png_bytes(array))
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:

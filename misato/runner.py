@@ -20,6 +20,7 @@ to a single-process run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from baselines.base import Inpainter
 from misato.data import Dataset, Sample, load_dataset
 from misato.composite import composite_uint8
 from misato.environment import git_state, package_versions
-from misato.io import atomic_write_json, read_mask, read_rgb, save_png
+from misato.io import atomic_write_bytes, atomic_write_json, png_bytes, read_mask, read_rgb, sha256_file
 from misato.seeds import sample_seed
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,24 @@ class OutputFolder:
             folder.mkdir(parents=True, exist_ok=True)
 
     def finished(self, stem: str) -> bool:
-        """Raw, record and composite all present (written in that order, each atomically)."""
-        return all((folder / f"{stem}{suffix}").is_file()
-                   for folder, suffix in ((self.raw, ".png"), (self.records, ".json"), (self.composite, ".png")))
+        """Raw, record and composite all present (written in that order, each atomically) and the images still
+        the bytes the record describes (size and sha256). A sample whose files were damaged later (truncated,
+        overwritten) is logged, removed and so redone."""
+        present = all((folder / f"{stem}{suffix}").is_file()
+                      for folder, suffix in ((self.raw, ".png"), (self.records, ".json"), (self.composite, ".png")))
+        if not present:
+            return False
+        expected = (self.read_record(stem) or {}).get("files")
+        if expected is None:  # a record of an older run: presence is all it can tell
+            return True
+        for role, folder in (("raw", self.raw), ("composite", self.composite)):
+            path = folder / f"{stem}.png"
+            if path.stat().st_size != expected[role]["size"] or sha256_file(path) != expected[role]["sha256"]:
+                log.warning("%s: %s does not match its record (size or sha256): the sample is redone", self.root, path)
+                for stale in (self.raw / f"{stem}.png", self.records / f"{stem}.json", self.composite / f"{stem}.png"):
+                    stale.unlink(missing_ok=True)
+                return False
+        return True
 
     def remove_partial_files(self) -> int:
         """Delete temporary files left by a killed writer (names `.<file>.<random>.tmp`)."""
@@ -212,9 +228,13 @@ def _process_batch(
             "out_of_range": pred.out_of_range,
             "rank": workers.rank,
         }
-        save_png(folder.raw / f"{sample.stem}.png", raw)
+        raw_bytes = png_bytes(raw)
+        composite_bytes = png_bytes(composite_uint8(raw, image, mask))
+        record["files"] = {role: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                           for role, data in (("raw", raw_bytes), ("composite", composite_bytes))}
+        atomic_write_bytes(folder.raw / f"{sample.stem}.png", raw_bytes)
         atomic_write_json(folder.records / f"{sample.stem}.json", record)
-        save_png(folder.composite / f"{sample.stem}.png", composite_uint8(raw, image, mask))
+        atomic_write_bytes(folder.composite / f"{sample.stem}.png", composite_bytes)
         records[sample.stem] = record
     return records
 

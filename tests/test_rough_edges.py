@@ -153,3 +153,22 @@ def test_tiny_images_are_refused_naming_the_file(tmp_path):
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "pred" / "a.png")
     with pytest.raises(InputError, match=r"image/a.png: 2x2 is too small to score"):
         check_inputs(load_dataset(tmp_path), tmp_path / "pred")
+
+
+def test_resume_redoes_samples_whose_files_were_damaged(tiny_dataset, tmp_path, caplog):
+    from misato.runner import inpaint_dataset
+
+    out = tmp_path / "telea"
+    inpaint_dataset(tiny_dataset, "telea", out, progress=False)
+    good = {p.name: p.read_bytes() for p in (out / "raw").iterdir()}
+    composite = (out / "composite" / "0001.png").read_bytes()
+    (out / "raw" / "0000.png").write_bytes(good["0000.png"][:100])  # truncated
+    flipped = bytearray(composite)
+    flipped[-20] ^= 0xFF  # same size, other bytes
+    (out / "composite" / "0001.png").write_bytes(bytes(flipped))
+    manifest = json.loads(inpaint_dataset(tiny_dataset, "telea", out, progress=False).read_text())
+    assert manifest["status"] == "complete"
+    assert {p.name: p.read_bytes() for p in (out / "raw").iterdir()} == good
+    assert (out / "composite" / "0001.png").read_bytes() == composite
+    assert caplog.text.count("does not match its record") == 2
+    assert manifest["samples"]["0000"]["files"]["raw"]["size"] == len(good["0000.png"])
