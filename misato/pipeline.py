@@ -156,12 +156,18 @@ def _label_split(text: str) -> tuple[str | None, str]:
 
 
 def default_method_label(spec: str) -> str:
-    """A short name for a method spec: the name itself, `Class` of `module:Class` / `file.py:Class`, or the
-    folder name of `folder:PATH`."""
+    """A short name for a method spec: the name itself, the class's `name` (else `Class`) of `module:Class` /
+    `file.py:Class`, or the folder name of `folder:PATH`."""
     if spec.startswith("folder:"):
         return Path(spec[len("folder:"):].rstrip("/\\")).name or "folder"
     if ":" in spec:
-        return spec.rpartition(":")[2].rpartition(".")[2]
+        try:  # a plug-in's own `name` labels its row; its class name when it has none or cannot be imported
+            from baselines.registry import REGISTRY
+
+            name = REGISTRY.get(spec).name
+        except Exception:  # noqa: BLE001 (the method's own run reports the import error)
+            name = ""
+        return name or spec.rpartition(":")[2].rpartition(".")[2]
     return spec
 
 

@@ -172,3 +172,26 @@ def test_resume_redoes_samples_whose_files_were_damaged(tiny_dataset, tmp_path, 
     assert (out / "composite" / "0001.png").read_bytes() == composite
     assert caplog.text.count("does not match its record") == 2
     assert manifest["samples"]["0000"]["files"]["raw"]["size"] == len(good["0000.png"])
+
+
+def test_plugin_rows_use_their_name_and_inpaint_lists_methods(tmp_path, capsys):
+    plugin = tmp_path / "plug.py"
+    plugin.write_text(
+        "from baselines.base import Inpainter\n"
+        "class MyInpainter(Inpainter):\n"
+        "    '''Copies the image.'''\n"
+        "    name = 'mine'\n"
+        "    def inpaint(self, images, masks, seeds):\n"
+        "        return images\n"
+        "class Unnamed(MyInpainter):\n"
+        "    name = ''\n")
+    from misato.pipeline import parse_method
+
+    assert parse_method(f"{plugin}:MyInpainter").label == "mine"
+    assert parse_method(f"{plugin}:Unnamed").label == "Unnamed"
+    assert parse_method(f"{tmp_path}/absent.py:Gone").label == "Gone"
+    assert main(["inpaint", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "telea:" in listing and "options: allow_download, radius, weight_paths" in listing
+    assert main(["inpaint", "--method", "telea"]) == 1
+    assert "--dataset, --out" in capsys.readouterr().err

@@ -15,6 +15,7 @@ EPILOG = """examples:
   misato inpaint --method my_pkg.mod:MyInpainter --dataset DIR --out runs/mine --option steps=20
   misato inpaint --method folder:preds/mat --dataset DIR --out runs/mat     (precomputed predictions)
   accelerate launch --num_processes 4 -m misato inpaint --method sd --dataset DIR --out runs/sd
+  misato inpaint --list                                             (every inpainter and its options)
 
 Running the same command again resumes an interrupted run; finished samples are not recomputed."""
 
@@ -37,12 +38,13 @@ def _option_value(text: str) -> Any:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     what = parser.add_argument_group("what to run")
-    what.add_argument("--method", required=True,
+    what.add_argument("--list", action="store_true", help="list the registered inpainters and their options, then exit")
+    what.add_argument("--method",
                       help="built-in name (telea, ns, biharmonic, lama, ...), module:Class, file.py:Class, "
                            "an entry point of group misato.inpainters, or folder:PATH")
-    what.add_argument("--dataset", required=True, help="dataset folder (image/ + mask/, or the MISATO layout)")
+    what.add_argument("--dataset", help="dataset folder (image/ + mask/, or the MISATO layout)")
     what.add_argument("--resolution", type=int, default=None, help="MISATO layout sub-folder (512 or 1024)")
-    what.add_argument("--out", required=True, help="output folder (raw/, composite/, manifest.json)")
+    what.add_argument("--out", help="output folder (raw/, composite/, manifest.json)")
     what.add_argument("--limit", type=int, default=None, help="only the first N samples in stem order")
     what.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                       help="inpainter constructor option (repeatable; values parsed as JSON when possible)")
@@ -57,9 +59,32 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
+def list_inpainters() -> None:
+    """One line per registered inpainter: name, its options and the first line of its docstring."""
+    from baselines.registry import REGISTRY
+
+    for name in REGISTRY.names():
+        try:
+            cls = REGISTRY.get(name)
+        except Exception as error:  # noqa: BLE001 (a broken plug-in is listed with its error)
+            print(f"{name}: cannot be loaded ({error})")
+            continue
+        options = sorted(cls.accepted_options(strict=name in REGISTRY.builtin) or ["(any)"])
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name}: {summary}\n    options: {', '.join(options)}")
+
+
 def run(args: argparse.Namespace) -> int:
     from misato.data import load_dataset
     from misato.runner import inpaint_dataset
+
+    if args.list:
+        list_inpainters()
+        return 0
+    missing = [flag for flag in ("method", "dataset", "out") if not getattr(args, flag)]
+    if missing:
+        raise ValueError(f"the following arguments are required: {', '.join('--' + m for m in missing)} "
+                         "(or --list)")
 
     dataset = load_dataset(args.dataset, resolution=args.resolution)
     manifest = inpaint_dataset(
