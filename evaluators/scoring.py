@@ -397,6 +397,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None, config.use_cache)
     networks = _open_networks(dataset, protocol, active, resolved, device, cache)
     per_image, stats = _scoring_pass(dataset, checked.predictions, protocol, config, active, networks, timer, method)
+    left_out = _degenerate_left_out(per_image, dataset, checked, config.paste_back)
 
     n = len(dataset)
     pca_dim = _ids_pca_dim(protocol, dataset)
@@ -406,7 +407,8 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     for name, rows_index in _scopes(dataset).items():
         row: dict[str, Any] = {"n": int(len(rows_index))}
         for metric, values in per_image.items():
-            row[metric] = _finite_mean(values[rows_index], f"{name}.{metric}", notes)
+            chosen = np.where(left_out[metric], np.nan, values)[rows_index]
+            row[metric] = _finite_mean(chosen, f"{name}.{metric}", notes)
         if inception is not None and name != "overall" and len(rows_index) == n:
             # A domain holding every sample has the overall set metrics: no second eigh/SVM/KID pass.
             row.update({k: v for k, v in rows["overall"].items() if k not in row})
@@ -458,19 +460,41 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     return ScoreResult(record, json_path, csv_path)
 
 
+# Per-image metrics a degenerate mask makes meaningless (scored with --allow-degenerate-masks): an empty hole
+# composites to the ground truth (PSNR inf, SSIM 1, LPIPS 0, ...); a full hole has no boundary to measure.
+DEGENERATE_LEFT_OUT: dict[str, tuple[str, ...]] = {"empty": PER_IMAGE, "full": ("grad_error",)}
+
+
+def _degenerate_left_out(per_image: dict[str, np.ndarray], dataset: Dataset, checked: Any,
+                         paste_back: bool) -> dict[str, np.ndarray]:
+    """Per metric, bool (N,): samples whose degenerate mask would bias its mean (the per-image CSV keeps their
+    values; the means leave them out, see `_finite_mean`). Without paste-back an empty mask still scores the raw
+    output, so only its boundary gradient is left out."""
+    position = {s.stem: i for i, s in enumerate(dataset.samples)}
+    out = {metric: np.zeros(len(values), dtype=bool) for metric, values in per_image.items()}
+    for kind, stems in (("empty", checked.empty_masks), ("full", checked.full_masks)):
+        metrics = DEGENERATE_LEFT_OUT[kind] if paste_back or kind == "full" else ("grad_error",)
+        for metric in metrics:
+            if metric in out:
+                out[metric][[position[s] for s in stems]] = True
+    return out
+
+
 def _finite_mean(values: np.ndarray, key: str, notes: dict[str, str]) -> float | None:
-    """Mean of the finite per-image values; an infinite one (PSNR of a prediction identical to the ground truth)
-    is left out of the mean and counted in `notes[key]`, so the result stays valid JSON and unbiased by inf.
-    None (with a note) when no value is finite."""
+    """Mean of the finite per-image values. Left out, and counted in `notes[key]`: infinite values (PSNR of a
+    prediction identical to the ground truth) and NaN (samples with a degenerate mask, `_degenerate_left_out`),
+    so the result stays valid JSON and the mean is not biased by them. None (with a note) when none is left."""
     finite = np.isfinite(values)
     if finite.all():
         return float(np.mean(values))
-    left_out = int((~finite).sum())
-    why = "infinite (prediction identical to the ground truth)" if np.isinf(values).any() else "not finite"
+    parts = [f"{int(count)} {why}" for count, why in (
+        (np.isinf(values).sum(), "infinite (prediction identical to the ground truth)"),
+        (np.isnan(values).sum(), "from samples with an empty or full mask")) if count]
+    left_out = f"{' and '.join(parts)} of {len(values)} per-image values left out"
     if not finite.any():
-        notes[key] = f"all {left_out} per-image values are {why}: no mean"
+        notes[key] = f"{left_out}: no mean"
         return None
-    notes[key] = f"{left_out} of {len(values)} per-image values are {why}; the mean is over the other {finite.sum()}"
+    notes[key] = f"{left_out}; the mean is over the other {int(finite.sum())}"
     return float(np.mean(values[finite]))
 
 

@@ -42,9 +42,11 @@ def test_infinite_psnr_is_left_out_of_the_mean_and_noted(noisy, tiny_dataset, tm
     record = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the result"))
     overall = record["metrics"]["overall"]
     if noisy:
-        assert overall["psnr"] > 40 and "7 of 8 per-image values are infinite" in record["notes"]["overall.psnr"]
+        assert overall["psnr"] > 40 and record["notes"]["overall.psnr"] == (
+            "7 infinite (prediction identical to the ground truth) of 8 per-image values left out; the mean is "
+            "over the other 1")
     else:
-        assert overall["psnr"] is None and "all 8 per-image values are infinite" in record["notes"]["overall.psnr"]
+        assert overall["psnr"] is None and record["notes"]["overall.psnr"].endswith("left out: no mean")
     assert overall["ssim"] == pytest.approx(1.0, abs=1e-3)
     from leaderboard.results import load_result
     from leaderboard.tables import build_metrics_table
@@ -195,3 +197,25 @@ def test_plugin_rows_use_their_name_and_inpaint_lists_methods(tmp_path, capsys):
     assert "telea:" in listing and "options: allow_download, radius, weight_paths" in listing
     assert main(["inpaint", "--method", "telea"]) == 1
     assert "--dataset, --out" in capsys.readouterr().err
+
+
+def test_degenerate_masks_are_left_out_of_the_metrics_they_break(tiny_dataset, tiny_predictions, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tiny_dataset / "mask" / "0501.png")  # empty
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tiny_dataset / "mask" / "0502.png")  # full
+    result = score(load_dataset(tiny_dataset), tiny_predictions, "m", tmp_path / "r",
+                   ScoreConfig(device="cpu", metrics=("psnr", "ssim", "grad_error"), allow_degenerate_masks=True))
+    import csv
+
+    rows = {r["stem"]: r for r in csv.DictReader(result.csv_path.open())}
+    overall, notes = result.record["metrics"]["overall"], result.record["notes"]
+    kept = [s for s in rows if s != "0501"]
+    assert rows["0501"]["psnr"] == "inf" and float(rows["0502"]["grad_error"]) >= 0  # the CSV keeps every value
+    assert overall["psnr"] == pytest.approx(np.mean([float(rows[s]["psnr"]) for s in kept]), rel=1e-5)
+    assert overall["grad_error"] == pytest.approx(
+        np.mean([float(rows[s]["grad_error"]) for s in rows if s not in ("0501", "0502")]), rel=1e-5)
+    assert "1 from samples with an empty or full mask" in notes["overall.psnr"]
+    assert "2 from samples with an empty or full mask" in notes["overall.grad_error"]
+    assert overall["n"] == 8 and result.record["degenerate_masks"] == {"empty": ["0501"], "full": ["0502"]}
