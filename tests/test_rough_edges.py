@@ -219,3 +219,12 @@ def test_degenerate_masks_are_left_out_of_the_metrics_they_break(tiny_dataset, t
     assert "1 from samples with an empty or full mask" in notes["overall.psnr"]
     assert "2 from samples with an empty or full mask" in notes["overall.grad_error"]
     assert overall["n"] == 8 and result.record["degenerate_masks"] == {"empty": ["0501"], "full": ["0502"]}
+
+
+def test_every_command_help_has_examples():
+    from misato.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 (argparse keeps them there)
+    missing = [name for name, sub in commands.items() if "examples" not in (sub.epilog or "")]
+    assert not missing, f"no examples in the --help of: {missing}"

@@ -6,8 +6,17 @@ import argparse
 
 HELP = "list, verify or download the registered pretrained weight files"
 
+EPILOG = """examples:
+  misato weights list                              every key, file, URL and where it resolves now
+  misato weights verify                            hash every file found (exit 1 when one does not match)
+  misato weights verify inception-tf lpips-alex-lin
+  misato weights fetch inception-tf                download into $MISATO_WEIGHTS_DIR (needs internet)
+  misato weights fetch all
+  MISATO_WEIGHT_INCEPTION_TF=/data/pt_inception.pth misato weights verify inception-tf   (an explicit path)"""
+
 
 def register(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = sub.add_parser("list", help="every key, file name, URL and where it resolves now")
     listing.set_defaults(handler=run_list)
