@@ -22,10 +22,13 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from misato.data import Dataset, load_dataset
 from misato.io import atomic_write_json
+
+if TYPE_CHECKING:
+    from evaluators.scoring import ScoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +58,11 @@ class RunConfig:
     """Options of one `run_benchmark` call (the flags of `misato run` map one to one).
 
     methods / datasets: what to run (see `parse_method` / `parse_dataset` for the LABEL=SPEC forms).
-    protocol, metrics, paste_back, score_batch_size, num_workers, strict: passed to `ScoreConfig`
-    (`strict` also makes any failed method an error for the exit code).
-    device: None = the runner's default (accelerate's or cuda when available, else cpu) for inpainting and
-    "auto" for scoring. weights: explicit weight files by key, for inpainters and metrics alike.
+    score: how every method is scored (`ScoreConfig`: protocol, metrics, paste-back, batch size, workers, cache,
+    degenerate masks, strictness, device); its `weights` and `allow_download` also serve the inpainters, and
+    `strict` also makes any failed method an error for the exit code.
+    device: inpainting device, None = the runner's default (accelerate's or cuda when available, else cpu).
+    batch_size / seed / limit / options: inpainting settings (options: each method gets those it takes).
     kind: leaderboard group of folder datasets; None = MISATO when stems are MISATO ids, else custom (the
     embedded set is always custom). embedded_size / embedded_dir: the embedded set's resolution and folder.
     grid_samples: stems for the HTML grid (None = the leaderboard's default choice).
@@ -67,25 +71,24 @@ class RunConfig:
     methods: list[MethodEntry]
     datasets: list[DatasetEntry]
     out_dir: Path
-    protocol: str = "comod"
-    metrics: tuple[str, ...] | None = None
+    score: "ScoreConfig" = field(default_factory=lambda: _default_score_config())
     device: str | None = None
     batch_size: int = 1
-    score_batch_size: int = 16
-    num_workers: int = 0
     seed: int = 0
     limit: int | None = None
-    weights: dict[str, str] = field(default_factory=dict)
-    allow_download: bool = False
     options: dict[str, Any] = field(default_factory=dict)
-    paste_back: bool = True
-    strict: bool = False
     kind: str | None = None
     embedded_size: int = 512
     embedded_dir: Path | None = None
     grid_samples: tuple[str, ...] | None = None
     leaderboard_formats: tuple[str, ...] = ("md", "tex", "csv", "html")
     progress: bool = True
+
+
+def _default_score_config() -> "ScoreConfig":
+    from evaluators.scoring import ScoreConfig
+
+    return ScoreConfig()
 
 
 @dataclass
@@ -229,16 +232,6 @@ def _error_text(error: BaseException) -> str:
     return text
 
 
-def _score_config(config: RunConfig):
-    from evaluators.scoring import ScoreConfig
-
-    return ScoreConfig(
-        protocol=config.protocol, metrics=config.metrics, device=config.device or "auto",
-        batch_size=config.score_batch_size, num_workers=config.num_workers, paste_back=config.paste_back,
-        weights=dict(config.weights), allow_download=config.allow_download, strict=config.strict,
-    )
-
-
 def _accepted(spec: str) -> set[str] | None:
     """Options the method of `spec` takes (None: any; see `Inpainter.accepted_options`)."""
     from baselines.registry import REGISTRY
@@ -285,7 +278,7 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
     try:
         manifest_path = inpaint_dataset(
             dataset, method.spec, folder, seed=config.seed, batch_size=config.batch_size, limit=config.limit,
-            device=config.device, weight_paths=dict(config.weights), allow_download=config.allow_download,
+            device=config.device, weight_paths=dict(config.score.weights), allow_download=config.score.allow_download,
             options=method_options(method.spec, config.options), progress=config.progress,
         )
         manifest = json.loads(Path(manifest_path).read_text())
@@ -293,8 +286,8 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
             raise ValueError(f"{manifest_path}: inpainting is {manifest.get('status')}, not complete")
         stage = "score"
         scored = dataset if config.limit is None else dataset.subset(sorted(manifest["samples"]))
-        predictions = folder / ("composite" if config.paste_back else "raw")
-        result = score(scored, predictions, method.label, out / "results", _score_config(config), dataset_kind=kind)
+        predictions = folder / ("composite" if config.score.paste_back else "raw")
+        result = score(scored, predictions, method.label, out / "results", config.score, dataset_kind=kind)
     except Exception as error:  # noqa: BLE001 (any plug-in error must only fail its own method)
         outcome.stage, outcome.error, outcome.error_type = stage, _error_text(error), type(error).__name__
         log.error("%s on %s failed while %s: %s", method.label, dataset.name,
@@ -314,9 +307,10 @@ def run_benchmark(config: RunConfig) -> RunReport:
     from misato.devices import check_device
 
     # settings that would otherwise fail only after inpainting: checked first
-    get_protocol(config.protocol)
-    _score_config(config).selected()
+    get_protocol(config.score.protocol)
+    config.score.selected()
     check_device(config.device)
+    check_device(config.score.device)
     check_shared_options(config.methods, config.options)
     out = Path(config.out_dir)
     if out.exists() and not out.is_dir():

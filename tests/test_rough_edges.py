@@ -228,3 +228,18 @@ def test_every_command_help_has_examples():
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 (argparse keeps them there)
     missing = [name for name, sub in commands.items() if "examples" not in (sub.epilog or "")]
     assert not missing, f"no examples in the --help of: {missing}"
+
+
+def test_run_passes_every_scoring_flag_to_the_scorer(tiny_dataset, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tiny_dataset / "mask" / "0501.png")  # empty: needs the flag
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "telea", "--dataset", str(tiny_dataset), "--out", str(out), "--metrics", "psnr",
+                 "--allow-degenerate-masks", "--no-cache", "--cache-dir", str(tmp_path / "fc"), "--device", "cpu",
+                 "--no-progress"]) == 0
+    (result,) = (out / "results").glob("telea__*.json")
+    config = json.loads(result.read_text())["config"]
+    assert config["allow_degenerate_masks"] and not config["use_cache"] and config["cache_dir"] == str(tmp_path / "fc")
+    assert config["metrics"] == ["psnr"] and config["device"] == "cpu"

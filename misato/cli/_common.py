@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from evaluators.scoring import ScoreConfig
 
 
 def parse_weight_overrides(values: list[str] | None) -> dict[str, str]:
@@ -28,3 +32,32 @@ def add_device_arguments(parser: argparse.ArgumentParser, batch_size: int = 16) 
     group.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     group.add_argument("--batch-size", type=int, default=batch_size)
     group.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scoring flags of `misato score` and `misato run` (one definition: they mean the same in both)."""
+    group = parser.add_argument_group("scoring")
+    group.add_argument("--protocol", default="comod", help="comod (default), clean or asuka")
+    group.add_argument("--metrics", default=None,
+                       help="comma-separated subset of the metrics (default: all; an unknown name lists them)")
+    group.add_argument("--no-paste-back", action="store_true", help="score raw predictions, without compositing")
+    group.add_argument("--allow-degenerate-masks", action="store_true",
+                       help="score samples with empty or full masks (left out of the means they would bias)")
+    group.add_argument("--no-cache", action="store_true", help="do not read or write the ground-truth feature cache")
+    group.add_argument("--cache-dir", help="feature cache folder (default $MISATO_CACHE_DIR or ~/.cache/misato/features)")
+    group.add_argument("--strict", action="store_true",
+                       help="fail when a metric's weights are missing (misato run: also exit 1 when a method fails)")
+
+
+def score_config_from_args(args: argparse.Namespace, batch_size: int, device: str | None) -> "ScoreConfig":
+    """`ScoreConfig` from the flags of `add_scoring_arguments`, `add_weight_arguments` and the compute flags."""
+    from evaluators.scoring import ScoreConfig
+
+    return ScoreConfig(
+        protocol=args.protocol,
+        metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None,
+        device=device or "auto", batch_size=batch_size, num_workers=args.num_workers,
+        paste_back=not args.no_paste_back, weights=parse_weight_overrides(args.weight),
+        allow_download=args.allow_download, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        strict=args.strict, allow_degenerate_masks=args.allow_degenerate_masks,
+    )

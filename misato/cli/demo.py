@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from evaluators.scoring import ScoreConfig
     from misato.cli.run import exit_code
     from misato.pipeline import (
         DatasetEntry, RunConfig, format_report, parse_methods, quiet_unavailable_warnings, run_benchmark,
@@ -75,9 +76,8 @@ def run(args: argparse.Namespace) -> int:
         methods=parse_methods(methods),
         datasets=[DatasetEntry("embedded")],
         out_dir=Path(args.out).absolute(),
+        score=ScoreConfig(device=args.device or "auto", weights=weights, allow_download=args.allow_download),
         device=args.device,
-        weights=weights,
-        allow_download=args.allow_download,
         embedded_size=args.size,
         embedded_dir=Path(args.data_dir).absolute() if args.data_dir else None,
         progress=not args.no_progress,
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         quiet_unavailable_warnings()
     report = run_benchmark(config)
-    print(format_report(report, config.protocol, config.weights))
+    print(format_report(report, config.score.protocol, config.score.weights))
     if note:
         print(note)
     print(f"demo finished in {time.perf_counter() - start:.1f} s; open {report.leaderboard.get('html', args.out)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from misato.cli._common import add_weight_arguments, parse_weight_overrides
+from misato.cli._common import add_scoring_arguments, add_weight_arguments, score_config_from_args
 
 HELP = "inpaint and score several methods on several datasets, then write the leaderboard (resumable)"
 
@@ -55,16 +55,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--embedded-size", type=int, default=512, help="resolution of the 'embedded' dataset (default 512)")
     what.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
                       help="constructor option passed to every method (repeatable)")
-    scoring = parser.add_argument_group("scoring")
-    scoring.add_argument("--protocol", default="comod", help="comod (default), clean or asuka")
-    scoring.add_argument("--metrics", type=_csv, default=None,
-                         help="subset of lpips,fid,u_ids,p_ids,kid,psnr,ssim,grad_error,clip_score (default: all)")
-    scoring.add_argument("--no-paste-back", action="store_true", help="score the raw outputs instead of the composites")
-    scoring.add_argument("--score-batch-size", type=int, default=16, help="scoring batch size (default 16)")
-    scoring.add_argument("--num-workers", type=int, default=0, help="scoring data-loader workers")
-    scoring.add_argument("--samples", type=_csv, default=None, help="stems for the HTML grid (default: the leaderboard's choice)")
-    scoring.add_argument("--strict", action="store_true",
-                         help="exit 1 if any method fails; missing metric weights fail the method")
+    add_scoring_arguments(parser)
+    extra = parser.add_argument_group("scoring (run)")
+    extra.add_argument("--score-batch-size", type=int, default=16, help="scoring batch size (default 16)")
+    extra.add_argument("--num-workers", type=int, default=0, help="scoring data-loader workers")
+    extra.add_argument("--samples", type=_csv, default=None, help="stems for the HTML grid (default: the leaderboard's choice)")
     compute = parser.add_argument_group("compute")
     compute.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     compute.add_argument("--batch-size", type=int, default=1, help="inpainting batch size (default 1)")
@@ -92,19 +87,12 @@ def run(args: argparse.Namespace) -> int:
         methods=parse_methods(args.methods),
         datasets=[parse_dataset(d) for d in args.dataset],
         out_dir=Path(args.out).absolute(),
-        protocol=args.protocol,
-        metrics=tuple(args.metrics) if args.metrics else None,
+        score=score_config_from_args(args, args.score_batch_size, args.device),
         device=args.device,
         batch_size=args.batch_size,
-        score_batch_size=args.score_batch_size,
-        num_workers=args.num_workers,
         seed=args.seed,
         limit=args.limit,
-        weights=parse_weight_overrides(args.weight),
-        allow_download=args.allow_download,
         options=dict(args.option),
-        paste_back=not args.no_paste_back,
-        strict=args.strict,
         kind=args.kind,
         embedded_size=args.embedded_size,
         grid_samples=tuple(args.samples) if args.samples else None,
@@ -113,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         quiet_unavailable_warnings()
     report = run_benchmark(config)
-    print(format_report(report, config.protocol, config.weights))
+    print(format_report(report, config.score.protocol, config.score.weights))
     return exit_code(report, args.strict)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from misato.cli._common import add_device_arguments, add_weight_arguments, parse_weight_overrides
+from misato.cli._common import add_device_arguments, add_scoring_arguments, add_weight_arguments, score_config_from_args
 
 HELP = "score a folder of predictions (PNG/JPG by sample stem) against a dataset"
 
@@ -22,17 +22,11 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="folder of predictions named by sample stem (a `misato inpaint` output folder: its raw/)")
     parser.add_argument("--method", required=True, help="method name recorded in the result")
     parser.add_argument("--out", default="results", help="folder for the result JSON and per-image CSV")
-    parser.add_argument("--protocol", default="comod", help="comod (default), clean or asuka")
-    parser.add_argument("--metrics", help="comma-separated subset of: lpips,fid,u_ids,p_ids,kid,psnr,ssim,grad_error,clip_score")
     parser.add_argument("--resolution", type=int, help="MISATO sub-folder (512 or 1024) when --dataset is the release root")
     parser.add_argument("--kind", default=None, choices=["MISATO", "Places2", "custom"],
                         help="leaderboard group (default: MISATO when stems are MISATO ids, else custom)")
     parser.add_argument("--mask-keep-is-white", action="store_true", help="masks use white = keep (MAT convention)")
-    parser.add_argument("--no-paste-back", action="store_true", help="score raw predictions, without compositing")
-    parser.add_argument("--allow-degenerate-masks", action="store_true", help="score samples with empty or full masks")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the ground-truth feature cache")
-    parser.add_argument("--cache-dir", help="feature cache folder (default $MISATO_CACHE_DIR or ~/.cache/misato/features)")
-    parser.add_argument("--strict", action="store_true", help="fail when a metric's weights are missing")
+    add_scoring_arguments(parser)
     add_device_arguments(parser)
     add_weight_arguments(parser)
     parser.set_defaults(handler=run)
@@ -41,18 +35,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from evaluators.scoring import ScoreConfig, score
+    from evaluators.scoring import score
     from misato.data import load_dataset
 
     dataset = load_dataset(args.dataset, args.resolution, mask_hole_is_white=not args.mask_keep_is_white)
-    config = ScoreConfig(
-        protocol=args.protocol,
-        metrics=tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None,
-        device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
-        paste_back=not args.no_paste_back, weights=parse_weight_overrides(args.weight),
-        allow_download=args.allow_download, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-        strict=args.strict, allow_degenerate_masks=args.allow_degenerate_masks,
-    )
+    config = score_config_from_args(args, args.batch_size, args.device)
     kind = args.kind or ("MISATO" if dataset.domains else "custom")
     result = score(dataset, args.predictions, args.method, args.out, config, dataset_kind=kind)
     print(json.dumps(result.record["metrics"]["overall"], indent=2))
