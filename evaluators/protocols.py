@@ -14,7 +14,6 @@ class Protocol:
     """Every setting that decides a metric's value.
 
     feature_net: key in `evaluators.features.EXTRACTORS` (network + its input resize).
-    cov_ddof: covariance normalisation for FID (1 = np.cov, 0 = population covariance as in MAT).
     ids_pca_dim: PCA dimension applied to real+fake features before the IDS SVM; None = raw features.
     ids_pca_from_resolution: the PCA dimension is the image side instead (asuka: `--resolution`, 512 or 1024).
     psnr / ssim: keys in `evaluators.functional.pixel` (PSNR_VARIANTS / SSIM_VARIANTS).
@@ -26,7 +25,6 @@ class Protocol:
     version: int
     description: str
     feature_net: str
-    cov_ddof: int = 1
     ids_pca_dim: int | None = None
     ids_pca_from_resolution: bool = False
     ids_pca_seed: int = 0

@@ -526,7 +526,7 @@ def _set_metrics(real: np.ndarray, fake: np.ndarray, scope_stats: tuple[Gaussian
     out: dict[str, float | None] = {}
     if "fid" in active:
         if len(real) >= 2:
-            out["fid"] = fid_from_stats(*scope_stats, protocol.cov_ddof)
+            out["fid"] = fid_from_stats(*scope_stats)
         else:
             out["fid"] = None
             notes[f"{scope}.fid"] = f"FID needs at least 2 images, got {len(real)}"

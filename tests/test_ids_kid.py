@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from sklearn.decomposition import PCA
 from sklearn.svm import LinearSVC
 
@@ -62,17 +61,19 @@ def test_pca_needs_enough_rows():
         inception_discriminative_scores(real, fake, pca_dim=50)
 
 
-def test_kid_equals_torch_fidelity():
-    from torch_fidelity.metric_kid import kid_features_to_metric
+def test_kid_is_the_unbiased_polynomial_mmd():
+    """One subset holding every sample (a permutation: MMD does not depend on order) equals the unbiased MMD^2 with
+    k(x, y) = (x.y / D + 1)^3 written out here; the subset size is capped at the smaller set."""
+    real, fake = _paired(seed=3, n=40, d=16)
 
-    real, fake = _paired(seed=3, n=120, d=16)
-    expected = kid_features_to_metric(
-        torch.from_numpy(fake), torch.from_numpy(real), kid_subsets=10, kid_subset_size=50, rng_seed=7,
-        kid_degree=3, kid_gamma=None, kid_coef0=1, verbose=False,
-    )
-    mean, std = kernel_inception_distance(real, fake, subsets=10, subset_size=50, seed=7)
-    assert mean == pytest.approx(expected["kernel_inception_distance_mean"], rel=1e-9)
-    assert std == pytest.approx(expected["kernel_inception_distance_std"], rel=1e-9)
+    def kernel(a, b):
+        return (a @ b.T / a.shape[1] + 1) ** 3
+
+    m = len(real)
+    k_xx, k_yy, k_xy = kernel(fake, fake), kernel(real, real), kernel(fake, real)
+    expected = ((k_xx.sum() - np.trace(k_xx)) + (k_yy.sum() - np.trace(k_yy))) / (m * (m - 1)) - 2 * k_xy.mean()
+    mean, std = kernel_inception_distance(real, fake, subsets=1, subset_size=1000, seed=7)
+    assert mean == pytest.approx(expected, rel=1e-9) and std == 0.0
 
 
 def test_kid_is_seeded():

@@ -1,10 +1,11 @@
 """Frechet distance between Gaussians and streaming float64 feature statistics.
 
-Own implementation (why): clean-fid and pytorch-fid call `scipy.linalg.sqrtm(..., disp=False)`, deprecated
-in scipy 1.17 and removed in 1.18, and none of the references lets the covariance ddof be chosen (MAT uses
-the population covariance, the others np.cov). We compute tr((S1 S2)^(1/2)) as the sum of square roots of
-the eigenvalues of the symmetric PSD matrix S1^(1/2) S2 S1^(1/2), which has the same eigenvalues as S1 S2;
-symmetric eigendecompositions in float64 give real, non-negative results without complex parts.
+Own implementation (why): clean-fid and pytorch-fid call `scipy.linalg.sqrtm(..., disp=False)`, whose `disp`
+argument recent scipy deprecates, and its complex-valued result needs their ad-hoc imaginary-part checks. We compute
+tr((S1 S2)^(1/2)) as the sum of square roots of the eigenvalues of the symmetric PSD matrix S1^(1/2) S2 S1^(1/2),
+which has the same eigenvalues as S1 S2; symmetric eigendecompositions in float64 give real, non-negative results.
+The covariance is np.cov's (divisor N - 1), as clean-fid, pytorch-fid, torch-fidelity and torchmetrics use; the
+StyleGAN2-ADA metric code MAT evaluates with divides by N, a relative difference of 1/N in the covariances.
 """
 
 from __future__ import annotations
@@ -59,12 +60,12 @@ class GaussianStats:
     def mean(self) -> np.ndarray:
         return self.total / self.n
 
-    def cov(self, ddof: int = 1) -> np.ndarray:
-        """Covariance with divisor N - ddof (ddof 1 = np.cov, 0 = population)."""
-        if self.n - ddof <= 0:
-            raise ValueError(f"need more than {ddof} samples for a covariance, got {self.n}")
+    def cov(self) -> np.ndarray:
+        """Covariance with divisor N - 1 (np.cov)."""
+        if self.n < 2:
+            raise ValueError(f"need at least 2 samples for a covariance, got {self.n}")
         mu = self.mean()
-        return (self.outer - self.n * np.outer(mu, mu)) / (self.n - ddof)
+        return (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"n": np.array(self.n), "total": self.total, "outer": self.outer}
@@ -78,5 +79,5 @@ class GaussianStats:
         return stats
 
 
-def fid_from_stats(real: GaussianStats, fake: GaussianStats, ddof: int = 1) -> float:
-    return frechet_distance(real.mean(), real.cov(ddof), fake.mean(), fake.cov(ddof))
+def fid_from_stats(real: GaussianStats, fake: GaussianStats) -> float:
+    return frechet_distance(real.mean(), real.cov(), fake.mean(), fake.cov())
