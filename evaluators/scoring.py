@@ -37,7 +37,7 @@ from evaluators.protocols import Protocol, get_protocol
 from misato.data import Dataset
 from misato.environment import git_state, package_versions, utc_now
 from misato.io import atomic_write_json, atomic_write_text, read_mask_gray, read_rgb
-from misato.weights import ResolvedWeight, WeightsNotFoundError, default_weights_dir, resolve
+from misato.weights import ResolvedWeight, WeightsNotFoundError, fix_text, resolve
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ def resolve_metric_weights(
             if config.strict:
                 raise
             spec = error.spec
-            missing[key] = (f"needs {key} ({spec.filename}): run `misato weights fetch {key}`, or put {spec.filename} "
-                            f"in {default_weights_dir()}, or pass --weight {key}=PATH")
+            missing[key] = f"needs {key} ({spec.filename}): {fix_text(spec)}"
     unavailable = {}
     for metric in metrics:
         lacking = [k for k in metric_weight_keys(metric, protocol) if k in missing]
@@ -455,8 +454,8 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     atomic_write_text(csv_path, _per_image_csv([s.stem for s in dataset.samples], [s.domain for s in dataset.samples], per_image))
     json_path = out_dir / f"{base}.json"
     atomic_write_json(json_path, record)
-    for metric, reason in unavailable.items():
-        log.warning("%s unavailable: %s", metric, reason)
+    if unavailable:  # recorded in the result; the CLIs print them once
+        log.debug("unavailable metrics: %s", ", ".join(unavailable))
     return ScoreResult(record, json_path, csv_path)
 
 

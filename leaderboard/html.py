@@ -17,6 +17,7 @@ import base64
 import html
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def _e(text: object) -> str:
 
 
 # ---------------------------------------------------------------- tables
-def table_html(table: Table) -> str:
+def table_html(table: Table, notes: list[str] | None = None) -> str:
+    """One table as an HTML section; notes: the lines under it (default: all of the table's)."""
     groups = table.groups()
     names = [str(n or "").capitalize() for n in table.frame.index.names]
     n_labels = len(names)
@@ -92,10 +94,38 @@ def table_html(table: Table) -> str:
             cells.append(f"<td{cls}>{_e(text) if text is not None else '&ndash;'}</td>")
         parts.append(f'<tr class="{_e(kind)}">' + "".join(cells) + "</tr>")
     parts.append("</tbody></table></div>")
-    if table.notes:
-        parts.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in table.notes) + "</ul>")
+    if notes is None:
+        notes = table.notes
+    if notes:
+        parts.append('<ul class="notes">' + "".join(f"<li>{note_html(n)}</li>" for n in notes) + "</ul>")
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def note_html(text: str) -> str:
+    """A note escaped for HTML, with `code` spans (the fixes' commands) rendered as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
+
+
+def new_notes(tables: list[Table]) -> list[list[str]]:
+    """Per table, its notes with each reason given once in the page: a note "WHAT: WHY" whose WHY (e.g. a missing
+    file and its fix) was shown under an earlier table becomes "WHAT: as above"; an identical note is dropped."""
+    seen_notes: set[str] = set()
+    seen_reasons: set[str] = set()
+    out = []
+    for table in tables:
+        lines = []
+        for note in table.notes:
+            if note in seen_notes:
+                continue
+            seen_notes.add(note)
+            what, sep, why = note.partition(": ")
+            if sep and why in seen_reasons:
+                note = f"{what}: as above"
+            seen_reasons.add(why)
+            lines.append(note)
+        out.append(lines)
+    return out
 
 
 # ---------------------------------------------------------------- images
@@ -288,7 +318,7 @@ def grid_html(grid: Grid) -> str:
         parts += ["<tr>" + "".join(row) + "</tr>" for row in grid.rows]
         parts.append("</tbody></table></div>")
     if grid.notes:
-        parts.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in grid.notes) + "</ul>")
+        parts.append('<ul class="notes">' + "".join(f"<li>{note_html(n)}</li>" for n in grid.notes) + "</ul>")
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -304,7 +334,7 @@ def render_html(tables: list[Table], grids: list[Grid], sources: list[Result],
                 title: str = "MISATO-bench leaderboard") -> str:
     """The whole report as one HTML string (UTF-8, no external resources, no scripts)."""
     files = "".join(_provenance(r) for r in sources)
-    body = "\n".join([*(table_html(t) for t in tables), *(grid_html(g) for g in grids)])
+    body = "\n".join([*(table_html(t, n) for t, n in zip(tables, new_notes(tables))), *(grid_html(g) for g in grids)])
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

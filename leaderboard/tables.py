@@ -156,15 +156,17 @@ def _group_caption(group: _Group) -> str:
 
 
 def _notes(groups: list[_Group], metrics: list[str]) -> list[str]:
-    """One line per (metric, reason): which methods/groups lack it and how to fix it; then the scorer's notes on
+    """One line per reason (a missing file): which metrics and methods/groups lack it and how to fix it; then the scorer's notes on
     overall values (e.g. infinite PSNRs left out of the mean), one line per method and metric."""
-    reasons: dict[tuple[str, str], list[str]] = {}
+    reasons: dict[str, tuple[dict[str, None], dict[str, None]]] = {}  # why -> (metrics, who), ordered sets
     for group in groups:
         for method, r in group.results.items():
             for metric, why in r.unavailable.items():
                 if metric in metrics:
-                    reasons.setdefault((metric, why), []).append(f"{method} [{group.label}]")
-    lines = [f"{info(m).label} unavailable for {', '.join(who)}: {why}" for (m, why), who in reasons.items()]
+                    labels, who = reasons.setdefault(why, ({}, {}))
+                    labels[info(metric).label] = None
+                    who[f"{method} [{group.label}]"] = None
+    lines = [f"{', '.join(labels)} unavailable for {', '.join(who)}: {why}" for why, (labels, who) in reasons.items()]
     for group in groups:
         for method, r in group.results.items():
             for key, text in (r.raw.get("notes") or {}).items():

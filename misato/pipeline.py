@@ -375,11 +375,10 @@ def _summary(config: RunConfig, report: RunReport) -> dict[str, Any]:
 
 def fix_hint(key: str, metrics: list[str]) -> str:
     """One line: which metrics a missing weight file blocks, and how to get it."""
-    from misato.weights import default_weights_dir, get_spec
+    from misato.weights import fix_text, get_spec
 
     spec = get_spec(key)
-    return (f"{', '.join(metrics)}: need {key} ({spec.filename}); fix: `misato weights fetch {key}`, "
-            f"or put {spec.filename} in {default_weights_dir()}, or pass --weight {key}=PATH")
+    return f"{', '.join(metrics)}: need {key} ({spec.filename}); fix: {fix_text(spec)}"
 
 
 def format_report(report: RunReport, protocol: str, weights: dict[str, str] | None = None) -> str:
@@ -421,20 +420,6 @@ def format_report(report: RunReport, protocol: str, weights: dict[str, str] | No
     lines.append("\nfiles:")
     lines.extend(f"  {name:<{column}}  {where}" for name, where in files)
     return "\n".join(lines)
-
-
-class QuietUnavailable(logging.Filter):
-    """Drops the scorer's per-result "<metric> unavailable" warnings; `format_report` lists them once."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "evaluators.scoring" and str(record.msg).startswith("%s unavailable"))
-
-
-def quiet_unavailable_warnings() -> None:
-    """Install `QuietUnavailable` on the scorer's logger (once); for CLIs that print `format_report`."""
-    scorer = logging.getLogger("evaluators.scoring")
-    if not any(isinstance(f, QuietUnavailable) for f in scorer.filters):
-        scorer.addFilter(QuietUnavailable())
 
 
 def _fmt(value: Any) -> str:

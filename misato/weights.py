@@ -254,5 +254,11 @@ def download(spec: WeightSpec, folder: Path | None = None) -> ResolvedWeight:
     return ResolvedWeight(spec.key, target, digest, spec.sha256, "download")
 
 
+def fix_text(spec: WeightSpec) -> str:
+    """How to provide a missing file, without machine paths (results and reports travel between machines)."""
+    return (f"run `misato weights fetch {spec.key}`, or put {spec.filename} in $MISATO_WEIGHTS_DIR (default "
+            f"~/.cache/misato/weights), or pass --weight {spec.key}=PATH")
+
+
 def spec_record(spec: WeightSpec) -> dict:
     return asdict(spec)

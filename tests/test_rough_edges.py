@@ -243,3 +243,22 @@ def test_run_passes_every_scoring_flag_to_the_scorer(tiny_dataset, tmp_path):
     config = json.loads(result.read_text())["config"]
     assert config["allow_degenerate_masks"] and not config["use_cache"] and config["cache_dir"] == str(tmp_path / "fc")
     assert config["metrics"] == ["psnr"] and config["device"] == "cpu"
+
+
+def test_missing_weight_notes_once_without_machine_paths(tiny_dataset, tiny_predictions, tmp_path, capsys):
+    from pathlib import Path
+
+    from leaderboard.report import write_reports
+
+    base = ["score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--device", "cpu",
+            "--out", str(tmp_path / "results")]
+    assert main([*base, "--method", "a"]) == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert text.count("lpips: needs alexnet-torchvision") == 1  # printed once (no second log line)
+    assert str(Path.home()) not in text and "$MISATO_WEIGHTS_DIR (default ~/.cache/misato/weights)" in text
+    assert main([*base, "--method", "b"]) == 0
+    written = write_reports([tmp_path / "results"], tmp_path / "board", formats=("html",))
+    page = Path(written["html"]).read_text()
+    assert page.count("misato weights fetch inception-tf") == 1  # under the first table only
+    assert "<code>misato weights fetch alexnet-torchvision</code>" in page and "`" not in page

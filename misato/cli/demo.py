@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from evaluators.scoring import ScoreConfig
     from misato.cli.run import exit_code
     from misato.pipeline import (
-        DatasetEntry, RunConfig, format_report, parse_methods, quiet_unavailable_warnings, run_benchmark,
+        DatasetEntry, RunConfig, format_report, parse_methods, run_benchmark,
     )
 
     start = time.perf_counter()
@@ -82,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
         embedded_dir=Path(args.data_dir).absolute() if args.data_dir else None,
         progress=not args.no_progress,
     )
-    if not getattr(args, "verbose", False):
-        quiet_unavailable_warnings()
     report = run_benchmark(config)
     print(format_report(report, config.score.protocol, config.score.weights))
     if note:

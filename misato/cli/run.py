@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from misato.pipeline import (
-        RunConfig, format_report, parse_dataset, parse_methods, quiet_unavailable_warnings, run_benchmark,
+        RunConfig, format_report, parse_dataset, parse_methods, run_benchmark,
     )
 
     config = RunConfig(
@@ -98,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
         grid_samples=tuple(args.samples) if args.samples else None,
         progress=not args.no_progress,
     )
-    if not getattr(args, "verbose", False):
-        quiet_unavailable_warnings()
     report = run_benchmark(config)
     print(format_report(report, config.score.protocol, config.score.weights))
     return exit_code(report, args.strict)
