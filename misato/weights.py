@@ -11,13 +11,16 @@ Nothing found raises `WeightsNotFoundError`, which names the file, its URL and w
 A file found through 2-4 must match the registered sha256 (a wrong file there is an error). An explicit
 path with an unexpected hash is used, and `ResolvedWeight.matches` is False so results record it.
 
-Specs live beside the code that uses them, as a module-level `WEIGHTS: list[WeightSpec]` in one of
-`SPEC_MODULES`; `all_specs()` collects them (one source of truth per key).
+Specs live beside the code that uses them, as a module-level `WEIGHTS: list[WeightSpec]` that the owning
+package declares in the `misato.weights` entry-point group (pyproject.toml); `all_specs()` collects them (one
+source of truth per key; this module knows no consumer). A spec with an empty `url` is a file that was never
+published (the SD-1.5 ASUKA weights): it resolves like any other, but cannot be downloaded.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -27,7 +30,7 @@ from misato.io import sha256_file
 
 log = logging.getLogger(__name__)
 
-SPEC_MODULES: tuple[str, ...] = ("evaluators.weight_specs", "baselines.weight_specs", "baselines.asuka.weight_specs")
+ENTRY_POINT_GROUP = "misato.weights"
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,11 @@ class WeightsNotFoundError(FileNotFoundError):
         self.spec = spec
         self.searched = searched
         places = "\n".join(f"  - {p}" for p in searched) or "  (none)"
+        if not spec.url:
+            super().__init__(
+                f"weights {spec.key!r} ({spec.filename}) not found. Searched:\n{places}\n{spec.description}\n"
+                f"Fix: {fix_text(spec)}")
+            return
         super().__init__(
             f"weights {spec.key!r} ({spec.filename}) not found. Searched:\n{places}\n"
             f"Fix: run `misato weights fetch {spec.key}` on a machine with internet, or download\n"
@@ -112,15 +120,10 @@ def register(spec: WeightSpec) -> WeightSpec:
 
 
 def all_specs() -> dict[str, WeightSpec]:
-    """Every registered spec, after importing the spec modules (light, data-only modules)."""
-    for module in SPEC_MODULES:
-        try:
-            specs = importlib.import_module(module).WEIGHTS
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
-            continue
-        for spec in specs:
+    """Every registered spec: those `register`ed and those the `misato.weights` entry points list (light,
+    data-only modules; an entry point names a `list[WeightSpec]`)."""
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        for spec in point.load():
             register(spec)
     return dict(sorted(_REGISTRY.items()))
 
@@ -237,6 +240,8 @@ def download(spec: WeightSpec, folder: Path | None = None) -> ResolvedWeight:
 
     import torch.hub
 
+    if not spec.url:
+        raise WeightsNotFoundError(spec, [])
     folder = folder or default_weights_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / spec.filename
@@ -256,6 +261,9 @@ def download(spec: WeightSpec, folder: Path | None = None) -> ResolvedWeight:
 
 def fix_text(spec: WeightSpec) -> str:
     """How to provide a missing file, without machine paths (results and reports travel between machines)."""
+    if not spec.url:
+        return (f"it was never published: train it (`misato train`), then pass --weight {spec.key}=PATH or put "
+                f"{spec.filename} in $MISATO_WEIGHTS_DIR (default ~/.cache/misato/weights)")
     return (f"run `misato weights fetch {spec.key}`, or put {spec.filename} in $MISATO_WEIGHTS_DIR (default "
             f"~/.cache/misato/weights), or pass --weight {spec.key}=PATH")
 

@@ -10,7 +10,7 @@ from baselines.asuka.alignment import AsukaAlignment
 from baselines.asuka.convert import ours_to_ldm_decoder
 from baselines.asuka.decoder import ConditionedLatentDecoder
 from baselines.asuka.flux import AsukaFluxInpainter, AsukaFluxPipeline
-from baselines.asuka.inpainter import AsukaSDInpainter, load_alignment_file, load_decoder_file, resolve_weight_path
+from baselines.asuka.inpainter import AsukaSDInpainter, load_alignment_file, load_decoder_file
 from baselines.asuka.mae import AsukaMAE, prepare_mae_inputs
 from baselines.asuka.pipeline import AsukaInpaintPipeline, null_from_text_embedding
 from baselines.sd.components import tiny_flux_fill_pipeline, tiny_inpaint_pipeline, tiny_vae
@@ -173,12 +173,16 @@ def test_missing_weights_raise_the_typed_error():
 
 def test_unreleased_sd_weights_resolve_from_explicit_paths(asuka_sd, tmp_path):
     inpainter = AsukaSDInpainter.from_components(asuka_sd)
-    with pytest.raises(WeightsNotFoundError, match="asuka_sd_alignment"):
-        resolve_weight_path(inpainter, "asuka-sd-alignment")
+    with pytest.raises(WeightsNotFoundError, match="(?s)asuka_sd_alignment.*never published: train it"):
+        inpainter.resolve_weight("asuka-sd-alignment")
     path = tmp_path / "my_alignment.pt"
     path.write_bytes(b"stand-in")
     inpainter.options["weight_paths"] = {"asuka-sd-alignment": str(path)}
-    assert resolve_weight_path(inpainter, "asuka-sd-alignment") == path
+    assert inpainter.resolve_weight("asuka-sd-alignment").path == path
+    from misato.weights import download, get_spec
+
+    with pytest.raises(WeightsNotFoundError, match="never published"):
+        download(get_spec("asuka-sd-decoder"))
     recorded = inpainter.config()["weights"]
     assert any(w["key"] == "asuka-sd-alignment" and w["path"] == str(path) for w in recorded)
 

@@ -15,7 +15,7 @@ def spec(tmp_path, monkeypatch):
     item = WeightSpec("test-net", "test-net.pth", "https://example.invalid/test-net.pth",
                       hashlib.sha256(content).hexdigest(), "a test file")
     monkeypatch.setattr(weights, "_REGISTRY", {"test-net": item})
-    monkeypatch.setattr(weights, "SPEC_MODULES", ())
+    monkeypatch.setattr(weights, "ENTRY_POINT_GROUP", "misato.weights.none-in-tests")
     return item, content
 
 
@@ -69,7 +69,7 @@ def test_unknown_key_suggests(spec):
 def test_unpublished_hash_is_record_only(tmp_path, monkeypatch):
     item = WeightSpec("free", "free.bin", "https://example.invalid/free.bin", "", "no published digest")
     monkeypatch.setattr(weights, "_REGISTRY", {"free": item})
-    monkeypatch.setattr(weights, "SPEC_MODULES", ())
+    monkeypatch.setattr(weights, "ENTRY_POINT_GROUP", "misato.weights.none-in-tests")
     _write(tmp_path / "weights-dir" / "free.bin", b"anything")
     found = resolve("free")
     assert found.matches is None and len(found.sha256) == 64
@@ -103,3 +103,15 @@ def test_cli_fetch_offline_fails_cleanly(spec, capsys, monkeypatch):
     assert main(["weights", "fetch", "test-net"]) == 1
     assert "network unreachable" in capsys.readouterr().err
     assert list(weights.default_weights_dir().iterdir()) == []  # no partial file left behind
+
+
+def test_registry_core_knows_no_consumer():
+    """Specs come from the `misato.weights` entry points of the installed packages, not from imports in the core."""
+    import importlib.metadata
+    import inspect
+
+    source = inspect.getsource(weights)
+    assert "evaluators" not in source and "baselines" not in source
+    groups = {p.value for p in importlib.metadata.entry_points(group=weights.ENTRY_POINT_GROUP)}
+    assert {"evaluators.weight_specs:WEIGHTS", "baselines.asuka.weight_specs:WEIGHTS"} <= groups
+    assert {"inception-tf", "asuka-mae", "asuka-sd-alignment"} <= set(weights.all_specs())

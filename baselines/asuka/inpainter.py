@@ -18,7 +18,6 @@ Paths come from `weight_paths={key: path}` (CLI `--weight KEY=PATH`), `$MISATO_W
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,41 +38,6 @@ from baselines.sd.components import (
 )
 
 log = logging.getLogger(__name__)
-
-# Files that only exist once trained (never published). Described here so that a missing file gets the same
-# typed error as a missing published one; if `baselines.asuka.weight_specs` registers these keys, that wins.
-UNRELEASED: dict[str, tuple[str, str]] = {
-    "asuka-sd-alignment": ("asuka_sd_alignment.safetensors",
-                           "ASUKA-SD alignment module 512 -> 768 (4 blocks); never released: train it"),
-    "asuka-sd-decoder": ("asuka_sd_decoder.safetensors",
-                         "ASUKA-SD conditioned decoder (4 latent channels); never released: train it"),
-}
-NOT_PUBLISHED_URL = "(not published: the SD-1.5 ASUKA weights were never released, see asuka-misato issue #5)"
-
-
-def resolve_weight_path(inpainter: Inpainter, key: str) -> Path:
-    """Path of weights `key`: through the registry when the key is registered, else (for `UNRELEASED` keys)
-    from `weight_paths`, `$MISATO_WEIGHT_<KEY>` or `$MISATO_WEIGHTS_DIR/<file name>`."""
-    from misato.weights import WeightSpec, WeightsNotFoundError, all_specs, default_weights_dir, env_var
-
-    if key in all_specs():
-        return Path(inpainter.resolve_weight(key).path)
-    if key not in UNRELEASED:
-        raise KeyError(f"unknown weights key {key!r}")
-    filename, description = UNRELEASED[key]
-    spec = WeightSpec(key=key, filename=filename, url=NOT_PUBLISHED_URL, sha256="", description=description)
-    explicit = (inpainter.options.get("weight_paths") or {}).get(key) or os.environ.get(env_var(key))
-    candidates = [Path(explicit).expanduser()] if explicit else [default_weights_dir() / filename]
-    for candidate in candidates:
-        if candidate.is_file():
-            from misato.weights import file_sha256
-
-            inpainter.__dict__.setdefault("unregistered_weights", {})[key] = {
-                "key": key, "path": str(candidate), "sha256": file_sha256(candidate), "source": "explicit"
-                if explicit else "weights_dir"}
-            return candidate
-    raise WeightsNotFoundError(spec, candidates)
-
 
 def load_alignment_file(path: str | Path, dim: int, variant: str = "self4", in_dim: int = 512) -> torch.nn.Module:
     """An `AsukaAlignment` (prior in_dim -> dim) from our key layout or the release's `nn.Sequential` layout
@@ -195,7 +159,7 @@ class AsukaSDInpainter(AsukaInpainterBase):
                 model, decoder)
         else:
             mae_path = self.resolve_weight("asuka-mae").path
-            alignment_path = resolve_weight_path(self, "asuka-sd-alignment")
+            alignment_path = self.resolve_weight("asuka-sd-alignment").path
             decoder_path = self._decoder_path(decoder, {})
         mae, self.mae_report = AsukaMAE.from_released(mae_path, mae_config)
         needs_null = float(condition_weight) != 1.0 or float(guidance) > 1.0
@@ -222,7 +186,7 @@ class AsukaSDInpainter(AsukaInpainterBase):
 
         trained = AsukaSDFolder.read(folder)
         explicit = self.options.get("weight_paths") or {}
-        records = self.__dict__.setdefault("unregistered_weights", {})
+        records = self.__dict__.setdefault("folder_weights", {})
 
         def pick(key: str, default: Path | None) -> Path | None:
             path = Path(explicit[key]).expanduser() if key in explicit else default
@@ -261,7 +225,7 @@ class AsukaSDInpainter(AsukaInpainterBase):
         if decoder in named:
             return find_decoder(named[decoder])
         if decoder == "asuka" and (explicit or folder is None):
-            return resolve_weight_path(self, "asuka-sd-decoder")
+            return self.resolve_weight("asuka-sd-decoder").path
         if Path(decoder).expanduser().exists():
             return find_decoder(decoder)
         where = f" in {folder} (its decoders: {sorted(named) or 'none'})" if folder else ""
@@ -289,5 +253,5 @@ class AsukaSDInpainter(AsukaInpainterBase):
 
     def config(self) -> dict[str, Any]:
         config = super().config()
-        config["weights"] = config["weights"] + list(self.__dict__.get("unregistered_weights", {}).values())
+        config["weights"] = config["weights"] + list(self.__dict__.get("folder_weights", {}).values())
         return config

@@ -23,7 +23,13 @@ def _spec(key: str, filename: str, description: str) -> WeightSpec:
     )
 
 
+NEVER_RELEASED = " Never released (the SD-1.5 ASUKA weights, asuka-misato issue #5): train it with `misato train`."
+
 WEIGHTS: list[WeightSpec] = [
+    WeightSpec("asuka-sd-alignment", "asuka_sd_alignment.safetensors", url="", sha256="",
+               description="ASUKA-SD alignment module 512 -> 768 (4 blocks)." + NEVER_RELEASED),
+    WeightSpec("asuka-sd-decoder", "asuka_sd_decoder.safetensors", url="", sha256="",
+               description="ASUKA-SD conditioned decoder (4 latent channels)." + NEVER_RELEASED),
     _spec("asuka-mae", "mae_300.pth",
           "ASUKA fine-tuned MAE ViT-B/16 (256x256, prior = decoder block 6), dict with key 'model'."),
     _spec("asuka-alignment-clip", "asuka_alignment_clip.pt",
