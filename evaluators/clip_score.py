@@ -18,14 +18,9 @@ class ClipEmbedder:
     """open_clip image tower; `quick_gelu=True` for OpenAI checkpoints (trained with QuickGELU)."""
 
     def __init__(self, model_name: str, weights: ResolvedWeight, device: torch.device, quick_gelu: bool = True):
-        import open_clip
+        from misato.build.features import load_clip
 
-        from misato.build.features import load_clip_weights
-
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, force_quick_gelu=quick_gelu)
-        load_clip_weights(model, weights.path)
-        self.model = model.to(device).eval().requires_grad_(False)
-        self._preprocess = preprocess
+        self.model, self._preprocess = load_clip(model_name, weights.path, quick_gelu, device)
         self.device = device
 
     def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:

@@ -128,8 +128,6 @@ class ClipFeatures:
 
     def __init__(self, model: str = "ViT-L-14", weights: str | os.PathLike | None = None,
                  device: str = "cpu", quick_gelu: bool | None = None, precision: str = "fp32") -> None:
-        import open_clip
-
         from misato.weights import file_sha256, resolve
 
         preset = CLIP_PRESETS.get(model)
@@ -148,12 +146,7 @@ class ClipFeatures:
             quick_gelu = preset.quick_gelu if preset else False
         self.model_name, self.quick_gelu, self.precision = model, bool(quick_gelu), precision
         self.device = device
-        model_obj, _, preprocess = open_clip.create_model_and_transforms(
-            model, pretrained=None, force_quick_gelu=self.quick_gelu, precision=precision
-        )
-        load_clip_weights(model_obj, path)
-        self.model = model_obj.to(device).eval()
-        self.preprocess = preprocess
+        self.model, self.preprocess = load_clip(model, path, self.quick_gelu, device, precision)
         self.dim = int(self.model.visual.output_dim)
         gelu = "-quickgelu" if self.quick_gelu else ""
         self.key = f"clip-{model}{gelu}-{self.weights_record['sha256'][:12]}-{precision}"
@@ -188,6 +181,19 @@ def is_torchscript(path: str | os.PathLike) -> bool:
         return False
     with zipfile.ZipFile(path) as archive:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def load_clip(model: str, path: str | os.PathLike, quick_gelu: bool, device: Any = "cpu",
+              precision: str = "fp32") -> tuple[Any, Any]:
+    """The one CLIP loader (builder features and CLIP score): an open_clip `model` with the checkpoint at `path`
+    (`load_clip_weights`), frozen, in eval mode on `device`, and its image preprocessing.
+    quick_gelu: True for OpenAI checkpoints (trained with QuickGELU)."""
+    import open_clip
+
+    network, _, preprocess = open_clip.create_model_and_transforms(
+        model, pretrained=None, force_quick_gelu=quick_gelu, precision=precision)
+    load_clip_weights(network, path)
+    return network.to(device).eval().requires_grad_(False), preprocess
 
 
 def load_clip_weights(model: Any, path: str | os.PathLike) -> None:
