@@ -531,11 +531,12 @@ def test_to_asymmetric_vae_decodes_with_our_decoder(tiny_vae, asuka_decoder):
 def test_weight_specs():
     from baselines.asuka.weight_specs import WEIGHTS
 
-    names = {spec.filename for spec in WEIGHTS}
-    assert names == {"mae_300.pth", "asuka_alignment_clip.pt", "asuka_alignment_t5.pt", "asuka_decoder.ckpt",
-                     "vec.pt", "txt_256.pt"}
+    published = [spec for spec in WEIGHTS if spec.url]
+    assert {spec.filename for spec in published} == {"mae_300.pth", "asuka_alignment_clip.pt", "asuka_alignment_t5.pt",
+                                                     "asuka_decoder.ckpt", "vec.pt", "txt_256.pt"}
+    assert {spec.key for spec in WEIGHTS if not spec.url} == {"asuka-sd-alignment", "asuka-sd-decoder"}
     assert len({spec.key for spec in WEIGHTS}) == len(WEIGHTS)
-    for spec in WEIGHTS:
+    for spec in published:
         assert spec.url == f"https://huggingface.co/yikaiwang/ASUKA-FLUX.1-Fill/resolve/main/{spec.filename}"
         assert spec.hf_repo == "yikaiwang/ASUKA-FLUX.1-Fill"
         assert spec.sha256 == "" and "not published" in spec.description
