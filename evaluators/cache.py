@@ -1,25 +1,20 @@
 """On-disk cache of ground-truth features, keyed so one protocol's cache can never serve another.
 
 Key: dataset content hash + protocol name/version + extractor key + weight sha256 (clean-fid style). Files
-live in `$MISATO_CACHE_DIR` (default ~/.cache/misato/features), never inside site-packages; writes are atomic.
+live in `misato.defaults.features_dir()` ($MISATO_CACHE_DIR/features), never inside site-packages; writes are atomic.
 """
 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 
+from misato.defaults import features_dir
 from misato.io import atomic_write_bytes
 
 
-def default_cache_dir() -> Path:
-    configured = os.environ.get("MISATO_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "misato" / "features"
 
 
 def cache_key(dataset_hash: str, protocol: str, version: int, extractor: str, weight_sha256: str) -> str:
@@ -30,7 +25,7 @@ class FeatureCache:
     """Stores (stems, features) arrays per key as .npz."""
 
     def __init__(self, folder: Path | None = None, enabled: bool = True):
-        self.folder = folder or default_cache_dir()
+        self.folder = folder or features_dir()
         self.enabled = enabled
 
     def path(self, key: str) -> Path:

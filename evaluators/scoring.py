@@ -35,6 +35,7 @@ from evaluators.inputs import check_inputs
 from evaluators.lpips_metric import build_lpips, lpips_distance
 from evaluators.protocols import Protocol, get_protocol
 from misato.data import Dataset
+from misato.defaults import PROTOCOL, SCORE_BATCH_SIZE
 from misato.environment import git_state, package_versions, utc_now
 from misato.io import atomic_write_json, atomic_write_text, read_mask_gray, read_rgb
 from misato.weights import ResolvedWeight, WeightsNotFoundError, fix_text, resolve
@@ -63,10 +64,10 @@ class ScoreConfig:
     allow_degenerate_masks: score samples whose mask is empty or full (counted in the result) instead of refusing.
     """
 
-    protocol: str = "comod"
+    protocol: str = PROTOCOL
     metrics: tuple[str, ...] | None = None
     device: str = "auto"
-    batch_size: int = 16
+    batch_size: int = SCORE_BATCH_SIZE
     num_workers: int = 0
     paste_back: bool = True
     weights: dict[str, str] = field(default_factory=dict)

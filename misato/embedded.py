@@ -102,17 +102,12 @@ SOURCES: tuple[Source, ...] = (
 )
 
 
-def default_root() -> Path:
-    """`$MISATO_CACHE_DIR/embedded`, else `$XDG_CACHE_HOME/misato/embedded` (default ~/.cache/misato/embedded)."""
-    configured = os.environ.get("MISATO_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser() / "embedded"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "misato" / "embedded"
-
-
 def default_dir(size: int = DEFAULT_SIZE) -> Path:
-    """The dataset folder for `size`: `default_root() / str(size)` (the MISATO `ROOT/<res>/` layout)."""
-    return default_root() / str(size)
+    """The dataset folder for `size`: `misato.defaults.embedded_root() / str(size)` (the MISATO `ROOT/<res>/`
+    layout)."""
+    from misato.defaults import embedded_root
+
+    return embedded_root() / str(size)
 
 
 def center_crop_box(height: int, width: int) -> tuple[int, int, int, int]:

@@ -145,11 +145,10 @@ def env_var(key: str) -> str:
 
 
 def default_weights_dir() -> Path:
-    """`$MISATO_WEIGHTS_DIR`, else `~/.cache/misato/weights` (never inside site-packages)."""
-    configured = os.environ.get("MISATO_WEIGHTS_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "misato" / "weights"
+    """`misato.defaults.weights_dir()`: `$MISATO_WEIGHTS_DIR`, else the cache root's `weights/`."""
+    from misato.defaults import weights_dir
+
+    return weights_dir()
 
 
 def torch_hub_dir() -> Path:

@@ -262,3 +262,17 @@ def test_missing_weight_notes_once_without_machine_paths(tiny_dataset, tiny_pred
     page = Path(written["html"]).read_text()
     assert page.count("misato weights fetch inception-tf") == 1  # under the first table only
     assert "<code>misato weights fetch alexnet-torchvision</code>" in page and "`" not in page
+
+
+def test_one_cache_root_for_features_embedded_and_weights(monkeypatch, tmp_path):
+    from evaluators.cache import FeatureCache
+    from misato import defaults
+    from misato.embedded import default_dir
+    from misato.weights import default_weights_dir
+
+    monkeypatch.setenv("MISATO_CACHE_DIR", str(tmp_path / "c"))
+    monkeypatch.delenv("MISATO_WEIGHTS_DIR")
+    assert FeatureCache().folder == tmp_path / "c" / "features"
+    assert default_dir(64) == tmp_path / "c" / "embedded" / "64"
+    assert default_weights_dir() == tmp_path / "c" / "weights"
+    assert ScoreConfig().protocol == defaults.PROTOCOL and ScoreConfig().batch_size == defaults.SCORE_BATCH_SIZE

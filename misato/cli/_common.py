@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from misato.defaults import PROTOCOL, SCORE_BATCH_SIZE
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ def add_weight_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--allow-download", action="store_true", help="download missing weights (needs internet)")
 
 
-def add_device_arguments(parser: argparse.ArgumentParser, batch_size: int = 16) -> None:
+def add_device_arguments(parser: argparse.ArgumentParser, batch_size: int = SCORE_BATCH_SIZE) -> None:
     group = parser.add_argument_group("compute")
     group.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     group.add_argument("--batch-size", type=int, default=batch_size)
@@ -37,14 +39,15 @@ def add_device_arguments(parser: argparse.ArgumentParser, batch_size: int = 16) 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """The scoring flags of `misato score` and `misato run` (one definition: they mean the same in both)."""
     group = parser.add_argument_group("scoring")
-    group.add_argument("--protocol", default="comod", help="comod (default), clean or asuka")
+    group.add_argument("--protocol", default=PROTOCOL, help=f"comod, clean or asuka (default {PROTOCOL})")
     group.add_argument("--metrics", default=None,
                        help="comma-separated subset of the metrics (default: all; an unknown name lists them)")
     group.add_argument("--no-paste-back", action="store_true", help="score raw predictions, without compositing")
     group.add_argument("--allow-degenerate-masks", action="store_true",
                        help="score samples with empty or full masks (left out of the means they would bias)")
     group.add_argument("--no-cache", action="store_true", help="do not read or write the ground-truth feature cache")
-    group.add_argument("--cache-dir", help="feature cache folder (default $MISATO_CACHE_DIR or ~/.cache/misato/features)")
+    group.add_argument("--cache-dir", help="feature cache folder (default $MISATO_CACHE_DIR/features, "
+                                           "$MISATO_CACHE_DIR defaulting to ~/.cache/misato)")
     group.add_argument("--strict", action="store_true",
                        help="fail when a metric's weights are missing (misato run: also exit 1 when a method fails)")
 

@@ -7,6 +7,8 @@ import json
 import os
 from typing import Any
 
+from misato.defaults import INPAINT_BATCH_SIZE
+
 HELP = "inpaint a dataset with one method: raw and composited PNGs plus a manifest (resumable)"
 
 EPILOG = """examples:
@@ -50,7 +52,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                       help="inpainter constructor option (repeatable; values parsed as JSON when possible)")
     how = parser.add_argument_group("how")
     how.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: accelerate's, else cuda if available)")
-    how.add_argument("--batch-size", type=int, default=1, help="samples per call for batched inpainters (default 1)")
+    how.add_argument("--batch-size", type=int, default=INPAINT_BATCH_SIZE,
+                     help=f"samples per call for batched inpainters (default {INPAINT_BATCH_SIZE})")
     how.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it and the stem")
     how.add_argument("--weight", action="append", type=_key_value, default=[], metavar="KEY=PATH",
                      help="explicit weights file for a key of `misato weights` (repeatable)")

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from misato.cli._common import add_scoring_arguments, add_weight_arguments, score_config_from_args
+from misato.defaults import INPAINT_BATCH_SIZE, SCORE_BATCH_SIZE
 
 HELP = "inpaint and score several methods on several datasets, then write the leaderboard (resumable)"
 
@@ -57,12 +58,14 @@ def register(parser: argparse.ArgumentParser) -> None:
                       help="constructor option passed to every method (repeatable)")
     add_scoring_arguments(parser)
     extra = parser.add_argument_group("scoring (run)")
-    extra.add_argument("--score-batch-size", type=int, default=16, help="scoring batch size (default 16)")
+    extra.add_argument("--score-batch-size", type=int, default=SCORE_BATCH_SIZE,
+                       help=f"scoring batch size (default {SCORE_BATCH_SIZE})")
     extra.add_argument("--num-workers", type=int, default=0, help="scoring data-loader workers")
     extra.add_argument("--samples", type=_csv, default=None, help="stems for the HTML grid (default: the leaderboard's choice)")
     compute = parser.add_argument_group("compute")
     compute.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    compute.add_argument("--batch-size", type=int, default=1, help="inpainting batch size (default 1)")
+    compute.add_argument("--batch-size", type=int, default=INPAINT_BATCH_SIZE,
+                         help=f"inpainting batch size (default {INPAINT_BATCH_SIZE})")
     compute.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it and the stem")
     compute.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_weight_arguments(parser)

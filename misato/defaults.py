@@ -1,0 +1,38 @@
+"""Defaults every command shares: one owner for the folders, the default protocol and the batch sizes.
+
+Folders: `$MISATO_CACHE_DIR` (default `$XDG_CACHE_HOME/misato`, i.e. ~/.cache/misato) is the cache root, holding
+`features/` (ground-truth feature cache) and `embedded/<size>/` (the embedded photo set); `$MISATO_WEIGHTS_DIR`
+(default `<cache root>/weights`) holds pretrained files. Nothing is ever written inside site-packages.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROTOCOL = "comod"
+SCORE_BATCH_SIZE = 16
+INPAINT_BATCH_SIZE = 1
+
+
+def cache_root() -> Path:
+    configured = os.environ.get("MISATO_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "misato"
+
+
+def features_dir() -> Path:
+    """Ground-truth feature cache: `<cache root>/features`."""
+    return cache_root() / "features"
+
+
+def embedded_root() -> Path:
+    """The embedded photo sets: `<cache root>/embedded`."""
+    return cache_root() / "embedded"
+
+
+def weights_dir() -> Path:
+    """`$MISATO_WEIGHTS_DIR`, else `<cache root>/weights`."""
+    configured = os.environ.get("MISATO_WEIGHTS_DIR")
+    return Path(configured).expanduser() if configured else cache_root() / "weights"
