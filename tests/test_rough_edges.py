@@ -276,3 +276,33 @@ def test_one_cache_root_for_features_embedded_and_weights(monkeypatch, tmp_path)
     assert default_dir(64) == tmp_path / "c" / "embedded" / "64"
     assert default_weights_dir() == tmp_path / "c" / "weights"
     assert ScoreConfig().protocol == defaults.PROTOCOL and ScoreConfig().batch_size == defaults.SCORE_BATCH_SIZE
+
+
+def test_verify_checks_the_embedded_set_and_a_misato_folder_without_manifest(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from misato.embedded import build_embedded
+
+    embedded = build_embedded(tmp_path / "embedded", size=32)
+    assert main(["verify", str(embedded)]) == 0
+    assert "22 file(s) listed in the manifest" in capsys.readouterr().out
+    first = sorted((embedded / "mask").iterdir())[0]
+    mask = np.asarray(Image.open(first)).copy()
+    mask[0, 0] = 255 - mask[0, 0]
+    Image.fromarray(mask).save(first)
+    assert main(["verify", str(embedded)]) == 1
+    assert f"mask/{first.name}" in capsys.readouterr().out
+
+    root = tmp_path / "MISATO"
+    for folder in ("512/image", "512/mask"):
+        (root / folder).mkdir(parents=True)
+    for stem in ("0000", "0001", "0500"):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / "512" / "image" / f"{stem}.png")
+        hole = np.zeros((16, 16), np.uint8)
+        hole[4:8, 4:8] = 255 if stem != "0500" else 200  # 0500: anti-aliased (not binary)
+        Image.fromarray(hole).save(root / "512" / "mask" / f"{stem}.png")
+    assert main(["verify", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "no manifest.json; structure checked only" in out and "512: landscape 2, indoor 1" in out
+    assert "512/mask/0500.png: not binary" in out

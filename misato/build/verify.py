@@ -1,7 +1,11 @@
-"""Check a built dataset folder against its manifest.json: missing, changed and unlisted files.
+"""Check a dataset folder: against its manifest.json when it has one, and its structure always.
 
-Unlisted files are image/mask files under the dataset's resolution folders (or image/ and mask/) that
-the manifest does not name: a stray file would change what `misato.data.load_dataset` reads.
+Manifest: a `misato build` manifest (file -> sha256) or the embedded set's (per-sample image/mask sha256): missing,
+changed and unlisted files. Unlisted files are image/mask files under the dataset's folders that the manifest does
+not name: a stray file would change what `misato.data.load_dataset` reads.
+Structure (any image/ + mask/ or MISATO-layout folder, e.g. a downloaded MISATO without manifest): every
+resolution folder opens, image and mask sizes agree, masks are binary (0 and 255 only), and in the MISATO layout
+stems are MISATO indices with their per-domain counts reported.
 """
 
 from __future__ import annotations
@@ -19,18 +23,25 @@ class VerifyReport:
 
     root: Path
     checked: int = 0
+    has_manifest: bool = True
     missing: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     unlisted: list[str] = field(default_factory=list)
+    structure: list[str] = field(default_factory=list)
+    domains: dict[str, dict[str, int]] = field(default_factory=dict)  # resolution -> domain -> samples
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.changed or self.unlisted)
+        return not (self.missing or self.changed or self.unlisted or self.structure)
 
     def lines(self, limit: int = 20) -> list[str]:
         """Human-readable summary, at most `limit` names per problem kind."""
-        out = [f"{self.root}: {self.checked} file(s) listed in the manifest"]
-        for label, names in (("missing", self.missing), ("changed", self.changed), ("unlisted", self.unlisted)):
+        out = [f"{self.root}: {self.checked} file(s) listed in the manifest" if self.has_manifest
+               else f"{self.root}: no manifest.json; structure checked only"]
+        out += [f"{resolution}: " + ", ".join(f"{d} {n}" for d, n in counts.items())
+                for resolution, counts in self.domains.items()]
+        for label, names in (("missing", self.missing), ("changed", self.changed), ("unlisted", self.unlisted),
+                             ("structure", self.structure)):
             if names:
                 out.append(f"{label}: {len(names)}")
                 out += [f"  {name}" for name in names[:limit]]
@@ -45,15 +56,73 @@ def _data_folders(root: Path, files: dict[str, str]) -> set[Path]:
     return {(root / relpath).parent for relpath in files}
 
 
+def manifest_files(root: Path) -> dict[str, str] | None:
+    """relative path -> sha256 from ROOT/manifest.json (build or embedded format); None without a manifest."""
+    import json
+
+    path = root / "manifest.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if isinstance(data.get("files"), dict):
+        return read_manifest(root)["files"]
+    if str((data.get("parameters") or {}).get("schema", "")).startswith("misato.embedded/"):
+        return {f"{role}/{sample['stem']}.png": sample[f"{role}_sha256"]
+                for sample in data["samples"] for role in ("image", "mask")}
+    raise ValueError(f"{path}: neither a misato-build nor an embedded-set manifest")
+
+
+def check_structure(root: Path, report: VerifyReport) -> None:
+    """Structural checks of the module docstring, added to `report.structure` / `report.domains`."""
+    import numpy as np
+    from PIL import Image
+
+    from misato.data import DatasetError, load_dataset
+
+    resolutions = [None] if (root / "image").is_dir() else sorted(
+        int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit() and (p / "image").is_dir())
+    if not resolutions:
+        report.structure.append(f"{root}: neither image/ + mask/ nor MISATO resolution folders (512/, 1024/)")
+        return
+    for resolution in resolutions:
+        try:
+            dataset = load_dataset(root, resolution)
+        except DatasetError as error:
+            report.structure.append(str(error))
+            continue
+        where = f"{resolution}/" if resolution else ""
+        for sample in dataset.samples:
+            with Image.open(sample.image_path) as image, Image.open(sample.mask_path) as mask:
+                if image.size != mask.size:
+                    report.structure.append(f"{where}{sample.stem}: image {image.size} and mask {mask.size} differ")
+                values = np.unique(np.asarray(mask.convert("L")))
+            if not set(values.tolist()) <= {0, 255}:
+                report.structure.append(f"{where}mask/{sample.mask_path.name}: not binary ({len(values)} gray levels)")
+        if dataset.domains:
+            counts: dict[str, int] = {}
+            for sample in dataset.samples:
+                if sample.domain is None:
+                    report.structure.append(f"{where}{sample.stem}: not a MISATO index (0000-1999)")
+                counts[str(sample.domain)] = counts.get(str(sample.domain), 0) + 1
+            report.domains[str(resolution)] = counts
+
+
 def verify_folder(root: str | Path, hash_files: bool = True) -> VerifyReport:
-    """Hash every file listed in ROOT/manifest.json and look for unlisted image files beside them.
+    """Hash every file listed in ROOT/manifest.json (when there is one), look for unlisted image files beside
+    them, and check the folder's structure (`check_structure`).
 
     `hash_files=False` only checks that listed files exist (fast; changed files are not detected).
     """
     root = Path(root)
-    manifest = read_manifest(root)
-    files: dict[str, str] = manifest["files"]
-    report = VerifyReport(root, checked=len(files))
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    report = VerifyReport(root)
+    check_structure(root, report)
+    files = manifest_files(root)
+    if files is None:
+        report.has_manifest = False
+        return report
+    report.checked = len(files)
     for relpath, digest in files.items():
         path = root / relpath
         if not path.is_file():

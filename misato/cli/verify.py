@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "check a built MISATO/Places2 folder against its manifest.json (missing, changed, unlisted files)"
+HELP = "check a MISATO/Places2/embedded folder: manifest (missing, changed, unlisted files) and structure"
 
 EPILOG = """examples:
   misato verify out/misato
   misato verify out/places2 --limit 100
+  misato verify downloads/MISATO          (no manifest: structure, binary masks, MISATO indices and domain counts)
 """
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
-    parser.add_argument("root", help="dataset folder holding manifest.json")
+    parser.add_argument("root", help="dataset folder (with or without manifest.json)")
     parser.add_argument("--limit", type=int, default=20, help="names listed per problem kind (default 20)")
     parser.set_defaults(handler=run)
 
