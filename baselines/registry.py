@@ -240,11 +240,6 @@ def check_options(cls: type[Inpainter], options: dict[str, Any], strict: bool, w
 REGISTRY = InpainterRegistry(BUILTIN, ALIASES)
 
 
-def get_inpainter_class(spec: str) -> type[Inpainter]:
-    """`REGISTRY.get(spec)`."""
-    return REGISTRY.get(spec)
-
-
 def create_inpainter(spec: str, device: str = "cpu", **options: Any) -> Inpainter:
     """`REGISTRY.create(spec, device, **options)`."""
     return REGISTRY.create(spec, device, **options)

@@ -23,7 +23,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from misato.io import sha256_file
@@ -265,7 +265,3 @@ def fix_text(spec: WeightSpec) -> str:
                 f"{spec.filename} in $MISATO_WEIGHTS_DIR (default ~/.cache/misato/weights)")
     return (f"run `misato weights fetch {spec.key}`, or put {spec.filename} in $MISATO_WEIGHTS_DIR (default "
             f"~/.cache/misato/weights), or pass --weight {spec.key}=PATH")
-
-
-def spec_record(spec: WeightSpec) -> dict:
-    return asdict(spec)

@@ -20,7 +20,6 @@ import torch
 
 if TYPE_CHECKING:
     from diffusers import (
-        AsymmetricAutoencoderKL,
         AutoencoderKL,
         StableDiffusionInpaintPipeline,
         StableDiffusionPipeline,
@@ -208,19 +207,6 @@ def tiny_vae(seed: int = 0) -> "AutoencoderKL":
     return AutoencoderKL(
         block_out_channels=[32, 64], in_channels=3, out_channels=3,
         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4,
-    ).eval()
-
-
-def tiny_asymmetric_vae(seed: int = 0) -> "AsymmetricAutoencoderKL":
-    """AsymmetricAutoencoderKL (decoder conditioned on masked image + mask), 2 levels, 4 latent channels."""
-    from diffusers import AsymmetricAutoencoderKL
-
-    torch.manual_seed(seed)
-    return AsymmetricAutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2, down_block_out_channels=[2, 4],
-        layers_per_down_block=1, up_block_types=["UpDecoderBlock2D"] * 2, up_block_out_channels=[2, 4],
-        layers_per_up_block=1, act_fn="silu", latent_channels=4, norm_num_groups=2, sample_size=32,
-        scaling_factor=0.18215,
     ).eval()
 
 

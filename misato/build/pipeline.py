@@ -388,7 +388,3 @@ def build_misato(config: BuildConfig) -> dict[str, Any]:
         log.warning("%s: %d image/mask file(s) not made by this build, e.g. %s; remove them or build into a "
                     "fresh folder (`misato verify` lists them)", config.out, len(stale), stale[:3])
     return manifest
-
-
-def default_workers() -> int:
-    return max(1, min(8, (os.cpu_count() or 1) - 1))

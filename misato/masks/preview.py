@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from misato.io import atomic_write_json, save_png
 from misato.masks.coco import ObjectShapeBank
-from misato.masks.registry import PRESETS, generate, get_preset
+from misato.masks.registry import generate, get_preset
 from misato.masks.samplers import SAMPLERS, MaskSkipped, sample_mask
 from misato.masks.seeding import item_rng
 
@@ -37,11 +37,6 @@ class PreviewResult:
     masks: list[np.ndarray]
     ratios: list[float]
     kinds: list[str]
-
-
-def known_names() -> list[str]:
-    """Every name `preview` accepts: generator presets and samplers."""
-    return [*PRESETS, *SAMPLERS]
 
 
 def draw_samples(

@@ -271,8 +271,3 @@ class StepBatchSampler(torch.utils.data.Sampler):
 def generators(seeds: list[int]) -> list[torch.Generator]:
     """One CPU torch generator per item, seeded with its seed (noise independent of batch, rank and device)."""
     return [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
-
-
-def per_item(gens: list[torch.Generator], draw: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
-    """Stack one draw per item: draw(generator) -> tensor; (B, ...) on CPU."""
-    return torch.stack([draw(g) for g in gens])
