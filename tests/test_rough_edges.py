@@ -306,3 +306,18 @@ def test_verify_checks_the_embedded_set_and_a_misato_folder_without_manifest(tmp
     out = capsys.readouterr().out
     assert "no manifest.json; structure checked only" in out and "512: landscape 2, indoor 1" in out
     assert "512/mask/0500.png: not binary" in out
+
+
+def test_shared_flags_mean_the_same_in_every_command():
+    from misato.cli import build_parser
+    from misato.cli._common import parse_option
+
+    commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001
+    for name in ("inpaint", "run"):
+        option = next(a for a in commands[name]._actions if a.dest == "option")  # noqa: SLF001
+        assert option.type is parse_option, name
+    for name in ("inpaint", "run", "score", "train", "reproduce", "demo"):
+        flags = {s for a in commands[name]._actions for s in a.option_strings}  # noqa: SLF001
+        assert {"--weight", "--allow-download"} <= flags, name
+    args = commands["inpaint"].parse_args(["--option", "radius=5", "--option", "name=x", "--weight", "k=/p"])
+    assert dict(args.option) == {"radius": 5, "name": "x"} and args.weight == ["k=/p"]

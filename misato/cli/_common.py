@@ -64,3 +64,27 @@ def score_config_from_args(args: argparse.Namespace, batch_size: int, device: st
         allow_download=args.allow_download, cache_dir=args.cache_dir, use_cache=not args.no_cache,
         strict=args.strict, allow_degenerate_masks=args.allow_degenerate_masks,
     )
+
+
+def parse_csv(text: str) -> list[str]:
+    """argparse type: "a, b,c" -> ["a", "b", "c"] (empty parts dropped)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """argparse type of `--option KEY=VALUE`: the value as JSON when it parses (numbers, true/false/null, quoted
+    strings, lists), else the string itself."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_option_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str) -> None:
+    """`--option KEY=VALUE` (repeatable; `dict(args.option)` gives the options)."""
+    parser.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE", help=help)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
 
+from misato.cli._common import add_option_argument, add_weight_arguments, parse_weight_overrides
 from misato.defaults import INPAINT_BATCH_SIZE
 
 HELP = "inpaint a dataset with one method: raw and composited PNGs plus a manifest (resumable)"
@@ -22,21 +22,6 @@ EPILOG = """examples:
 Running the same command again resumes an interrupted run; finished samples are not recomputed."""
 
 
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _option_value(text: str) -> Any:
-    """JSON scalars (numbers, true/false/null, quoted strings) as such; anything else as a string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     what = parser.add_argument_group("what to run")
@@ -48,17 +33,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--resolution", type=int, default=None, help="MISATO layout sub-folder (512 or 1024)")
     what.add_argument("--out", help="output folder (raw/, composite/, manifest.json)")
     what.add_argument("--limit", type=int, default=None, help="only the first N samples in stem order")
-    what.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                      help="inpainter constructor option (repeatable; values parsed as JSON when possible)")
+    add_option_argument(what, "inpainter constructor option (repeatable; values parsed as JSON when possible)")
     how = parser.add_argument_group("how")
     how.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: accelerate's, else cuda if available)")
     how.add_argument("--batch-size", type=int, default=INPAINT_BATCH_SIZE,
                      help=f"samples per call for batched inpainters (default {INPAINT_BATCH_SIZE})")
     how.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it and the stem")
-    how.add_argument("--weight", action="append", type=_key_value, default=[], metavar="KEY=PATH",
-                     help="explicit weights file for a key of `misato weights` (repeatable)")
-    how.add_argument("--allow-download", action="store_true", help="download missing weights")
     how.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_weight_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -98,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         device=args.device,
-        weight_paths=dict(args.weight),
+        weight_paths=parse_weight_overrides(args.weight),
         allow_download=args.allow_download,
-        options={key: _option_value(value) for key, value in args.option},
+        options=dict(args.option),
         progress=not args.no_progress,
     )
     if os.environ.get("RANK", "0") != "0":  # one summary line per data-parallel run

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from misato.cli._common import add_scoring_arguments, add_weight_arguments, score_config_from_args
+from misato.cli._common import (
+    add_option_argument, add_scoring_arguments, add_weight_arguments, parse_csv, score_config_from_args,
+)
 from misato.defaults import INPAINT_BATCH_SIZE, SCORE_BATCH_SIZE
 
 HELP = "inpaint and score several methods on several datasets, then write the leaderboard (resumable)"
@@ -28,20 +29,6 @@ examples:
 """
 
 
-def _csv(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     what = parser.add_argument_group("what to run")
@@ -54,14 +41,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--kind", choices=["MISATO", "Places2", "custom"], default=None,
                       help="leaderboard group of folder datasets (default: MISATO when stems are MISATO ids, else custom)")
     what.add_argument("--embedded-size", type=int, default=512, help="resolution of the 'embedded' dataset (default 512)")
-    what.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
-                      help="constructor option passed to every method (repeatable)")
+    add_option_argument(what, "constructor option, given to each method that takes it (repeatable)")
     add_scoring_arguments(parser)
     extra = parser.add_argument_group("scoring (run)")
     extra.add_argument("--score-batch-size", type=int, default=SCORE_BATCH_SIZE,
                        help=f"scoring batch size (default {SCORE_BATCH_SIZE})")
     extra.add_argument("--num-workers", type=int, default=0, help="scoring data-loader workers")
-    extra.add_argument("--samples", type=_csv, default=None, help="stems for the HTML grid (default: the leaderboard's choice)")
+    extra.add_argument("--samples", type=parse_csv, default=None, help="stems for the HTML grid (default: the leaderboard's choice)")
     compute = parser.add_argument_group("compute")
     compute.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     compute.add_argument("--batch-size", type=int, default=INPAINT_BATCH_SIZE,

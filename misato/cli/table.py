@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from misato.cli._common import parse_csv
+
 HELP = "tabulate result JSON files: Markdown, LaTeX, CSV and a self-contained HTML report"
 
 EPILOG = """Columns are grouped by dataset kind (MISATO, Places2; a custom dataset by its name). Results of
@@ -18,19 +20,15 @@ examples:
 """
 
 
-def _csv_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("results", nargs="+", metavar="RESULTS",
                         help="result JSON files or folders (searched recursively)")
     parser.add_argument("--out", required=True, help="output folder (created if needed)")
     output = parser.add_argument_group("output")
-    output.add_argument("--format", default="md,tex,csv,html", type=_csv_list,
+    output.add_argument("--format", default="md,tex,csv,html", type=parse_csv,
                         help="comma-separated subset of md,tex,csv,html (default: all)")
-    output.add_argument("--samples", action="append", type=_csv_list, default=None,
+    output.add_argument("--samples", action="append", type=parse_csv, default=None,
                         help="stems for the HTML grid, comma-separated or repeated (default: first of each domain)")
     output.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True,
                         help="show the paper's figures beside measured rows, and the paper's tables (default: on)")

@@ -29,6 +29,7 @@ checkpoint; a folder holding a run with other settings is refused."""
 def register(parser: argparse.ArgumentParser) -> None:
     from baselines.asuka.training import STAGES
     from baselines.asuka.training.config import PRESETS
+    from misato.cli._common import add_weight_arguments
 
     parser.epilog = EPILOG
     parser.add_argument("stage", choices=(*STAGES, LATENTS),
@@ -50,13 +51,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latents", default=None, help="decoder: the latent cache of `misato train decoder-latents`")
     parser.add_argument("--decoder-init", default=None, help="decoder with --set init=file: asymmetric decoder to "
                                                              "start from (the '+ cond.' starting point)")
-    parser.add_argument("--weight", action="append", default=[], metavar="KEY=PATH",
-                        help="explicit weight file (e.g. vgg16-torchvision for the decoder's LPIPS loss)")
-    parser.add_argument("--allow-download", action="store_true", help="download missing registry weights")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (resumable)")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_weight_arguments(parser)  # e.g. vgg16-torchvision for the decoder's LPIPS loss
     parser.set_defaults(handler=run)
 
 
