@@ -275,14 +275,21 @@ def test_misato_mask_does_not_depend_on_python_hash_seed() -> None:
 
 
 def test_misato_sampler_ratio_bounds_and_no_rectangles(bank: ObjectShapeBank) -> None:
-    kinds = []
+    kinds, attempts, checked = [], [], 0
     for i in range(150):
         sample = misato_mask(11, "landscape", i, objects=bank)
         assert isinstance(sample, MaskSample)
         assert sample.mask.shape == (SIZE, SIZE) and sample.mask.dtype == np.uint8
         assert 0.2 <= sample.hole_ratio <= 0.8 and sample.hole_ratio == pytest.approx(sample.mask.mean())
-        assert 1 <= sample.attempts <= 100
+        if sample.attempts > 1 and i % 10 == 0:
+            # `attempts` is the number of candidates drawn: one try fewer finds no mask in range
+            with pytest.raises(MaskSamplingError):
+                misato_mask(11, "landscape", i, objects=bank, max_tries=sample.attempts - 1)
+            checked += 1
+        attempts.append(sample.attempts)
         kinds.append(sample.kind)
+    assert max(attempts) > 1 and max(attempts) <= 100  # rejections happen, within the default max_tries
+    assert checked > 0
     assert not any("rectangle" in kind for kind in kinds)
     # Without the regular basis the 50/40 split renormalises to 5/9 object, 4/9 irregular. Binomial sd ~0.04.
     share = np.mean([kind.startswith("coco-object") for kind in kinds])
