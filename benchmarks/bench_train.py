@@ -85,9 +85,9 @@ def bench_stage(stage: str, repeats: int, device: str, data: Path) -> dict[str, 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     module = importlib.import_module(f"baselines.asuka.training.{stage}")
     patches = contextlib.ExitStack()
-    if stage != "mae":
-        patches.enter_context(mock.patch.object(module, "load_frozen_sd",
-                                                lambda *a, **k: freeze(real_sd_pipeline(device))))
+    if stage != "mae":  # every stage loads its frozen SD through `diffusion.load_frozen_sd`
+        patches.enter_context(mock.patch("baselines.asuka.training.diffusion.load_frozen_sd",
+                                         lambda *a, **k: freeze(real_sd_pipeline(device))))
     if stage == "decoder":  # LPIPS-VGG with a random backbone (the real size) and the wheel's linear heads
         import lpips
 

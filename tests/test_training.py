@@ -449,9 +449,9 @@ def test_each_decoder_preset_trains_and_loads_into_asuka_sd(preset, tmp_path, ph
     assert record["config"]["color_jitter"] == (preset != "cond") and record["step"] == 3
     assert main(["train", "alignment", "--preset", "tiny", *base[:2], "--max-steps", "1", "--no-progress",
                  "--out", str(tmp_path / "align")]) == 0
-    from baselines.asuka.trained import add_decoders
+    from baselines.asuka.trained import compose_asuka_sd
 
-    add_decoders(tmp_path / "align", {preset: tmp_path / "dec"})
+    compose_asuka_sd(tmp_path / "align", tmp_path / "align", {preset: tmp_path / "dec"})
     images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     masks = torch.zeros(1, 1, 32, 32)
     masks[..., 8:24, 8:24] = 1

@@ -188,15 +188,16 @@ class AsukaSDInpainter(AsukaInpainterBase):
         explicit = self.options.get("weight_paths") or {}
         records = self.__dict__.setdefault("folder_weights", {})
 
-        def pick(key: str, default: Path | None) -> Path | None:
-            path = Path(explicit[key]).expanduser() if key in explicit else default
-            if path is None:
-                return None
+        def record(key: str, path: Path, source: str) -> Path:
             if not path.is_file():
                 raise FileNotFoundError(f"asuka-sd {folder}: {key} file {path} is missing")
-            records[key] = {"key": key, "path": str(path), "sha256": file_sha256(path),
-                            "source": "explicit" if key in explicit else f"trained folder {trained.folder}"}
+            records[key] = {"key": key, "path": str(path), "sha256": file_sha256(path), "source": source}
             return path
+
+        def pick(key: str, default: Path) -> Path:
+            if key in explicit:
+                return record(key, Path(explicit[key]).expanduser(), "explicit")
+            return record(key, default, f"trained folder {trained.folder}")
 
         mae_path = pick("asuka-mae", trained.mae)
         if "asuka-mae" not in explicit and records["asuka-mae"]["sha256"] != trained.mae_sha256:
@@ -206,10 +207,9 @@ class AsukaSDInpainter(AsukaInpainterBase):
         alignment_path = pick("asuka-sd-alignment", trained.alignment)
         decoder_path = self._decoder_path(decoder, trained.decoders, folder)
         if decoder_path is not None:
-            records["asuka-sd-decoder"] = {"key": "asuka-sd-decoder", "path": str(decoder_path),
-                                           "sha256": file_sha256(decoder_path), "source": f"decoder={decoder}"}
-        self.options.update(trained_folder=str(trained.folder), alignment_variant=trained.alignment_variant, mae_config="trained-folder",
-                            sd_model=trained.sd_model)
+            record("asuka-sd-decoder", decoder_path, f"decoder={decoder}")
+        self.options.update(trained_folder=str(trained.folder), alignment_variant=trained.alignment_variant,
+                            mae_config="trained-folder", sd_model=trained.sd_model)
         return (trained.sd_model, mae_path, alignment_path, trained.alignment_variant,
                 MAEConfig(**trained.mae_config), decoder_path)
 

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# Fixed sin-cos position tables: buffers in the state dict, recomputed rather than loaded for training.
+FIXED_POSITION_KEYS: tuple[str, ...] = ("pos_embed", "decoder_pos_embed")
 
 
 @dataclass(frozen=True)
@@ -371,7 +373,7 @@ class AsukaMAE(nn.Module):
         state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ValueError(f"{path}: not a MAE state dict (expected a dict of tensors, or one under 'model')")
-        state = {k: v for k, v in state.items() if k not in ("pos_embed", "decoder_pos_embed")}
+        state = {k: v for k, v in state.items() if k not in FIXED_POSITION_KEYS}
         own = self.state_dict()
         wrong = [f"{k} {tuple(v.shape)} (expected {tuple(own[k].shape)})" for k, v in state.items()
                  if k in own and v.shape != own[k].shape]
@@ -379,7 +381,7 @@ class AsukaMAE(nn.Module):
             raise ValueError(f"{path}: not a MAE of this architecture ({self.config}); mismatched shapes: "
                              f"{wrong[:5]}{' ...' if len(wrong) > 5 else ''}")
         optional = ("decoder_patch_embed.", "alpha") if allow_missing_finetune else ()
-        missing = [k for k in own if k not in state and k not in ("pos_embed", "decoder_pos_embed")]
+        missing = [k for k in own if k not in state and k not in FIXED_POSITION_KEYS]
         fatal = [k for k in missing if not k.startswith(optional)]
         if fatal:
             hint = ("" if allow_missing_finetune else
@@ -387,8 +389,7 @@ class AsukaMAE(nn.Module):
             raise ValueError(f"{path}: not a MAE of this architecture; missing keys {fatal[:5]}"
                              f"{' ...' if len(fatal) > 5 else ''}{hint}")
         result = self.load_state_dict(state, strict=False)
-        report = LoadReport(str(path), [k for k in result.missing_keys if k not in ("pos_embed", "decoder_pos_embed")],
-                            list(result.unexpected_keys))
+        report = LoadReport(str(path), missing, list(result.unexpected_keys))
         if report.missing or report.unexpected:
             log.info("MAE %s: kept initial values for %s; ignored %s", path, report.missing, report.unexpected)
         return report

@@ -3,7 +3,7 @@
 - MAE run (`misato train mae`): `mae.safetensors` (our `AsukaMAE` keys = the release's) + `mae.json`
   {format, config (MAEConfig fields), weights: "finetuned"}.
 - ASUKA-SD folder (`misato train alignment`): `asuka_sd.json` {format, sd_model, alignment, alignment_variant,
-  mae {path, sha256, config}, decoder}; `alignment.safetensors`; `sd/` (a diffusers folder, only when the run
+  mae {path, sha256, config}, decoders}; `alignment.safetensors`; `sd/` (a diffusers folder, only when the run
   used tiny random SD parts). `misato inpaint --method asuka-sd --option model=FOLDER` loads it as it is.
 - Decoder run (`misato train decoder`): `decoder.safetensors` (the conditioned decoder, diffusers keys) +
   `decoder.json` {format, arch ("asuka" | "cond"), file}. An ASUKA-SD manifest names decoders by Table 2(d) name
@@ -73,12 +73,10 @@ def save_mae_run(mae: torch.nn.Module, folder: Path) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class MAESource:
-    """A MAE to load: file, its MAEConfig fields (None: not recorded, use the caller's preset), and whether it
-    holds the fine-tune parameters."""
+    """A MAE to load: file, and its MAEConfig fields (None: not recorded, use the caller's preset)."""
 
     path: Path
     config: dict[str, Any] | None
-    finetuned: bool | None
 
 
 def find_mae(source: str | Path) -> MAESource:
@@ -86,9 +84,9 @@ def find_mae(source: str | Path) -> MAESource:
     source = Path(source).expanduser()
     if source.is_dir():
         data = _read_manifest(source, MAE_MANIFEST, MAE_FORMAT, "--mae")
-        return MAESource(_resolve(data["file"], source), data["config"], data.get("weights") == "finetuned")
+        return MAESource(_resolve(data["file"], source), data["config"])
     if source.is_file():
-        return MAESource(source, None, None)
+        return MAESource(source, None)
     raise FileNotFoundError(f"--mae {source}: no such file or folder")
 
 
@@ -107,14 +105,6 @@ def write_asuka_sd_folder(folder: Path, alignment: torch.nn.Module, sd_model: st
         "decoders": {},
     })
     return {"alignment": ALIGNMENT_FILE, "manifest": ASUKA_SD_MANIFEST}
-
-
-def add_decoders(folder: Path, decoders: dict[str, Path]) -> None:
-    """Name decoder runs (or files) in an ASUKA-SD manifest, e.g. {"asuka": runs/decoder, "cond": ...}."""
-    manifest = folder / ASUKA_SD_MANIFEST
-    data = json.loads(manifest.read_text())
-    data.setdefault("decoders", {}).update({name: _relative(Path(path), folder) for name, path in decoders.items()})
-    atomic_write_json(manifest, data)
 
 
 def compose_asuka_sd(alignment_run: Path, folder: Path, decoders: dict[str, Path]) -> None:
@@ -151,7 +141,7 @@ def find_decoder(source: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class AsukaSDFolder:
-    """A read `asuka_sd.json`: absolute paths, the MAE config fields, and the decoder file (None: none trained)."""
+    """A read `asuka_sd.json`: absolute paths, the MAE config fields, and the named decoders (may be empty)."""
 
     folder: Path
     sd_model: str

@@ -24,7 +24,7 @@ from torch import nn
 
 from baselines.asuka.training.config import DecoderTrainConfig
 from baselines.asuka.training.data import generators
-from baselines.asuka.training.diffusion import load_frozen_sd
+from baselines.asuka.training.diffusion import FrozenSD, weight_dtype
 from baselines.asuka.training.loop import StageParts, TrainInputs, file_record
 
 
@@ -97,14 +97,13 @@ def load_decoder_init(path: str) -> dict[str, torch.Tensor]:
 
 def build(config: DecoderTrainConfig, inputs: TrainInputs, accelerator: Any) -> StageParts:
     from baselines.asuka.decoder import ConditionedLatentDecoder, DecoderArch, build_decoder, init_from_vae_decoder
-    from baselines.asuka.training.alignment import sd_record, weight_dtype
     from baselines.asuka.training.data import data_fingerprint, list_training_images
     from baselines.asuka.training.latents import LatentCache, cache_fingerprint, latent_selected
 
     if inputs.mae:
         raise ValueError("the decoder stage uses no MAE; drop --mae")
     cache = None
-    records: dict[str, Any] = sd_record(config.sd_model)
+    records: dict[str, Any] = {}
     if config.latent_aug_share > 0:
         if not inputs.latents:
             raise ValueError("this decoder preset uses latent augmentation: pass --latents CACHE, built by `misato "
@@ -115,8 +114,9 @@ def build(config: DecoderTrainConfig, inputs: TrainInputs, accelerator: Any) -> 
     if config.init == "file" and not inputs.decoder_init:
         raise ValueError("init 'file' needs --decoder-init FILE (an asymmetric-decoder state dict)")
     device, dtype = accelerator.device, weight_dtype(accelerator)
-    sd = load_frozen_sd(config.sd_model, device, dtype, seed=config.seed)
-    vae = sd.vae
+    sd = FrozenSD.load(config.sd_model, device, dtype, seed=config.seed)
+    vae = sd.pipe.vae
+    records.update(sd.record())
     lpips_net, lpips_records = build_lpips_loss(config, inputs)
     records.update(lpips_records)
     if lpips_net is not None:

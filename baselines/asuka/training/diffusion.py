@@ -11,6 +11,7 @@ Every draw (e1, e2, eps, t) comes from the item's own generator, in that order, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -75,6 +76,56 @@ def draw_diffusion(gens: list[torch.Generator], latent_shape: tuple[int, int, in
     return DiffusionDraws(torch.stack(latent_eps), torch.stack(masked_eps), torch.stack(noise), torch.stack(timesteps))
 
 
+def weight_dtype(accelerator: Any) -> torch.dtype:
+    """dtype of the frozen parts: the mixed-precision dtype (as diffusers' training scripts), else float32."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(str(accelerator.mixed_precision), torch.float32)
+
+
+@dataclass
+class FrozenSD:
+    """The frozen SD inpainting model a stage trains against: the pipeline, its training noise schedule, and the
+    model reference recorded in runs (a hub id, an absolute local folder, or "tiny")."""
+
+    pipe: Any
+    scheduler: Any
+    model: str
+
+    @classmethod
+    def load(cls, sd_model: str, device: torch.device, dtype: torch.dtype, text_encoder: bool = False,
+             seed: int = 0, gradient_checkpointing: bool = False) -> "FrozenSD":
+        pipe = load_frozen_sd(sd_model, device, dtype, text_encoder=text_encoder, seed=seed)
+        if gradient_checkpointing:
+            pipe.unet.enable_gradient_checkpointing()
+        return cls(pipe, noise_scheduler(pipe), sd_reference(sd_model))
+
+    def record(self) -> dict[str, Any]:
+        return {"sd_model": self.model}
+
+    def objective(self, images: torch.Tensor, masks: torch.Tensor, cond: torch.Tensor,
+                  gens: list[torch.Generator]) -> torch.Tensor:
+        """`epsilon_loss` with the items' draws (`draw_diffusion`): images (B, 3, H, W) in [0, 1], masks
+        (B, 1, H, W) 1 = hole, cond (B, N, D) on the training device."""
+        draws = draw_diffusion(gens, latent_shape(self.pipe.vae, *images.shape[-2:]),
+                               self.scheduler.config.num_train_timesteps)
+        return epsilon_loss(self.pipe.unet, self.pipe.vae, self.scheduler, images.to(cond.device),
+                            masks.to(cond.device), cond, draws)
+
+    def saved_reference(self, out: Path, files: dict[str, str]) -> str:
+        """The SD reference a trained folder names: the model itself, or (tiny random parts, which exist nowhere
+        else) a copy saved into the run folder, added to `files`."""
+        if self.model != TINY_SD:
+            return self.model
+        from baselines.asuka.trained import save_sd_components
+
+        files["sd"] = save_sd_components(self.pipe, out)
+        return files["sd"]
+
+
+def sd_reference(sd_model: str) -> str:
+    """How a run records its SD model: "tiny", a hub id, or an existing local folder as an absolute path."""
+    return sd_model if sd_model == TINY_SD or not Path(sd_model).exists() else str(Path(sd_model).resolve())
+
+
 def latent_shape(vae: Any, height: int, width: int) -> tuple[int, int, int]:
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     return vae.config.latent_channels, height // factor, width // factor
@@ -116,4 +167,4 @@ def epsilon_loss(unet: Any, vae: Any, scheduler: Any, images: torch.Tensor, mask
 
 
 __all__ = ["load_frozen_sd", "noise_scheduler", "DiffusionDraws", "draw_diffusion", "latent_shape", "epsilon_loss",
-           "TINY_SD"]
+           "TINY_SD", "FrozenSD", "sd_reference", "weight_dtype"]

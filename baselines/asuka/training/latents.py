@@ -43,9 +43,9 @@ def latent_selected(name: str, share: float, run_seed: int) -> bool:
 
 def cache_fingerprint(config: DecoderTrainConfig, data: dict[str, Any]) -> dict[str, Any]:
     """Everything the cached latents depend on."""
-    from baselines.asuka.training.alignment import sd_record
+    from baselines.asuka.training.diffusion import sd_reference
 
-    return {"format": FORMAT, "data_sha256": data["sha256"], **sd_record(config.sd_model), "seed": config.seed,
+    return {"format": FORMAT, "data_sha256": data["sha256"], "sd_model": sd_reference(config.sd_model), "seed": config.seed,
             "resolution": config.resolution, "crop_scale": list(config.crop_scale), "hflip": config.hflip,
             "share": config.latent_aug_share, "t_range": list(config.latent_t_range)}
 
@@ -68,7 +68,7 @@ def build_latent_cache(config: DecoderTrainConfig, data: str, out: str, progress
     """Compute (or complete) the cache in `out`; returns the index. Safe to interrupt and rerun."""
     from tqdm.auto import tqdm
 
-    from baselines.asuka.training.diffusion import load_frozen_sd, noise_scheduler
+    from baselines.asuka.training.diffusion import FrozenSD
     from baselines.asuka.trained import save_safetensors
     from baselines.sd.components import encode_text
 
@@ -94,8 +94,8 @@ def build_latent_cache(config: DecoderTrainConfig, data: str, out: str, progress
     if not todo:
         return index
     device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    sd = load_frozen_sd(config.sd_model, device_, torch.float32, text_encoder=True, seed=config.seed)
-    scheduler = noise_scheduler(sd)
+    frozen = FrozenSD.load(config.sd_model, device_, torch.float32, text_encoder=True, seed=config.seed)
+    sd, scheduler = frozen.pipe, frozen.scheduler
     null = encode_text(sd, "", device_)
     position = {name: i for i, name in enumerate(files)}
     images = TrainingImages(root, files, config.resolution, masks=None, scale=tuple(config.crop_scale),

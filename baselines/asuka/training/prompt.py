@@ -13,17 +13,9 @@ from typing import Any
 
 import torch
 
-from baselines.asuka.training.alignment import sd_record, weight_dtype
 from baselines.asuka.training.config import PromptTrainConfig
 from baselines.asuka.training.data import generators
-from baselines.asuka.training.diffusion import (
-    TINY_SD,
-    draw_diffusion,
-    epsilon_loss,
-    latent_shape,
-    load_frozen_sd,
-    noise_scheduler,
-)
+from baselines.asuka.training.diffusion import FrozenSD, weight_dtype
 from baselines.asuka.training.loop import StageParts, TrainInputs
 
 
@@ -55,28 +47,19 @@ def build(config: PromptTrainConfig, inputs: TrainInputs, accelerator: Any) -> S
     if inputs.mae:
         raise ValueError("the prompt stage uses no MAE; drop --mae")
     device, dtype = accelerator.device, weight_dtype(accelerator)
-    sd = load_frozen_sd(config.sd_model, device, dtype, text_encoder=config.init == "empty", seed=config.seed)
-    if config.gradient_checkpointing:
-        sd.unet.enable_gradient_checkpointing()
-    scheduler = noise_scheduler(sd)
-    prompt = LearnedPrompt(initial_embeddings(config, sd, device))
-    records = sd_record(config.sd_model)
+    sd = FrozenSD.load(config.sd_model, device, dtype, text_encoder=config.init == "empty", seed=config.seed,
+                       gradient_checkpointing=config.gradient_checkpointing)
+    prompt = LearnedPrompt(initial_embeddings(config, sd.pipe, device))
 
     def loss(module: torch.nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        images, masks = batch["image"], batch["mask"]
-        gens = generators(batch["seed"])
-        cond = module(images.shape[0])
-        draws = draw_diffusion(gens, latent_shape(sd.vae, *images.shape[-2:]), scheduler.config.num_train_timesteps)
-        return epsilon_loss(sd.unet, sd.vae, scheduler, images.to(device), masks.to(device), cond, draws), {}
+        images = batch["image"]
+        return sd.objective(images, batch["mask"], module(images.shape[0]), generators(batch["seed"])), {}
 
     def save(module: torch.nn.Module, out: Path) -> dict[str, str]:
-        from baselines.asuka.trained import save_sd_components, write_prompt_folder
+        from baselines.asuka.trained import write_prompt_folder
 
         files: dict[str, str] = {}
-        sd_model = records["sd_model"]
-        if sd_model == TINY_SD:
-            sd_model = files["sd"] = save_sd_components(sd, out)
-        files.update(write_prompt_folder(out, module.embeds.data, sd_model))
+        files.update(write_prompt_folder(out, module.embeds.data, sd.saved_reference(out, files)))
         return files
 
-    return StageParts(prompt, loss, save, records, frozen={"unet": sd.unet, "vae": sd.vae})
+    return StageParts(prompt, loss, save, sd.record(), frozen={"unet": sd.pipe.unet, "vae": sd.pipe.vae})
