@@ -462,3 +462,11 @@ def test_each_decoder_preset_trains_and_loads_into_asuka_sd(preset, tmp_path, ph
     assert torch.equal(out, by_path.inpaint(images, masks, [3]))
     plain = create_inpainter("asuka-sd", model=str(tmp_path / "align"), decoder="vae", steps=2).inpaint(images, masks, [3])
     assert (out - plain).abs().max() > 1e-4
+
+
+def test_resume_drops_log_lines_past_the_checkpoint_and_a_line_cut_by_a_kill(tmp_path):
+    from baselines.asuka.training.loop import RunLog
+
+    (tmp_path / "log.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"ste')
+    RunLog(tmp_path, start_step=2, enabled=True).close()
+    assert (tmp_path / "log.jsonl").read_text() == '{"step": 1}\n{"step": 2}\n'

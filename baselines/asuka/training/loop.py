@@ -155,6 +155,14 @@ def latest_checkpoint(out: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def _logged_step(line: str) -> float:
+    """The step of a log.jsonl line; inf for a line a kill cut short (it is dropped on resume)."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
+
+
 class RunLog:
     """log.jsonl (and TensorBoard when installed), main process only. On resume, lines past the resumed step
     (written after the last checkpoint of a killed run) are dropped so the log matches the weights."""
@@ -166,8 +174,7 @@ class RunLog:
         if not enabled:
             return
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= start_step]
+            kept = [line for line in self.path.read_text().splitlines() if _logged_step(line) <= start_step]
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -250,20 +257,17 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
         _check_resumable(out, identity)
     accelerator.wait_for_everyone()
 
-    model = parts.trainable
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in parts.trainable.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the stage has no trainable parameter")
-    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.adam_betas), weight_decay=config.weight_decay)
-    betas = tuple(config.adam_betas)
-    if parts.aux is not None:
-        aux_params = [p for p in parts.aux.parameters() if p.requires_grad]
-        aux_optimizer = torch.optim.AdamW(aux_params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
-        model, optimizer, aux, aux_optimizer = accelerator.prepare(model, optimizer, parts.aux, aux_optimizer)
-        optimizers, models = (optimizer, aux_optimizer), (model, aux)
-    else:
-        model, optimizer = accelerator.prepare(model, optimizer)
-        aux, optimizers, models = None, (optimizer,), (model,)
+    # the trained module and, when the stage has one, its auxiliary module (the decoder's discriminator): one AdamW
+    # each, all prepared by accelerate together
+    modules = [parts.trainable] + ([parts.aux] if parts.aux is not None else [])
+    optimizers = [torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=config.lr,
+                                    betas=tuple(config.adam_betas), weight_decay=config.weight_decay) for m in modules]
+    prepared = accelerator.prepare(*modules, *optimizers)
+    models, optimizers = list(prepared[:len(modules)]), list(prepared[len(modules):])
+    model, aux = models[0], (models[1] if len(models) > 1 else None)
 
     start, bad_total, bad_listed = 0, 0, []
     checkpoint = latest_checkpoint(out)
@@ -286,8 +290,7 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
         "config": config.record(),
         "inputs": {**parts.inputs, "data": data, "masks": masks.describe(), "args": vars(inputs)},
         "seeds": {"run": config.seed, "items": "sample_seed('{epoch}/{relative path}', run seed)",
-                  "process_order": "per-epoch permutation default_rng([run seed, epoch])",
-                  "processes": accelerator.num_processes},
+                  "process_order": "per-epoch permutation default_rng([run seed, epoch])"},
         "accelerate": {"processes": accelerator.num_processes, "gradient_accumulation_steps": accum,
                        "mixed_precision": config.mixed_precision, "device": str(accelerator.device)},
         "versions": package_versions(),
@@ -299,7 +302,6 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
     }
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(out / CHECKPOINTS / "tmp", ignore_errors=True)
         for stale in (out / CHECKPOINTS).glob(".step-*.tmp"):
             shutil.rmtree(stale, ignore_errors=True)
         atomic_write_json(out / RUN_RECORD, record)
@@ -336,8 +338,8 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.grad_clip > 0:
                     accelerator.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizers[0].step()
+                optimizers[0].zero_grad(set_to_none=True)
                 if aux is not None:
                     with accelerator.autocast():
                         aux_value = parts.aux_loss(aux, step)
