@@ -171,14 +171,17 @@ class TrainingImages(torch.utils.data.Dataset):
         self.masks, self.scale, self.hflip, self.extra = masks, scale, hflip, extra
         self.canonical_seed = canonical_seed
 
-    def crop_rng(self, index: int, item_rng: np.random.Generator) -> np.random.Generator:
+    def crop_rng(self, index: int, item_rng: np.random.Generator | None) -> np.random.Generator:
         """The crop's random stream: the item's, or (canonical crops) one per file: `canonical_crop_seed`."""
         if self.canonical_seed is None:
+            if item_rng is None:
+                raise ValueError("crops that are not canonical need the item's random stream")
             return item_rng
         return np.random.default_rng(canonical_crop_seed(self.files[index], self.canonical_seed))
 
-    def read_crop(self, index: int, rng: np.random.Generator) -> np.ndarray:
-        """uint8 (S, S, 3) crop of file `index` (no substitution: ImageFileError when unreadable)."""
+    def read_crop(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """uint8 (S, S, 3) crop of file `index` (no substitution: ImageFileError when unreadable); `rng` is the
+        item's stream, not needed for canonical crops."""
         return random_crop(read_training_rgb(self.path(index)), self.size, self.crop_rng(index, rng), self.scale,
                            self.hflip)
 

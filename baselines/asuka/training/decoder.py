@@ -24,7 +24,7 @@ from torch import nn
 
 from baselines.asuka.training.config import DecoderTrainConfig
 from baselines.asuka.training.data import generators
-from baselines.asuka.training.diffusion import FrozenSD, weight_dtype
+from baselines.asuka.training.diffusion import FrozenSD, latent_shape, weight_dtype
 from baselines.asuka.training.loop import StageParts, TrainInputs, file_record
 
 
@@ -141,19 +141,22 @@ def build(config: DecoderTrainConfig, inputs: TrainInputs, accelerator: Any) -> 
         images, masks = batch["image"].to(device), batch["mask"].to(device)
         gens = generators(batch["seed"])
         target = images * 2 - 1
-        inputs_side = color_jitter(images.cpu(), gens, config.jitter).to(device) if config.color_jitter else images
+        # draws in a fixed order for every item (jitter, then latent noise), whether or not its latent is cached
+        inputs_side = color_jitter(batch["image"], gens, config.jitter).to(device) if config.color_jitter else images
+        eps = torch.stack([torch.randn(latent_shape(vae, *images.shape[-2:]), generator=g) for g in gens])
+        cached = [cache.get(name) if cache is not None and latent_selected(name, config.latent_aug_share, config.seed)
+                  else None for name in batch["file"]]
+        encode = [i for i, latent in enumerate(cached) if latent is None]  # the VAE runs only where needed
+        latents = torch.empty(eps.shape, device=device)
         with torch.no_grad():
-            dist = vae.encode((inputs_side * 2 - 1).to(vae.dtype)).latent_dist
-            eps = torch.stack([torch.randn(dist.mean.shape[1:], generator=g) for g in gens]).to(device, dist.mean.dtype)
-            latents = ((dist.mean + dist.std * eps) * vae.config.scaling_factor).float()
-            used = 0
-            if cache is not None:
-                for i, name in enumerate(batch["file"]):
-                    if latent_selected(name, config.latent_aug_share, config.seed):
-                        cached = cache.get(name)
-                        if cached is not None:
-                            latents[i] = cached.to(device)
-                            used += 1
+            if encode:
+                dist = vae.encode((inputs_side[encode] * 2 - 1).to(vae.dtype)).latent_dist
+                noise = eps[encode].to(device, dist.mean.dtype)
+                latents[encode] = ((dist.mean + dist.std * noise) * vae.config.scaling_factor).float()
+            for i, latent in enumerate(cached):
+                if latent is not None:
+                    latents[i] = latent.to(device)
+        used = len(cached) - len(encode)
         pred = module(latents, target, masks)
         rec = config.l1_weight * (pred - target).abs().mean()
         if lpips_net is not None:

@@ -111,7 +111,7 @@ def build_latent_cache(config: DecoderTrainConfig, data: str, out: str, progress
             chunk, crops, gens = [], [], []
             for name in names[start:start + config.micro_batch_size]:
                 try:
-                    crops.append(images.read_crop(position[name], np.random.default_rng(0)))
+                    crops.append(images.read_crop(position[name]))
                 except ImageFileError as error:
                     index["bad"].append(str(error))
                     continue
