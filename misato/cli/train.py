@@ -6,8 +6,6 @@ import argparse
 
 HELP = "train ASUKA-SD parts (mae, alignment, decoder) or the SD-prompt baseline (prompt); resumable, accelerate-ready"
 
-LATENTS = "decoder-latents"
-
 EPILOG = """examples:
   misato train mae --preset tiny --data photos/ --out runs/mae --max-steps 5        (CPU, seconds, no weights)
   misato train alignment --preset tiny --data photos/ --mae runs/mae --out runs/align --max-steps 5
@@ -27,12 +25,12 @@ checkpoint; a folder holding a run with other settings is refused."""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from baselines.asuka.training import STAGES
+    from baselines.asuka.training import COMMANDS, LATENTS
     from baselines.asuka.training.config import PRESETS
     from misato.cli._common import add_weight_arguments
 
     parser.epilog = EPILOG
-    parser.add_argument("stage", choices=(*STAGES, LATENTS),
+    parser.add_argument("stage", choices=COMMANDS,
                         help=f"what to train; {LATENTS}: the decoder's offline latent cache (--out is the cache)")
     parser.add_argument("--data", required=True, help="training images: a folder (recursive) or a file list")
     parser.add_argument("--out", required=True, help="run folder (created; rerun to resume)")
@@ -62,7 +60,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from baselines.asuka.training import stage_builder
+    from baselines.asuka.training import LATENTS, config_stage, stage_builder
     from baselines.asuka.training.config import build_config
     from baselines.asuka.training.loop import TrainInputs, train
     from misato.cli._common import parse_weight_overrides
@@ -70,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     sets = list(args.set)
     if args.masks and not any(pair.startswith("mask_source=") for pair in sets):
         sets.append("mask_source=folder")  # --masks means: read masks from there
-    stage = "decoder" if args.stage == LATENTS else args.stage
-    config = build_config(stage, args.preset, args.config, sets)
+    config = build_config(config_stage(args.stage), args.preset, args.config, sets)
     if args.print_config:
         print(json.dumps(config.record(), indent=2))
         return 0

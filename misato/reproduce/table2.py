@@ -36,7 +36,7 @@ def preset_names() -> list[str]:
 
 def load_preset(name: str) -> dict[str, Any]:
     """The preset `name`, checked: every reference names a stage, every row a run, every stage a known stage."""
-    from baselines.asuka.training import STAGES
+    from baselines.asuka.training import COMMANDS, config_stage
     from baselines.asuka.training.config import build_config
 
     if name not in preset_names():
@@ -45,9 +45,9 @@ def load_preset(name: str) -> dict[str, Any]:
     stages = preset["stages"]
     for stage_name, spec in stages.items():
         kind = spec["stage"]
-        if kind not in (*STAGES, "decoder-latents"):
+        if kind not in COMMANDS:
             raise ValueError(f"preset {name}: stage {stage_name} has unknown kind {kind!r}")
-        build_config("decoder" if kind == "decoder-latents" else kind, spec.get("presets", []), sets=spec.get("sets", []))
+        build_config(config_stage(kind), spec.get("presets", []), sets=spec.get("sets", []))
         for key in ("mae", "latents"):
             ref = spec.get(key)
             if ref and ref != "pretrained" and ref.removeprefix("stage:") not in stages:
@@ -82,14 +82,14 @@ class Table2Inputs:
 def _evaluation_set(preset: dict[str, Any], inputs: Table2Inputs) -> tuple[Any, str | None]:
     """(the evaluation Dataset, the training-image folder it implies for smoke runs)."""
     from misato.data import load_dataset
-    from misato.embedded import build_embedded, load_embedded
+    from misato.embedded import load_embedded
 
     evaluation = preset["evaluation"]
     if inputs.misato:
         return load_dataset(inputs.misato), None
     if "embedded_size" in evaluation:
-        size = int(evaluation["embedded_size"])
-        return load_embedded(size=size), str(build_embedded(size=size) / "image")
+        dataset = load_embedded(size=int(evaluation["embedded_size"]))  # built (and hash-checked) once
+        return dataset, str(Path(dataset.root) / "image")
     raise ValueError(f"preset {preset['name']} evaluates on MISATO: pass --misato MISATO/512")
 
 
@@ -128,7 +128,7 @@ def run_table2(inputs: Table2Inputs) -> dict[str, Any]:
     """Everything of the module docstring; returns the summary written to `reproduce.json`."""
     from accelerate.state import PartialState
 
-    from baselines.asuka.training import stage_builder
+    from baselines.asuka.training import LATENTS, config_stage, stage_builder
     from baselines.asuka.training.config import build_config
     from baselines.asuka.training.data import list_training_images
     from baselines.asuka.training.latents import build_latent_cache
@@ -152,9 +152,8 @@ def run_table2(inputs: Table2Inputs) -> dict[str, Any]:
     for name, spec in preset["stages"].items():
         folder = out / "stages" / name
         kind = spec["stage"]
-        config = build_config("decoder" if kind == "decoder-latents" else kind, spec.get("presets", []),
-                              sets=spec.get("sets", []))
-        if kind == "decoder-latents":
+        config = build_config(config_stage(kind), spec.get("presets", []), sets=spec.get("sets", []))
+        if kind == LATENTS:
             if state.is_main_process:
                 index = build_latent_cache(config, data, str(folder), progress=inputs.progress,
                                            device=inputs.device if inputs.device != "auto" else None)
