@@ -108,12 +108,13 @@ def predictions_folder(path: str | Path) -> Path:
 
 
 def _check_out_dir(out_dir: Path) -> None:
-    """Fail before scoring when the result folder cannot be written (a file, or no write permission)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} is a file, not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise PermissionError(f"--out {out_dir}: this user cannot write there")
+    """Fail before scoring when the result folder cannot be written (a file, or no write permission), without
+    creating anything: the folder (or its nearest existing parent) must be a writable folder."""
+    existing = next(p for p in (out_dir.absolute(), *out_dir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out_dir}: this user cannot write in {existing}")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -404,11 +405,11 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     notes: dict[str, str] = {}
     rows: dict[str, dict[str, Any]] = {}
     inception = networks.inception
+    kept = {metric: np.where(left_out[metric], np.nan, values) for metric, values in per_image.items()}
     for name, rows_index in _scopes(dataset).items():
         row: dict[str, Any] = {"n": int(len(rows_index))}
-        for metric, values in per_image.items():
-            chosen = np.where(left_out[metric], np.nan, values)[rows_index]
-            row[metric] = _finite_mean(chosen, f"{name}.{metric}", notes)
+        for metric, values in kept.items():
+            row[metric] = _finite_mean(values[rows_index], f"{name}.{metric}", notes)
         if inception is not None and name != "overall" and len(rows_index) == n:
             # A domain holding every sample has the overall set metrics: no second eigh/SVM/KID pass.
             row.update({k: v for k, v in rows["overall"].items() if k not in row})
