@@ -215,26 +215,24 @@ class InpainterRegistry:
             )
         return cls
 
+    def accepted_options(self, spec: str) -> set[str] | None:
+        """Option names the method of `spec` takes; None = any. Built-ins (and folders) are held to their
+        constructor's parameters; a plug-in whose constructor takes **options may read options of its own."""
+        return self.get(spec).accepted_options(strict=self.parse(spec).kind in ("builtin", "folder"))
+
     def create(self, spec: str, device: str = "cpu", **options: Any) -> Inpainter:
-        """Instantiate the inpainter for `spec` on `device`; spec-implied options (folder root) are added."""
-        parsed = self.parse(spec)
-        cls = self.get(spec)
-        options = {**parsed.options, **options}
-        check_options(cls, options, strict=parsed.kind in ("builtin", "folder"), who=spec)
-        return cls(device=device, **options)
-
-
-def check_options(cls: type[Inpainter], options: dict[str, Any], strict: bool, who: str) -> None:
-    """Refuse options the inpainter does not take (a typo would otherwise be ignored), naming the valid ones.
-    strict: built-ins are checked always; a plug-in whose constructor takes **options only by its signature."""
-    accepted = cls.accepted_options(strict=strict)
-    unknown = sorted(set(options) - accepted) if accepted is not None else []
-    if unknown:
-        hints = [f"{close[0]} for {name}" for name in unknown
-                 if (close := difflib.get_close_matches(name, sorted(accepted), n=1, cutoff=0.6))]
-        raise InpainterLoadError(
-            f"{who}: unknown option(s) {', '.join(unknown)}"
-            f"{' (did you mean ' + ', '.join(hints) + '?)' if hints else ''}; valid: {', '.join(sorted(accepted))}")
+        """Instantiate the inpainter for `spec` on `device`; spec-implied options (folder root) are added.
+        Options it does not take are refused, naming the valid ones (a typo would otherwise be ignored)."""
+        options = {**self.parse(spec).options, **options}
+        accepted = self.accepted_options(spec)
+        unknown = sorted(set(options) - accepted) if accepted is not None else []
+        if unknown:
+            hints = [f"{close[0]} for {name}" for name in unknown
+                     if (close := difflib.get_close_matches(name, sorted(accepted), n=1, cutoff=0.6))]
+            raise InpainterLoadError(
+                f"{spec}: unknown option(s) {', '.join(unknown)}"
+                f"{' (did you mean ' + ', '.join(hints) + '?)' if hints else ''}; valid: {', '.join(sorted(accepted))}")
+        return self.get(spec)(device=device, **options)
 
 
 REGISTRY = InpainterRegistry(BUILTIN, ALIASES)

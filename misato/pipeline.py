@@ -53,6 +53,12 @@ class DatasetEntry:
     label: str | None = None
 
 
+def _default_score_config() -> "ScoreConfig":
+    from evaluators.scoring import ScoreConfig
+
+    return ScoreConfig()
+
+
 @dataclass
 class RunConfig:
     """Options of one `run_benchmark` call (the flags of `misato run` map one to one).
@@ -71,7 +77,7 @@ class RunConfig:
     methods: list[MethodEntry]
     datasets: list[DatasetEntry]
     out_dir: Path
-    score: "ScoreConfig" = field(default_factory=lambda: _default_score_config())
+    score: "ScoreConfig" = field(default_factory=_default_score_config)
     device: str | None = None
     batch_size: int = 1
     seed: int = 0
@@ -83,12 +89,6 @@ class RunConfig:
     grid_samples: tuple[str, ...] | None = None
     leaderboard_formats: tuple[str, ...] = ("md", "tex", "csv", "html")
     progress: bool = True
-
-
-def _default_score_config() -> "ScoreConfig":
-    from evaluators.scoring import ScoreConfig
-
-    return ScoreConfig()
 
 
 @dataclass
@@ -232,27 +232,23 @@ def _error_text(error: BaseException) -> str:
     return text
 
 
-def _accepted(spec: str) -> set[str] | None:
-    """Options the method of `spec` takes (None: any; see `Inpainter.accepted_options`)."""
-    from baselines.registry import REGISTRY
-
-    parsed = REGISTRY.parse(spec)
-    return REGISTRY.get(spec).accepted_options(strict=parsed.kind in ("builtin", "folder"))
-
-
 def method_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
     """The shared `--option`s a method takes: `misato run` passes each method those it accepts."""
-    accepted = _accepted(spec)
+    from baselines.registry import REGISTRY
+
+    accepted = REGISTRY.accepted_options(spec)
     return dict(options) if accepted is None else {k: v for k, v in options.items() if k in accepted}
 
 
 def check_shared_options(methods: list[MethodEntry], options: dict[str, Any]) -> None:
     """Every `--option` must be taken by at least one method (a typo is an error, not silently dropped).
     A method that cannot be imported is left to fail on its own run."""
+    from baselines.registry import REGISTRY
+
     accepted: set[str] = set()
     for method in methods:
         try:
-            names = _accepted(method.spec)
+            names = REGISTRY.accepted_options(method.spec)
         except Exception:  # noqa: BLE001 (reported by its own run)
             continue
         if names is None:

@@ -54,7 +54,7 @@ def list_inpainters() -> None:
         except Exception as error:  # noqa: BLE001 (a broken plug-in is listed with its error)
             print(f"{name}: cannot be loaded ({error})")
             continue
-        options = sorted(cls.accepted_options(strict=name in REGISTRY.builtin) or ["(any)"])
+        options = sorted(REGISTRY.accepted_options(name) or ["(any)"])
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         print(f"{name}: {summary}\n    options: {', '.join(options)}")
 
