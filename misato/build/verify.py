@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from misato.build.export import read_manifest
-from misato.io import IMAGE_SUFFIXES, sha256_file
+from misato.io import IMAGE_SUFFIXES, ImageFileError, read_mask_gray, sha256_file
 
 
 @dataclass
@@ -92,10 +92,16 @@ def check_structure(root: Path, report: VerifyReport) -> None:
             continue
         where = f"{resolution}/" if resolution else ""
         for sample in dataset.samples:
-            with Image.open(sample.image_path) as image, Image.open(sample.mask_path) as mask:
-                if image.size != mask.size:
-                    report.structure.append(f"{where}{sample.stem}: image {image.size} and mask {mask.size} differ")
-                values = np.unique(np.asarray(mask.convert("L")))
+            try:
+                with Image.open(sample.image_path) as image:
+                    size = image.size
+                gray = read_mask_gray(sample.mask_path)  # the loader's own reader: unreadable/16-bit named
+            except (OSError, ImageFileError) as error:
+                report.structure.append(f"{where}{sample.stem}: {error}")
+                continue
+            if size != gray.shape[::-1]:
+                report.structure.append(f"{where}{sample.stem}: image {size} and mask {gray.shape[::-1]} differ")
+            values = np.unique(gray)
             if not set(values.tolist()) <= {0, 255}:
                 report.structure.append(f"{where}mask/{sample.mask_path.name}: not binary ({len(values)} gray levels)")
         if dataset.domains:
