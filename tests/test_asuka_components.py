@@ -16,7 +16,6 @@ from baselines.asuka.alignment import ALIGNMENT_PRESETS, AlignmentBlock, AsukaAl
 from baselines.asuka.convert import (
     convert_released_alignment,
     ldm_decoder_to_ours,
-    load_checkpoint,
     ours_to_ldm_decoder,
 )
 from baselines.asuka.decoder import (
@@ -26,6 +25,7 @@ from baselines.asuka.decoder import (
     init_from_vae_decoder,
     to_asymmetric_vae,
 )
+from misato.checkpoints import load_checkpoint
 from baselines.asuka.mae import AsukaMAE, MAEConfig, prepare_mae_inputs, sincos_pos_embed_2d
 
 

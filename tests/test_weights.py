@@ -3,6 +3,7 @@
 import hashlib
 
 import pytest
+import torch
 
 from misato import weights
 from misato.cli import main
@@ -115,3 +116,25 @@ def test_registry_core_knows_no_consumer():
     groups = {p.value for p in importlib.metadata.entry_points(group=weights.ENTRY_POINT_GROUP)}
     assert {"evaluators.weight_specs:WEIGHTS", "baselines.asuka.weight_specs:WEIGHTS"} <= groups
     assert {"inception-tf", "asuka-mae", "asuka-sd-alignment"} <= set(weights.all_specs())
+
+
+def test_pickle_checkpoint_is_refused_with_the_convert_command_which_works(tmp_path, capsys):
+    """A Lightning-style pickle is refused (never unpickled) with the command; that command's file loads."""
+    from misato.checkpoints import CheckpointNeedsConversionError, load_checkpoint
+
+    state = {"generator.conv.weight": torch.randn(2, 3), "generator.bn.running_mean": torch.zeros(2)}
+    src = tmp_path / "best.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": _Config()}, src)
+    with pytest.raises(CheckpointNeedsConversionError) as error:
+        load_checkpoint(src, state_key="state_dict")
+    command = str(error.value).split("convert it once: ")[1]
+    assert command == f"misato weights convert {src} {tmp_path / 'best.safetensors'} --state-key state_dict"
+    assert main(command.split()[1:]) == 0
+    loaded = load_checkpoint(tmp_path / "best.safetensors")
+    assert set(loaded) == set(state) and all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert main(["weights", "convert", str(src), str(tmp_path / "x.safetensors"), "--state-key", "model"]) == 1
+    assert "no entry 'model'" in capsys.readouterr().err
+
+
+class _Config:
+    """Stands for the config objects a Lightning checkpoint pickles (weights_only refuses them)."""

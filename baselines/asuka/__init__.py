@@ -17,7 +17,7 @@ _EXPORTS: dict[str, str] = {
     "AsukaMaskConditionDecoder": "decoder", "ConditionedLatentDecoder": "decoder", "DECODER_VARIANTS": "decoder",
     "DECODER_ARCHS": "decoder", "DecoderArch": "decoder", "build_decoder": "decoder",
     "init_from_vae_decoder": "decoder", "to_asymmetric_vae": "decoder",
-    "load_checkpoint": "convert", "load_released_decoder": "convert", "ldm_decoder_to_ours": "convert",
+    "load_released_decoder": "convert", "ldm_decoder_to_ours": "convert",
     "ours_to_ldm_decoder": "convert", "convert_released_alignment": "convert",
 }
 

@@ -179,7 +179,8 @@ class AsukaAlignment(nn.Module):
         D = 4096): a plain state dict of the release's `nn.Sequential`, loaded strictly after renaming.
         Widths and depth are read from the file (the depth must be a self-attention preset's: 1 or 4);
         `dim`, when given, is checked against the file's width."""
-        from baselines.asuka.convert import convert_released_alignment, load_checkpoint
+        from baselines.asuka.convert import convert_released_alignment
+        from misato.checkpoints import load_checkpoint
 
         raw = load_checkpoint(path)
         if not isinstance(raw, dict) or "0.weight" not in {k.removeprefix("module.") for k in raw}:

@@ -1,7 +1,6 @@
 """Checkpoint loading and key maps between the ASUKA release and our modules.
 
-- `load_checkpoint`: torch.load(weights_only=True) (safetensors by suffix); a file that needs the full unpickler
-  is refused: checkpoints are never unpickled.
+- checkpoints are read with `misato.checkpoints.load_checkpoint` (never unpickled).
 - decoder: the release's LDM-style decoder (`asuka_decoder.ckpt`, Lightning dict `['state_dict']`, keys
   `decoder.*`) <-> our diffusers-style `AsukaMaskConditionDecoder`. Our own rule table rather than diffusers'
   `convert_ldm_vae_checkpoint`: that one needs the whole VAE (encoder and quant convs) and knows nothing of the
@@ -12,48 +11,17 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import pickle
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
+from misato.checkpoints import load_checkpoint
+
 log = logging.getLogger(__name__)
-
-# Plain attribute bags that training scripts pickle beside the weights (MAE's `misc.save_model` stores `args`).
-_SAFE_GLOBALS: list[Any] = [argparse.Namespace]
-
-
-def load_checkpoint(path: str | os.PathLike) -> Any:
-    """Read a checkpoint on CPU with `torch.load(weights_only=True)` (or safetensors for `.safetensors`).
-
-    `argparse.Namespace` is allowed (MAE checkpoints carry their training args). A file that still needs the
-    full unpickler (e.g. a Lightning checkpoint with arbitrary config objects) raises ValueError: we never
-    unpickle checkpoints (the project's rule); extract its state dict into a .safetensors file where you
-    trust the file, and pass that instead.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        if hasattr(torch.serialization, "safe_globals"):
-            with torch.serialization.safe_globals(_SAFE_GLOBALS):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(
-            f"{path}: cannot be read with torch.load(weights_only=True): {reason}. Checkpoints are never "
-            "unpickled here: save its state dict as .safetensors on a machine where you trust the file, and pass that."
-        ) from error
 
 
 # ------------------------------------------------------------------------------------------------ decoder

@@ -153,7 +153,7 @@ class AsukaFluxPipeline:
 
 def load_null(path: Any, ndim: int) -> torch.Tensor:
     """An empty-prompt embedding file (`vec.pt` -> (1, 768), `txt_256.pt` -> (1, 256, 4096)), weights_only."""
-    from baselines.asuka.convert import load_checkpoint
+    from misato.checkpoints import load_checkpoint
 
     value = load_checkpoint(path)
     if isinstance(value, dict) and len(value) == 1:

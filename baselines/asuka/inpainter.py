@@ -43,7 +43,8 @@ def load_alignment_file(path: str | Path, dim: int, variant: str = "self4", in_d
     """An `AsukaAlignment` (prior in_dim -> dim) from our key layout or the release's `nn.Sequential` layout
     (`asuka_alignment_{clip,t5}.pt`), loaded strictly."""
     from baselines.asuka.alignment import ALIGNMENT_PRESETS, AsukaAlignment
-    from baselines.asuka.convert import convert_released_alignment, load_checkpoint
+    from baselines.asuka.convert import convert_released_alignment
+    from misato.checkpoints import load_checkpoint
 
     state = load_checkpoint(path)
     if not isinstance(state, dict):
@@ -58,7 +59,8 @@ def load_alignment_file(path: str | Path, dim: int, variant: str = "self4", in_d
 def load_decoder_file(path: str | Path, vae: Any) -> torch.nn.Module:
     """The SD conditioned decoder: `ConditionedLatentDecoder` with the SD VAE's sizes, scaling and
     post_quant_conv, weights from `path` (our diffusers keys, or LDM/Lightning keys `decoder.*`)."""
-    from baselines.asuka.convert import ldm_decoder_to_ours, load_checkpoint
+    from baselines.asuka.convert import ldm_decoder_to_ours
+    from misato.checkpoints import load_checkpoint
     from baselines.asuka.decoder import ConditionedLatentDecoder
 
     state = load_checkpoint(path)

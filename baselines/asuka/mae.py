@@ -346,7 +346,7 @@ class AsukaMAE(nn.Module):
     def load_released(self, path: str | os.PathLike) -> LoadReport:
         """Load `mae_300.pth` (a dict with key 'model') non-strictly; missing/unexpected keys are logged and
         returned."""
-        from baselines.asuka.convert import load_checkpoint
+        from misato.checkpoints import load_checkpoint
 
         checkpoint = load_checkpoint(path)
         state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
@@ -367,7 +367,7 @@ class AsukaMAE(nn.Module):
         their initial values (alpha = 1: partial tokens use the encoder only). Any other missing key, or a
         tensor of another shape, raises ValueError naming the file and the keys.
         """
-        from baselines.asuka.convert import load_checkpoint
+        from misato.checkpoints import load_checkpoint
 
         checkpoint = load_checkpoint(path)
         state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None

@@ -12,6 +12,8 @@ EPILOG = """examples:
   misato weights verify inception-tf lpips-alex-lin
   misato weights fetch inception-tf                download into $MISATO_WEIGHTS_DIR (needs internet)
   misato weights fetch all
+  misato weights convert big-lama/models/best.ckpt big-lama.safetensors --state-key state_dict
+                                                   (once, on a pickle checkpoint you trust)
   MISATO_WEIGHT_INCEPTION_TF=/data/pt_inception.pth misato weights verify inception-tf   (an explicit path)"""
 
 
@@ -26,6 +28,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     fetch = sub.add_parser("fetch", help="download files into $MISATO_WEIGHTS_DIR and check their sha256")
     fetch.add_argument("keys", nargs="+", help="keys to download, or 'all'")
     fetch.set_defaults(handler=run_fetch)
+    convert = sub.add_parser(
+        "convert", help="unpickle a checkpoint YOU TRUST once and save its tensors as .safetensors",
+        description="Checkpoints are loaded with torch.load(weights_only=True) or safetensors only. A publisher's "
+        "file that needs the full unpickler (it can run code) is converted once with this command, on a file you "
+        "trust; the .safetensors it writes is then used like the original (--weight KEY=DEST).")
+    convert.add_argument("src", help="the publisher's checkpoint (.ckpt/.pth/.pt)")
+    convert.add_argument("dest", help="the .safetensors file to write")
+    convert.add_argument("--state-key", default=None,
+                         help="dotted path to the state dict inside the file (e.g. state_dict, model, g_ema)")
+    convert.set_defaults(handler=run_convert)
 
 
 def _status(key: str) -> tuple[str, str]:
@@ -71,4 +83,13 @@ def run_fetch(args: argparse.Namespace) -> int:
     for key in keys:
         found = resolve(key, allow_download=True)
         print(f"{key}: {found.path} [{found.source}]")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from misato.checkpoints import convert_to_safetensors
+    from misato.io import sha256_file
+
+    dest = convert_to_safetensors(args.src, args.dest, args.state_key)
+    print(f"wrote {dest} (sha256 {sha256_file(dest)})")
     return 0

@@ -83,7 +83,7 @@ def build_lpips_loss(config: DecoderTrainConfig, inputs: TrainInputs) -> tuple[n
 def load_decoder_init(path: str) -> dict[str, torch.Tensor]:
     """An asymmetric-decoder state dict (diffusers `MaskConditionDecoder` keys, optionally under 'decoder.' or in a
     'state_dict'), loaded weights-only."""
-    from baselines.asuka.convert import load_checkpoint
+    from misato.checkpoints import load_checkpoint
 
     state = load_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
