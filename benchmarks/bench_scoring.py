@@ -101,11 +101,11 @@ def main() -> None:
         start = time.perf_counter()
         second = score(dataset, pred_b, "b", tmp / "res", config)
         second_wall = time.perf_counter() - start
-    forward = first.record["timing"]["forward_s"]
-    print(f"device {first.record['device']}, {args.n} images at {args.size}, metrics {','.join(metrics)}")
+    forward = first.record.timing["forward_s"]
+    print(f"device {first.record.device}, {args.n} images at {args.size}, metrics {','.join(metrics)}")
     print(f"first method : {first_wall:.1f} s wall, {args.n / first_wall:.2f} images/s, forward {forward:.1f} s, "
           f"overhead (wall - forward) / forward = {(first_wall - forward) / forward:.1%}")
-    print(f"second method: {second_wall:.1f} s wall, forward {second.record['timing']['forward_s']:.1f} s, "
+    print(f"second method: {second_wall:.1f} s wall, forward {second.record.timing['forward_s']:.1f} s, "
           f"speed-up from the cache = {first_wall / second_wall:.2f}x")
 
 

@@ -1,4 +1,4 @@
-"""Score a folder of predictions against a dataset: one decode pass feeds every metric.
+"""Score a folder of predictions against a dataset: one decode pass feeds every metric of `evaluators.metrics`.
 
 Data flow: data-loader workers read ground truth, mask and prediction once, composite them (evaluators.
 composite), compute the pixel metrics and run every network's CPU preprocessing; the main process batches
@@ -23,45 +23,38 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from evaluators.cache import FeatureCache, cache_key
-from evaluators.clip_score import ClipEmbedder
-from misato.composite import composite_uint8
-from evaluators.features import EXTRACTORS
-from evaluators.functional.frechet import GaussianStats, fid_from_stats
-from evaluators.functional.ids import inception_discriminative_scores
-from evaluators.functional.kid import kernel_inception_distance
-from evaluators.functional.pixel import PSNR_VARIANTS, SSIM_VARIANTS, boundary_gradient_error
+from evaluators.cache import FeatureCache
 from evaluators.inputs import check_inputs
-from evaluators.lpips_metric import build_lpips, lpips_distance
+from evaluators.metrics import METRICS, SCORED, check_metrics
+from evaluators.networks import SOURCES, Source, Timer
+from evaluators.pixel_metrics import Decoded
 from evaluators.protocols import Protocol, get_protocol
+from evaluators.record import DatasetInfo, ResultRecord
+from evaluators.thumbnails import default_stems, thumbnails
+from misato.composite import composite_uint8
 from misato.data import Dataset
 from misato.defaults import PROTOCOL, SCORE_BATCH_SIZE
+from misato.devices import resolve_device
 from misato.environment import git_state, package_versions, utc_now
-from misato.io import atomic_write_json, atomic_write_text, read_mask_gray, read_rgb
+from misato.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_mask_gray, read_rgb
 from misato.weights import ResolvedWeight, WeightsNotFoundError, fix_text, resolve
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-METRICS: tuple[str, ...] = ("lpips", "fid", "u_ids", "p_ids", "kid", "psnr", "ssim", "grad_error", "clip_score")
-PER_IMAGE: tuple[str, ...] = ("lpips", "psnr", "ssim", "grad_error", "clip_score")
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "lpips": False, "fid": False, "u_ids": True, "p_ids": True, "kid": False,
-    "psnr": True, "ssim": True, "grad_error": False, "clip_score": True,
-}
-INCEPTION_METRICS = ("fid", "u_ids", "p_ids", "kid")
 
 
 @dataclass
 class ScoreConfig:
     """Options of one scoring run (the CLI flags of `misato score` map one to one).
 
-    metrics: subset of METRICS; None = all.
+    metrics: subset of `evaluators.metrics.SCORED`; None = all.
     device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
     paste_back: score `pred*hole + gt*(1-hole)` (default) or the raw predictions.
     weights: explicit weight paths by key (highest priority in misato.weights.resolve).
     strict: missing weights raise instead of marking the metric unavailable.
     allow_degenerate_masks: score samples whose mask is empty or full (counted in the result) instead of refusing.
+    thumbnail_samples: sample ids whose thumbnails the result keeps for the report; None = the first of each
+      domain (or the first 4).
+    progress: show a progress bar.
     """
 
     protocol: str = PROTOCOL
@@ -76,18 +69,16 @@ class ScoreConfig:
     use_cache: bool = True
     strict: bool = False
     allow_degenerate_masks: bool = False
+    thumbnail_samples: tuple[str, ...] | None = None
+    progress: bool = True
 
     def selected(self) -> tuple[str, ...]:
-        chosen = tuple(self.metrics or METRICS)
-        unknown = [m for m in chosen if m not in METRICS]
-        if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
-        return chosen
+        return check_metrics(tuple(self.metrics or SCORED))
 
 
 @dataclass
 class ScoreResult:
-    record: dict[str, Any]
+    record: ResultRecord
     json_path: Path
     csv_path: Path
 
@@ -117,25 +108,10 @@ def _check_out_dir(out_dir: Path) -> None:
         raise PermissionError(f"--out {out_dir}: this user cannot write in {existing}")
 
 
-def resolve_device(device: str) -> torch.device:
-    """The device to score on: "auto" = CUDA when available, else the named device, checked (no fallback)."""
-    from misato.devices import check_device
-
-    check_device(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def metric_weight_keys(metric: str, protocol: Protocol) -> tuple[str, ...]:
-    """Weight files a metric needs under a protocol (empty for the weight-free pixel metrics)."""
-    if metric in INCEPTION_METRICS:
-        return (EXTRACTORS[protocol.feature_net].weight_key,)
-    if metric == "lpips":
-        return ("alexnet-torchvision", "lpips-alex-lin")
-    if metric == "clip_score":
-        return ("clip-vit-l-14-openai",)
-    return ()
+    """Weight files a metric needs under a protocol: its source network's (none for pixel metrics)."""
+    source = SOURCES.get(METRICS[metric].source)
+    return source.weight_keys(protocol) if source else ()
 
 
 def resolve_metric_weights(
@@ -161,15 +137,15 @@ def resolve_metric_weights(
 
 
 class _Items(torch.utils.data.Dataset):
-    """Decodes one sample (ground truth, mask, prediction) and prepares every metric's input from it."""
+    """Decodes one sample (ground truth, mask, prediction), computes its pixel metrics and every source's
+    preprocessing (runs in the data-loader workers)."""
 
     def __init__(self, dataset: Dataset, predictions: list[Path], protocol: Protocol, paste_back: bool,
-                 pixel_metrics: tuple[str, ...], want_pair: bool,
-                 feature_pre: Callable | None, feature_real: bool, clip_pre: Callable | None, clip_real: bool):
-        self.samples, self.predictions = dataset.samples, predictions
+                 pixel_metrics: dict[str, Callable[[Decoded, Protocol], float]], sources: list[Source],
+                 thumbnail_stems: set[str]):
+        self.samples, self.predictions, self.thumbnail_stems = dataset.samples, predictions, thumbnail_stems
         self.hole_is_white = dataset.mask_hole_is_white
-        self.protocol, self.paste_back, self.pixel_metrics, self.want_pair = protocol, paste_back, pixel_metrics, want_pair
-        self.feature_pre, self.feature_real, self.clip_pre, self.clip_real = feature_pre, feature_real, clip_pre, clip_real
+        self.protocol, self.paste_back, self.pixel_metrics, self.sources = protocol, paste_back, pixel_metrics, sources
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -181,144 +157,19 @@ class _Items(torch.utils.data.Dataset):
         gray = read_mask_gray(sample.mask_path, self.hole_is_white)
         hole = (gray >= round(self.protocol.mask_threshold * 255)).astype(np.float32)
         scored = composite_uint8(pred, gt, hole) if self.paste_back else pred
+        decoded = Decoded(gt, pred, gray, hole, scored, self.paste_back)
         out: dict[str, Any] = {"index": index}
-        if "psnr" in self.pixel_metrics:
-            out["psnr"] = PSNR_VARIANTS[self.protocol.psnr](scored, gt)
-        if "ssim" in self.pixel_metrics:
-            out["ssim"] = SSIM_VARIANTS[self.protocol.ssim](scored, gt)
-        if "grad_error" in self.pixel_metrics:
-            if self.protocol.grad_soft_mask and self.paste_back:
-                soft = gray.astype(np.float64)[..., None] / 255.0
-                result = pred * soft + gt * (1.0 - soft)  # float64, unrounded, as cal_grad.py
-            else:
-                result = scored
-            out["grad_error"] = boundary_gradient_error(result, gt, gray)
-        if self.want_pair:
-            out["scored"] = torch.from_numpy(scored).permute(2, 0, 1).contiguous()
-            out["gt"] = torch.from_numpy(gt).permute(2, 0, 1).contiguous()
-        if self.feature_pre is not None:
-            out["feat_fake"] = self.feature_pre(scored)
-            if self.feature_real:
-                out["feat_real"] = self.feature_pre(gt)
-        if self.clip_pre is not None:
-            out["clip_fake"] = self.clip_pre(scored, hole)
-            if self.clip_real:
-                out["clip_real"] = self.clip_pre(gt, hole)
+        for name, function in self.pixel_metrics.items():
+            out[name] = function(decoded, self.protocol)
+        for source in self.sources:
+            out.update(source.prepare(decoded))
+        if sample.stem in self.thumbnail_stems:
+            out["thumbnails"] = thumbnails(gt, hole, scored)
         return out
-
-
-_NETWORKS: dict[tuple, Any] = {}
-_MAX_NETWORKS = 6
-
-
-def _network(key: tuple, build: Callable[[], Any]) -> Any:
-    """Networks built once per process and key (weights sha256 + device + settings), so scoring several
-    methods in one process (`misato run`) loads each network once. Oldest entries are dropped past 6."""
-    if key not in _NETWORKS:
-        while len(_NETWORKS) >= _MAX_NETWORKS:
-            _NETWORKS.pop(next(iter(_NETWORKS)))
-        _NETWORKS[key] = build()
-    return _NETWORKS[key]
 
 
 def _keep_list(batch: list) -> list:
     return batch
-
-
-class _Timer:
-    """Seconds spent in network forwards (the benchmark's denominator)."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.seconds = device, 0.0
-
-    def run(self, fn: Callable, *args: torch.Tensor) -> torch.Tensor:
-        start = time.perf_counter()
-        out = fn(*args)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.seconds += time.perf_counter() - start
-        return out
-
-
-def _grouped(timer: _Timer, fn: Callable, items: list[dict], *keys: str) -> list[torch.Tensor]:
-    """Run `fn` on `keys` of `items`, stacking items of equal shape together; outputs in item order."""
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for position, item in enumerate(items):
-        groups[tuple(tuple(item[k].shape) for k in keys)].append(position)
-    outputs: list[torch.Tensor | None] = [None] * len(items)
-    for positions in groups.values():
-        stacked = [torch.stack([items[p][k] for p in positions]) for k in keys]
-        result = timer.run(fn, *stacked)
-        for row, position in enumerate(positions):
-            outputs[position] = result[row]
-    return outputs  # type: ignore[return-value]
-
-
-class _CachedEmbedding:
-    """A network whose ground-truth outputs are cached on disk (Inception features, CLIP hole embeddings).
-
-    Each batch adds the predictions' rows; the ground truth's rows are computed only on a cache miss and
-    saved by `finish`. Arrays are float32 (N, D) in dataset order.
-    """
-
-    def __init__(self, network: Any, key: str, cache: FeatureCache, stems: list[str], fake_item: str, real_item: str):
-        self.network, self.key, self.cache, self.stems = network, key, cache, stems
-        self.fake_item, self.real_item = fake_item, real_item
-        self.real: np.ndarray | None = cache.load(key, stems)
-        self.cached = self.real is not None
-        self.fake: np.ndarray | None = None
-
-    def update(self, timer: _Timer, batch: list[dict], index: np.ndarray) -> None:
-        self.fake = self._store(self.fake, timer, batch, index, self.fake_item)
-        if not self.cached:
-            self.real = self._store(self.real, timer, batch, index, self.real_item)
-
-    def _store(self, array: np.ndarray | None, timer: _Timer, batch: list[dict], index: np.ndarray, item: str) -> np.ndarray:
-        rows = torch.stack(_grouped(timer, self.network.forward, batch, item)).numpy()
-        if array is None:
-            array = np.zeros((len(self.stems), rows.shape[1]), np.float32)
-        array[index] = rows
-        return array
-
-    def finish(self) -> None:
-        if not self.cached:
-            self.cache.save(self.key, self.stems, self.real)
-
-
-@dataclass
-class _Networks:
-    """The networks one scoring run needs (None where the metric is not active)."""
-
-    inception: _CachedEmbedding | None
-    clip: _CachedEmbedding | None
-    lpips: torch.nn.Module | None
-
-
-def _open_networks(dataset: Dataset, protocol: Protocol, active: tuple[str, ...], resolved: dict[str, ResolvedWeight],
-                   device: torch.device, cache: FeatureCache) -> _Networks:
-    stems = [s.stem for s in dataset.samples]
-    inception = clip = lpips_model = None
-    if any(m in active for m in INCEPTION_METRICS):
-        extractor_cls = EXTRACTORS[protocol.feature_net]
-        weight = resolved[extractor_cls.weight_key]
-        network = _network((extractor_cls.key, weight.path, weight.sha256, str(device)),
-                           lambda: extractor_cls(weight, device))
-        key = cache_key(dataset.content_hash(), protocol.name, protocol.version, extractor_cls.key, weight.sha256)
-        inception = _CachedEmbedding(network, key, cache, stems, "feat_fake", "feat_real")
-    if "clip_score" in active:
-        weight = resolved["clip-vit-l-14-openai"]
-        network = _network(("clip", protocol.clip_model, protocol.clip_quick_gelu, weight.path, weight.sha256, str(device)),
-                           lambda: ClipEmbedder(protocol.clip_model, weight, device, protocol.clip_quick_gelu))
-        key = cache_key(dataset.content_hash(), protocol.name, protocol.version, "clip-hole-" + protocol.clip_model,
-                        weight.sha256)
-        clip = _CachedEmbedding(network, key, cache, stems, "clip_fake", "clip_real")
-    if "lpips" in active:
-        backbone, lin = resolved["alexnet-torchvision"], resolved["lpips-alex-lin"]
-        lpips_model = _network(
-            ("lpips", protocol.lpips_net, backbone.path, backbone.sha256, lin.path, lin.sha256, str(device)),
-            lambda: build_lpips(backbone, lin, protocol.lpips_net).to(device),
-        )
-    return _Networks(inception, clip, lpips_model)
 
 
 def _scopes(dataset: Dataset) -> dict[str, np.ndarray]:
@@ -329,51 +180,76 @@ def _scopes(dataset: Dataset) -> dict[str, np.ndarray]:
     return groups
 
 
+def _set_metric_instances(active: tuple[str, ...], scopes: dict[str, np.ndarray], n: int, protocol: Protocol,
+                          pca_dim: int | None) -> dict[str, dict[str, Any]]:
+    """Per scope, one instance per set-metric implementation (U-IDS and P-IDS share one). A domain holding
+    every sample gets none: it has the overall values (no second eigh/SVM/KID pass)."""
+    implementations = {METRICS[m].implementation: METRICS[m] for m in active if METRICS[m].kind == "set"}
+    return {scope: {impl: spec.load()(protocol, pca_dim) for impl, spec in sorted(implementations.items())}
+            for scope, rows in scopes.items() if scope == "overall" or len(rows) < n}
+
+
+@dataclass
+class _PassResult:
+    """per_image: metric -> float64 (N,) in dataset order; thumbnails: stem -> role -> JPEG bytes."""
+
+    per_image: dict[str, np.ndarray]
+    thumbnails: dict[str, dict[str, bytes]]
+
+
 def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol, config: ScoreConfig,
-                  active: tuple[str, ...], networks: _Networks, timer: _Timer, method: str,
-                  ) -> tuple[dict[str, np.ndarray], dict[str, tuple[GaussianStats, GaussianStats]]]:
-    """The one decode pass: per-image metric arrays (N,) and streamed FID statistics per scope (real, fake)."""
-    inception, clip = networks.inception, networks.clip
-    items = _Items(
-        dataset, predictions, protocol, config.paste_back,
-        pixel_metrics=tuple(m for m in ("psnr", "ssim", "grad_error") if m in active),
-        want_pair=networks.lpips is not None,
-        feature_pre=inception.network.preprocess() if inception else None,
-        feature_real=inception is not None and not inception.cached,
-        clip_pre=clip.network.preprocess() if clip else None, clip_real=clip is not None and not clip.cached,
-    )
+                  active: tuple[str, ...], sources: dict[str, Source], set_metrics: dict[str, dict[str, Any]],
+                  timer: Timer, method: str, thumbnail_stems: set[str]) -> _PassResult:
+    """The one decode pass: fills the sources and the set metrics, collects per-image values and thumbnails."""
+    pixel = {m: METRICS[m].load() for m in active if METRICS[m].source == "pixels"}
+    items = _Items(dataset, predictions, protocol, config.paste_back, pixel, list(sources.values()), thumbnail_stems)
     loader = torch.utils.data.DataLoader(items, batch_size=config.batch_size, num_workers=config.num_workers,
                                          collate_fn=_keep_list, shuffle=False)
     n = len(dataset)
     scopes_of = [["overall"] + ([s.domain] if s.domain is not None else []) for s in dataset.samples]
-    per_image: dict[str, np.ndarray] = {m: np.full(n, np.nan) for m in PER_IMAGE if m in active}
-    # FID statistics stream in float64 per scope (O(D^2) each); the features themselves are kept only
-    # because U/P-IDS fit an SVM on every paired row.
-    dim = inception.network.dim if inception else 0
-    stats = {scope: (GaussianStats(dim), GaussianStats(dim)) for scope in _scopes(dataset)} if inception else {}
-    for batch in tqdm(loader, desc=f"score {method}", unit="batch", leave=False):
+    per_image: dict[str, np.ndarray] = {m: np.full(n, np.nan) for m in pixel}
+    inception = sources.get("inception")
+    thumbs: dict[str, dict[str, bytes]] = {}
+    for batch in tqdm(loader, desc=f"score {method}", unit="batch", leave=False, disable=not config.progress):
         index = np.array([item["index"] for item in batch])
-        for metric in ("psnr", "ssim", "grad_error"):
-            if metric in per_image:
-                per_image[metric][index] = [item[metric] for item in batch]
-        if networks.lpips is not None:
-            fn = lambda a, b: lpips_distance(networks.lpips, a, b, protocol.lpips_value_range)  # noqa: E731
-            per_image["lpips"][index] = [float(v) for v in _grouped(timer, fn, batch, "scored", "gt")]
-        if inception is not None:
-            inception.update(timer, batch, index)
-            _update_stats(stats, 1, inception.fake, index, scopes_of)
-            if not inception.cached:
-                _update_stats(stats, 0, inception.real, index, scopes_of)
-        if clip is not None:
-            clip.update(timer, batch, index)
-    for embedding in (inception, clip):
-        if embedding is not None:
-            embedding.finish()
-    if inception is not None and inception.cached:
-        _update_stats(stats, 0, inception.real, np.arange(n), scopes_of)
-    if clip is not None:
-        per_image["clip_score"] = np.sum(clip.fake * clip.real, axis=1).astype(np.float64)
-    return per_image, stats
+        thumbs.update({dataset.samples[item["index"]].stem: item["thumbnails"] for item in batch if "thumbnails" in item})
+        for metric in pixel:
+            per_image[metric][index] = [item[metric] for item in batch]
+        for source in sources.values():
+            source.update(timer, batch, index)
+        if inception is not None:  # set metrics stream in dataset order (KID subsets index rows)
+            rows_by_scope: dict[str, list[int]] = defaultdict(list)
+            for i in index:
+                for scope in scopes_of[i]:
+                    rows_by_scope[scope].append(int(i))
+            for scope, rows in rows_by_scope.items():
+                for instance in set_metrics.get(scope, {}).values():
+                    instance.update(inception.real[rows], inception.fake[rows])
+    for source in sources.values():
+        source.finish()
+        per_image.update({m: v for m, v in source.values().items() if m in active})
+    return _PassResult({m: per_image[m] for m in active if m in per_image}, thumbs)
+
+
+def _compute_set_metrics(set_metrics: dict[str, dict[str, Any]], active: tuple[str, ...],
+                         notes: dict[str, str]) -> dict[str, dict[str, float | None]]:
+    """Per scope, the active set metrics (and their extra values). A set too small for a metric gets None
+    (null in JSON) and the reason in `notes` under "<scope>.<metric>"."""
+    out: dict[str, dict[str, float | None]] = {}
+    for scope, instances in set_metrics.items():
+        values: dict[str, float | None] = {}
+        for implementation, instance in instances.items():
+            wanted = [m for m in active if METRICS[m].implementation == implementation]
+            keys = [k for m in wanted for k in (m, *METRICS[m].extra_values)]
+            try:
+                computed = instance.compute()
+            except ValueError as error:
+                log.warning("%s not computed for %s: %s", ", ".join(wanted), scope, error)
+                computed = {}
+                notes.update({f"{scope}.{m}": str(error) for m in wanted})
+            values.update({k: computed.get(k) for k in keys})
+        out[scope] = values
+    return out
 
 
 def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: str | Path,
@@ -387,96 +263,116 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     config = config or ScoreConfig()
     protocol = get_protocol(config.protocol)
     metrics = config.selected()
-    device = resolve_device(config.device)
-    _check_out_dir(Path(out_dir))
+    device = resolve_device(config.device)  # checked before any work
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
     predictions_dir = predictions_folder(predictions_dir)
     checked = check_inputs(dataset, predictions_dir, config.allow_degenerate_masks)
+    stems = [s.stem for s in dataset.samples]
+    thumbnail_stems = _thumbnail_stems(dataset, config)
     resolved, unavailable = resolve_metric_weights(metrics, protocol, config)
     active = tuple(m for m in metrics if m not in unavailable)
     seconds_start = time.perf_counter()
-    timer = _Timer(device)
+    timer = Timer(device)
     cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None, config.use_cache)
-    networks = _open_networks(dataset, protocol, active, resolved, device, cache)
-    per_image, stats = _scoring_pass(dataset, checked.predictions, protocol, config, active, networks, timer, method)
+    needed = {METRICS[m].source for m in active}
+    sources = {name: cls(dataset, protocol, resolved, device, cache) for name, cls in SOURCES.items() if name in needed}
+    scopes = _scopes(dataset)
+    pca_dim = _ids_pca_dim(protocol, dataset) if "inception" in sources else None
+    set_metrics = _set_metric_instances(active, scopes, len(dataset), protocol, pca_dim)
+    base = result_stem(method, dataset.name, protocol.name)
+    pass_result = _scoring_pass(dataset, checked.predictions, protocol, config, active, sources, set_metrics, timer,
+                                method, thumbnail_stems)
+    per_image = pass_result.per_image
     left_out = _degenerate_left_out(per_image, dataset, checked, config.paste_back)
 
-    n = len(dataset)
-    pca_dim = _ids_pca_dim(protocol, dataset)
     notes: dict[str, str] = {}
-    rows: dict[str, dict[str, Any]] = {}
-    inception = networks.inception
+    set_values = _compute_set_metrics(set_metrics, active, notes)
     kept = {metric: np.where(left_out[metric], np.nan, values) for metric, values in per_image.items()}
-    for name, rows_index in _scopes(dataset).items():
+    rows: dict[str, dict[str, Any]] = {}
+    for name, rows_index in scopes.items():
         row: dict[str, Any] = {"n": int(len(rows_index))}
         for metric, values in kept.items():
             row[metric] = _finite_mean(values[rows_index], f"{name}.{metric}", notes)
-        if inception is not None and name != "overall" and len(rows_index) == n:
-            # A domain holding every sample has the overall set metrics: no second eigh/SVM/KID pass.
-            row.update({k: v for k, v in rows["overall"].items() if k not in row})
-        elif inception is not None:
-            row.update(_set_metrics(inception.real[rows_index], inception.fake[rows_index], stats[name], protocol,
-                                    pca_dim, active, name, notes))
+        row.update(set_values.get(name, set_values.get("overall", {})))  # a domain of every sample: overall's
         rows[name] = row
     seconds_total = time.perf_counter() - seconds_start
 
+    thumbs = _write_thumbnails(out_dir / f"{base}.thumbs", pass_result.thumbnails)
     git = git_state() or {}
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "method": method,
-        "dataset": {
-            "name": dataset.name, "kind": dataset_kind, "root": str(Path(dataset.root).resolve()),
-            "content_hash": dataset.content_hash(), "n_images": n, "domains": dataset.domains,
-            "mask_hole_is_white": dataset.mask_hole_is_white,
-        },
-        "protocol": protocol.record(),
-        "paste_back": config.paste_back,
-        "metrics": {"overall": rows["overall"], "per_domain": {k: v for k, v in rows.items() if k != "overall"}},
-        "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in metrics},
-        "unavailable": unavailable,
-        "degenerate_masks": {"empty": checked.empty_masks, "full": checked.full_masks},
-        "non_binary_masks": {"count": len(checked.non_binary_masks), "samples": checked.non_binary_masks[:100],
-                             "threshold": 128},
-        "weights": {key: weight.record() for key, weight in resolved.items()},
-        "versions": package_versions(),
-        "seeds": {"kid": protocol.kid_seed, "ids_pca": protocol.ids_pca_seed if pca_dim else None},
-        "ids_pca_dim": pca_dim,
-        "notes": notes,
-        "config": {k: v for k, v in asdict(config).items() if k != "weights"},
-        "device": str(device),
-        "timing": {"total_s": seconds_total, "forward_s": timer.seconds, "images_per_s": n / seconds_total},
-        "git_commit": git.get("commit"),
-        "git_dirty": git.get("dirty"),
-        "created": utc_now(),
-        "predictions": str(Path(predictions_dir).resolve()),
-    }
-    out_dir = Path(out_dir)
-    base = result_stem(method, dataset.name, protocol.name)
     csv_path = out_dir / f"{base}.per_image.csv"
-    record["per_image_csv"] = csv_path.name
-    atomic_write_text(csv_path, _per_image_csv([s.stem for s in dataset.samples], [s.domain for s in dataset.samples], per_image))
+    record = ResultRecord(
+        method=method,
+        dataset=DatasetInfo(
+            name=dataset.name, kind=dataset_kind, root=str(Path(dataset.root).resolve()),
+            content_hash=dataset.content_hash(), n_images=len(dataset), domains=dataset.domains,
+            mask_hole_is_white=dataset.mask_hole_is_white, resolution=dataset.resolution),
+        protocol=protocol.record(),
+        paste_back=config.paste_back,
+        overall=rows["overall"],
+        per_domain={k: v for k, v in rows.items() if k != "overall"},
+        higher_is_better={m: METRICS[m].higher_is_better for m in metrics},
+        unavailable=unavailable,
+        notes=notes,
+        predictions=str(Path(predictions_dir).resolve()),
+        per_image_csv=csv_path.name,
+        thumbnails=thumbs,
+        degenerate_masks={"empty": checked.empty_masks, "full": checked.full_masks},
+        non_binary_masks={"count": len(checked.non_binary_masks), "samples": checked.non_binary_masks[:100],
+                          "threshold": 128},
+        weights={key: weight.record() for key, weight in resolved.items()},
+        versions=package_versions(),
+        seeds={"kid": protocol.kid_seed, "ids_pca": protocol.ids_pca_seed if pca_dim else None},
+        ids_pca_dim=pca_dim,
+        config={k: v for k, v in asdict(config).items() if k != "weights"},
+        device=str(device),
+        timing={"total_s": seconds_total, "forward_s": timer.seconds, "images_per_s": len(dataset) / seconds_total},
+        git_commit=git.get("commit"),
+        git_dirty=git.get("dirty"),
+        created=utc_now(),
+    )
+    atomic_write_text(csv_path, _per_image_csv(stems, [s.domain for s in dataset.samples], per_image))
     json_path = out_dir / f"{base}.json"
-    atomic_write_json(json_path, record)
+    atomic_write_json(json_path, record.to_json())
     if unavailable:  # recorded in the result; the CLIs print them once
         log.debug("unavailable metrics: %s", ", ".join(unavailable))
     return ScoreResult(record, json_path, csv_path)
 
 
-# Per-image metrics a degenerate mask makes meaningless (scored with --allow-degenerate-masks): an empty hole
-# composites to the ground truth (PSNR inf, SSIM 1, LPIPS 0, ...); a full hole has no boundary to measure.
-DEGENERATE_LEFT_OUT: dict[str, tuple[str, ...]] = {"empty": PER_IMAGE, "full": ("grad_error",)}
+def _thumbnail_stems(dataset: Dataset, config: ScoreConfig) -> set[str]:
+    """The samples whose thumbnails the result keeps: `config.thumbnail_samples` (checked) or the default."""
+    stems = [s.stem for s in dataset.samples]
+    if config.thumbnail_samples is None:
+        return set(default_stems(stems, [s.domain for s in dataset.samples]))
+    absent = [s for s in config.thumbnail_samples if s not in set(stems)]
+    if absent:
+        raise ValueError(f"--thumbnail-samples: not in dataset {dataset.name}: {', '.join(absent[:10])}")
+    return set(config.thumbnail_samples)
+
+
+def _write_thumbnails(folder: Path, images: dict[str, dict[str, bytes]]) -> dict[str, dict[str, str]]:
+    """Write `<folder>/<stem>.<role>.jpg` atomically; returns the paths relative to the result's folder."""
+    out: dict[str, dict[str, str]] = {}
+    for stem, roles in sorted(images.items()):
+        out[stem] = {}
+        for role, data in roles.items():
+            atomic_write_bytes(folder / f"{stem}.{role}.jpg", data)
+            out[stem][role] = f"{folder.name}/{stem}.{role}.jpg"
+    return out
 
 
 def _degenerate_left_out(per_image: dict[str, np.ndarray], dataset: Dataset, checked: Any,
                          paste_back: bool) -> dict[str, np.ndarray]:
-    """Per metric, bool (N,): samples whose degenerate mask would bias its mean (the per-image CSV keeps their
-    values; the means leave them out, see `_finite_mean`). Without paste-back an empty mask still scores the raw
-    output, so only its boundary gradient is left out."""
+    """Per metric, bool (N,): samples whose degenerate mask (scored with --allow-degenerate-masks) would bias its
+    mean. An empty hole composites to the ground truth (PSNR inf, SSIM 1, LPIPS 0, ...): every per-image metric
+    under paste-back; a metric that needs the mask's boundary (`MetricSpec.needs_boundary`) on an empty or a full
+    hole. The per-image CSV keeps their values; the means leave them out (see `_finite_mean`)."""
     position = {s.stem: i for i, s in enumerate(dataset.samples)}
     out = {metric: np.zeros(len(values), dtype=bool) for metric, values in per_image.items()}
-    for kind, stems in (("empty", checked.empty_masks), ("full", checked.full_masks)):
-        metrics = DEGENERATE_LEFT_OUT[kind] if paste_back or kind == "full" else ("grad_error",)
-        for metric in metrics:
-            if metric in out:
+    for metric in out:
+        spec = METRICS[metric]
+        for kind, stems in (("empty", checked.empty_masks), ("full", checked.full_masks)):
+            if spec.needs_boundary or (kind == "empty" and paste_back):
                 out[metric][[position[s] for s in stems]] = True
     return out
 
@@ -499,16 +395,6 @@ def _finite_mean(values: np.ndarray, key: str, notes: dict[str, str]) -> float |
     return float(np.mean(values[finite]))
 
 
-def _update_stats(stats: dict, side: int, features: np.ndarray, index: np.ndarray, scopes_of: list[list[str]]) -> None:
-    """Add rows `index` of `features` to the real (side 0) or fake (side 1) statistics of each row's scopes."""
-    by_scope: dict[str, list[int]] = defaultdict(list)
-    for i in index:
-        for scope in scopes_of[i]:
-            by_scope[scope].append(int(i))
-    for scope, rows in by_scope.items():
-        stats[scope][side].update(features[rows])
-
-
 def _ids_pca_dim(protocol: Protocol, dataset: Dataset) -> int | None:
     """The protocol's PCA dimension before the IDS SVM; the image side when it follows the resolution."""
     if not protocol.ids_pca_from_resolution:
@@ -517,37 +403,6 @@ def _ids_pca_dim(protocol: Protocol, dataset: Dataset) -> int | None:
 
     with Image.open(dataset.samples[0].image_path) as image:
         return max(image.size)
-
-
-def _set_metrics(real: np.ndarray, fake: np.ndarray, scope_stats: tuple[GaussianStats, GaussianStats],
-                 protocol: Protocol, pca_dim: int | None, active: tuple[str, ...], scope: str,
-                 notes: dict[str, str]) -> dict:
-    """FID, U/P-IDS and KID of one group of paired rows. A group too small for a metric gets None (null in
-    JSON) and the reason in `notes` under "<scope>.<metric>"."""
-    out: dict[str, float | None] = {}
-    if "fid" in active:
-        if len(real) >= 2:
-            out["fid"] = fid_from_stats(*scope_stats)
-        else:
-            out["fid"] = None
-            notes[f"{scope}.fid"] = f"FID needs at least 2 images, got {len(real)}"
-    if "u_ids" in active or "p_ids" in active:
-        try:
-            u_ids, p_ids = inception_discriminative_scores(real, fake, pca_dim, protocol.ids_pca_seed)
-        except ValueError as error:
-            log.warning("IDS not computed for %s: %s", scope, error)
-            notes[f"{scope}.u_ids"] = notes[f"{scope}.p_ids"] = str(error)
-            u_ids = p_ids = None
-        out.update({k: v for k, v in (("u_ids", u_ids), ("p_ids", p_ids)) if k in active})
-    if "kid" in active:
-        if len(real) >= 2:
-            out["kid"], out["kid_std"] = kernel_inception_distance(
-                real, fake, protocol.kid_subsets, protocol.kid_subset_size, protocol.kid_seed
-            )
-        else:
-            out["kid"] = out["kid_std"] = None
-            notes[f"{scope}.kid"] = f"KID needs at least 2 images, got {len(real)}"
-    return out
 
 
 def _per_image_csv(stems: list[str], domains: list[str | None], per_image: dict[str, np.ndarray]) -> str:

@@ -5,36 +5,30 @@ Content-Security-Policy meta tag forbids scripts and remote loads, and every str
 (method names, dataset names, stems, paths, captions) goes through `html.escape`.
 
 Grid: rows = chosen samples; columns = masked input (hole as a translucent white overlay) | each method's
-prediction (pasted back onto the ground truth when its result says paste_back, i.e. what was scored) |
-ground truth; under each prediction, that image's scores from the method's per-image
-CSV. Images come from `dataset.root` (opened with `misato.data.load_dataset`) and the `predictions` folder.
-Anything missing (moved dataset, absent prediction) becomes a visible note in its cell, never an exception.
+scored image (the composite when its result says paste_back) | ground truth; under each, that image's scores
+from the method's per-image CSV. Images are the thumbnails the scorer wrote beside each result
+(`evaluators.thumbnails`): the report reads result folders only. Anything missing (a thumbnail not written, a
+moved file) becomes a visible note in its cell, never an exception.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 
-from leaderboard.metrics import info
+from evaluators.metrics import PER_IMAGE, spec
 from leaderboard.render import format_value, metric_header
 from leaderboard.results import Result
 from leaderboard.tables import DIFF, Table
-from misato.composite import composite_uint8
 
 logger = logging.getLogger(__name__)
 
-PER_IMAGE_METRICS: tuple[str, ...] = ("lpips", "psnr", "ssim", "grad_error", "clip_score")
-HOLE_OVERLAY = 0.65  # share of white blended into hole pixels of the masked input
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 CSS = """
@@ -129,39 +123,14 @@ def new_notes(tables: list[Table]) -> list[list[str]]:
 
 
 # ---------------------------------------------------------------- images
-def thumbnail_uri(array: np.ndarray, size: int) -> str:
-    """uint8 (H, W, 3) RGB -> JPEG data URI of a copy resized to fit size x size (aspect kept)."""
-    image = Image.fromarray(array)
-    image.thumbnail((size, size), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def fit_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """float (h, w) mask -> (H, W) of `shape`; MISATO masks are not always the image's size, and its loader
-    resizes them with nearest neighbour, as here."""
-    if mask.shape == tuple(shape[:2]):
-        return mask
-    resized = Image.fromarray((mask * 255).astype(np.uint8)).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-    return np.asarray(resized, dtype=np.float32) / 255.0
-
-
-def masked_input(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) image, float (H, W) mask with 1 = hole -> image with the hole blended towards white."""
-    mask = fit_mask(mask, image.shape)
-    alpha = HOLE_OVERLAY * mask[..., None]
-    return np.round(image * (1 - alpha) + 255.0 * alpha).astype(np.uint8)
-
-
-def _find_image(folder: Path, stem: str) -> Path | None:
-    from misato.io import IMAGE_SUFFIXES
-
-    for suffix in IMAGE_SUFFIXES:
-        candidate = folder / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+def _image_uri(path: Path | None) -> tuple[str | None, str | None]:
+    """(data URI of a JPEG thumbnail file, None) or (None, why it cannot be shown)."""
+    if path is None:
+        return None, "no thumbnail"
+    try:
+        return "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode("ascii"), None
+    except OSError as error:
+        return None, f"thumbnail unreadable: {error.strerror or error}"
 
 
 # ---------------------------------------------------------------- grid
@@ -189,7 +158,7 @@ def _read_scores(result: Result) -> tuple[pd.DataFrame | None, str | None]:
     if not result.per_image_csv.is_file():
         return None, f"per-image scores not found: {result.per_image_csv}"
     scores = pd.read_csv(result.per_image_csv, dtype={"stem": str, "domain": str}, keep_default_na=False,
-                         na_values={m: [""] for m in PER_IMAGE_METRICS})
+                         na_values={m: [""] for m in PER_IMAGE})
     if "stem" not in scores.columns:
         return None, f"{result.per_image_csv}: no 'stem' column"
     return scores.drop_duplicates("stem").set_index("stem"), None
@@ -200,12 +169,12 @@ def _score_text(scores: pd.DataFrame | None, stem: str) -> str:
         return ""
     row = scores.loc[stem]
     parts = []
-    for metric in PER_IMAGE_METRICS:
+    for metric in PER_IMAGE:
         if metric in row.index:
             value = pd.to_numeric(row[metric], errors="coerce")
             text = format_value(float(value), metric) if pd.notna(value) else None
             if text is not None:
-                parts.append(f"{info(metric).label} {text}")
+                parts.append(f"{spec(metric).label} {text}")
     return " · ".join(parts)
 
 
@@ -217,23 +186,13 @@ def _figure(uri: str | None, alt: str, caption: str, missing: str | None = None)
             f"</figure></td>")
 
 
-def default_samples(stems: list[str], domains: list[str | None], count: int = 4) -> list[str]:
-    """First sample of each domain when the dataset has domains (like Fig. 8's rows), else the first few."""
-    if any(d is not None for d in domains):
-        firsts = {}
-        for stem, domain in zip(stems, domains):
-            firsts.setdefault(domain, stem)
-        return [s for d, s in firsts.items() if d is not None]
-    return stems[:count]
-
-
 def _columns(members: list[Result], notes: list[str]) -> list[_Column]:
     """One column per (method, predictions folder); labelled with the protocol when a method repeats."""
-    seen: dict[tuple[str, Path], _Column] = {}
+    seen: dict[tuple[str, str | None], _Column] = {}
     for r in members:
-        if (r.method, r.predictions) not in seen:
+        if (r.method, r.record.predictions) not in seen:
             scores, problem = _read_scores(r)
-            seen[(r.method, r.predictions)] = _Column(r.method, r, scores, problem)
+            seen[(r.method, r.record.predictions)] = _Column(r.method, r, scores, problem)
     columns = list(seen.values())
     repeated = {c.label for c in columns if sum(o.label == c.label for o in columns) > 1}
     for c in columns:
@@ -244,66 +203,53 @@ def _columns(members: list[Result], notes: list[str]) -> list[_Column]:
     return columns
 
 
-def _sample_row(sample, hole_is_white: bool, columns: list[_Column], thumb: int) -> list[str]:
-    """HTML cells of one grid row: masked input, each column's prediction with its scores, ground truth."""
-    from misato.io import read_mask, read_rgb
-
-    label = f"{sample.stem}" + (f" ({sample.domain})" if sample.domain else "")
-    try:
-        image = read_rgb(sample.image_path)
-        mask = fit_mask(read_mask(sample.mask_path, hole_is_white=hole_is_white), image.shape)
-        cells = [_figure(thumbnail_uri(masked_input(image, mask), thumb), f"masked input {label}",
-                         f"{label} · hole {100 * float(mask.mean()):.1f}%")]
-        truth = _figure(thumbnail_uri(image, thumb), f"ground truth {label}", "ground truth")
-    except (ValueError, OSError) as error:
-        image = mask = None
-        cells = [_figure(None, "", label, f"input unreadable: {error}")]
-        truth = _figure(None, "", "ground truth", f"unreadable: {error}")
+def _sample_row(stem: str, domain: str | None, columns: list[_Column]) -> list[str]:
+    """HTML cells of one grid row: masked input, each column's scored image with its scores, ground truth."""
+    label = stem + (f" ({domain})" if domain else "")
+    shared = next((c.result.thumbnails[stem] for c in columns if stem in c.result.thumbnails), {})
+    uri, why = _image_uri(shared.get("input"))
+    cells = [_figure(uri, f"masked input {label}", label, why)]
     for column in columns:
-        path = _find_image(column.result.predictions, sample.stem)
-        score = _score_text(column.scores, sample.stem)
-        if path is None:
-            cells.append(_figure(None, "", score, f"no prediction {sample.stem} in {column.result.predictions}"))
-            continue
-        try:
-            shown = read_rgb(path)
-            if column.result.paste_back and image is not None and shown.shape == image.shape:
-                shown = composite_uint8(shown, image, (mask >= 0.5).astype(np.float32))  # what was scored
-            cells.append(_figure(thumbnail_uri(shown, thumb), f"{column.label} {label}", score))
-        except (ValueError, OSError) as error:
-            cells.append(_figure(None, "", score, f"unreadable prediction: {error}"))
-    return cells + [truth]
+        score = _score_text(column.scores, stem)
+        uri, why = _image_uri(column.result.thumbnails.get(stem, {}).get("scored"))
+        cells.append(_figure(uri, f"{column.label} {label}", score, why and f"{why} for {stem}"))
+    uri, why = _image_uri(shared.get("truth"))
+    return cells + [_figure(uri, f"ground truth {label}", "ground truth", why)]
 
 
-def build_grids(results: list[Result], samples: list[str] | None = None, thumb: int = 256) -> list[Grid]:
-    """One grid per dataset (root, name, resolution, mask convention) with predictions; see the module doc."""
-    from misato.data import load_dataset
+def _domains(members: list[Result]) -> dict[str, str | None]:
+    """Sample id -> domain, from the per-image CSVs' domain column where there is one."""
+    out: dict[str, str | None] = {}
+    for r in members:
+        scores, _ = _read_scores(r)
+        if scores is not None and "domain" in scores.columns:
+            out.update({stem: (d or None) for stem, d in scores["domain"].items()})
+    return out
 
+
+def build_grids(results: list[Result], samples: list[str] | None = None) -> list[Grid]:
+    """One grid per dataset (name and content) whose results carry thumbnails; see the module doc.
+
+    samples: sample ids to show (default: every sample with a thumbnail, in the first result's order); one
+    without a thumbnail is listed in the notes (the scorer keeps those of `--thumbnail-samples`)."""
     by_dataset: dict[tuple, list[Result]] = {}
     for r in results:
-        if r.predictions is not None:
-            key = (r.dataset_root, r.dataset_name, r.dataset_resolution, r.mask_hole_is_white)
-            by_dataset.setdefault(key, []).append(r)
+        if r.thumbnails:
+            by_dataset.setdefault((r.dataset_name, r.record.dataset.content_hash), []).append(r)
     grids = []
-    for (root, name, resolution, hole_is_white), members in by_dataset.items():
+    for (name, _), members in by_dataset.items():
         notes: list[str] = []
         columns = _columns(members, notes)
-        title = f"Qualitative comparison: {name}"
-        try:
-            if root is None:
-                raise ValueError("the result files do not record dataset.root")
-            dataset = load_dataset(root, resolution, mask_hole_is_white=hole_is_white)
-        except (ValueError, OSError) as error:
-            grids.append(Grid(title, [], [], notes + [f"dataset {name} not shown: {error}"]))
-            continue
-        stems = [s.stem for s in dataset.samples]
-        wanted = list(samples) if samples else default_samples(stems, [s.domain for s in dataset.samples])
-        absent = [s for s in wanted if s not in stems]
+        available = list(dict.fromkeys(stem for r in members for stem in r.thumbnails))
+        wanted = list(samples) if samples else available
+        absent = [s for s in wanted if s not in available]
         if absent:
-            notes.append(f"samples not in {name}: {', '.join(absent)}")
-        chosen = dataset.subset([s for s in wanted if s in stems]).samples
-        rows = [_sample_row(sample, hole_is_white, columns, thumb) for sample in chosen]
-        grids.append(Grid(title, ["Masked input", *[c.label for c in columns], "Ground truth"], rows, notes))
+            notes.append(f"no thumbnails of {', '.join(absent)} in the {name} results (re-score with "
+                         "`--thumbnail-samples`)")
+        domains = _domains(members)
+        rows = [_sample_row(stem, domains.get(stem), columns) for stem in wanted if stem in available]
+        grids.append(Grid(f"Qualitative comparison: {name}", ["Masked input", *[c.label for c in columns],
+                                                                "Ground truth"], rows, notes))
     for grid in grids:
         for note in grid.notes:
             logger.warning("%s: %s", grid.title, note)
@@ -324,9 +270,9 @@ def grid_html(grid: Grid) -> str:
 
 
 def _provenance(result: Result) -> str:
-    raw = result.raw
-    parts = [result.method, result.dataset_name, result.protocol_label, f"created {raw.get('created', '?')}",
-             f"git {raw.get('git_commit', '?')}"]
+    record = result.record
+    parts = [result.method, result.dataset_name, result.protocol_label, f"created {record.created or '?'}",
+             f"git {record.git_commit or '?'}"]
     return f"<li><code>{_e(result.path)}</code>: {_e(' · '.join(str(p) for p in parts))}</li>"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leaderboard.metrics import info
+from evaluators.metrics import spec
 from leaderboard.tables import DIFF, Table
 
 CSV_TAIL: tuple[str, ...] = ("row_kind", "group", "metric", "higher_is_better", "value", "best")
@@ -27,7 +27,7 @@ def format_value(value: float, metric: str, signed: bool = False) -> str | None:
     """Fixed decimals per metric; None for NaN. Signed values (diff rows) always carry + or -."""
     if value is None or not math.isfinite(value):
         return None
-    decimals = info(metric).decimals
+    decimals = spec(metric).decimals
     if round(value, decimals) == 0:
         value = 0.0  # no "-0.000"
     return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
@@ -35,7 +35,7 @@ def format_value(value: float, metric: str, signed: bool = False) -> str | None:
 
 def metric_header(metric: str, higher: dict[str, bool], arrows: tuple[str, str]) -> tuple[str, str]:
     """(label, arrow) for a metric column; arrows = (up, down)."""
-    return info(metric).label, arrows[0] if higher.get(metric, info(metric).higher_is_better) else arrows[1]
+    return spec(metric).label, arrows[0] if higher.get(metric, spec(metric).higher_is_better) else arrows[1]
 
 
 def _rows(table: Table):
@@ -156,7 +156,7 @@ def table_csv(table: Table) -> str:
         labels = label if isinstance(label, tuple) else (label,)
         for j, (group, metric) in enumerate(table.frame.columns):
             records.append([*labels, table.row_kind[i], group, metric,
-                            table.higher_is_better.get(metric, info(metric).higher_is_better),
+                            table.higher_is_better.get(metric, spec(metric).higher_is_better),
                             table.frame.iat[i, j], bool(table.best.iat[i, j])])
     buffer = io.StringIO()
     pd.DataFrame(records, columns=[*names, *CSV_TAIL]).to_csv(buffer, index=False, na_rep="")

@@ -18,25 +18,21 @@ from leaderboard.tables import build_tables
 logger = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("md", "tex", "csv", "html")
-DEFAULT_THUMB = 256
 
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """formats: subset of FORMATS; samples: stems for the HTML grid (None = first of each domain);
-    paper: show the paper's figures (paper/diff rows and the paper's tables); thumb: thumbnail size (px)."""
+    """formats: subset of FORMATS; samples: sample ids for the HTML grid (None = every one with thumbnails);
+    paper: show the paper's figures (paper/diff rows and the paper's tables)."""
 
     formats: tuple[str, ...] = FORMATS
     samples: tuple[str, ...] | None = None
     paper: bool = True
-    thumb: int = DEFAULT_THUMB
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown or not self.formats:
             raise ValueError(f"unknown format(s) {unknown or self.formats}; choose from {', '.join(FORMATS)}")
-        if self.thumb < 16:
-            raise ValueError(f"thumbnail size must be at least 16 px, got {self.thumb}")
 
 
 def write_reports(
@@ -45,14 +41,13 @@ def write_reports(
     formats: Iterable[str] = FORMATS,
     samples: Iterable[str] | None = None,
     paper: bool = True,
-    thumb: int = DEFAULT_THUMB,
 ) -> dict[str, Path]:
     """Collect result JSONs (files or folders) and write the leaderboard into `out_dir`, atomically.
 
     Returns {name: path}: "md" -> leaderboard.md, "tex" -> leaderboard.tex, "html" -> report.html, and one
     "csv:<table key>" -> <table key>.csv per table (tidy CSV, see `leaderboard.render.table_csv`).
     """
-    options = ReportOptions(tuple(formats), tuple(samples) if samples else None, paper, thumb)
+    options = ReportOptions(tuple(formats), tuple(samples) if samples else None, paper)
     results = collect(result_paths)
     tables = build_tables(results, paper=options.paper)
     out = Path(out_dir)
@@ -68,7 +63,7 @@ def write_reports(
             written[f"csv:{table.key}"] = out / f"{table.key}.csv"
             atomic_write_text(written[f"csv:{table.key}"], table_csv(table))
     if "html" in options.formats:
-        grids = build_grids(results, list(options.samples) if options.samples else None, options.thumb)
+        grids = build_grids(results, list(options.samples) if options.samples else None)
         written["html"] = out / "report.html"
         atomic_write_text(written["html"], render_html(tables, grids, results))
     logger.info("wrote %d leaderboard file(s) to %s", len(written), out)

@@ -1,24 +1,8 @@
-"""Read and validate the result JSON files written by the scoring core.
+"""Read result files (`evaluators.record.ResultRecord`) for the tables and the report.
 
-A result file is `<method>__<dataset>__<protocol>.json` (schema below); the leaderboard reads these files
-only and never imports a model or a metric. Relative paths inside a file (`dataset.root`, `per_image_csv`,
-`predictions`) are resolved against the folder holding the JSON file, so a results folder can be moved
-together with its per-image CSVs; when nothing exists there but the path exists relative to the current
-directory (the scorer was given a relative path), that one is used.
-
-Schema version 1 (required keys marked *)::
-
-    schema_version*: 1
-    method*: str                       display name, any characters (always escaped when rendered)
-    dataset*: {name*, kind* (MISATO | Places2 | custom), root, content_hash, n_images, domains,
-               mask_hole_is_white, resolution}
-    protocol*: {name*, version*, ...}
-    paste_back: bool
-    metrics*: {overall*: {n, lpips, fid, ...}, per_domain: {domain: {n, ...}}}
-    higher_is_better: {metric: bool}
-    unavailable: {metric: "why + fix"}
-    per_image_csv: str                 columns stem, domain, lpips, psnr, ssim, grad_error, clip_score
-    predictions: str                   folder of composited predictions, PNG by stem
+The leaderboard reads result folders only: the record, its per-image CSV and the thumbnails the scorer wrote;
+it never opens a dataset or imports a model. Relative paths in a file (`per_image_csv`, thumbnails) are
+resolved against the folder holding the JSON file, so a results folder can be moved as a whole.
 """
 
 from __future__ import annotations
@@ -28,116 +12,88 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from evaluators.record import ResultFileError, ResultRecord
+
 logger = logging.getLogger(__name__)
 
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
 RESULT_NAME = re.compile(r"^[^/]+__[^/]+__[^/]+\.json$")
 
-# dataset.kind as written (case-insensitive) -> the kind used for grouping; "custom" groups by dataset name.
-KINDS: dict[str, str] = {"misato": "MISATO", "places2": "Places2", "custom": "custom"}
+__all__ = ["Result", "ResultFileError", "collect", "find_result_files", "load_result", "results_frame"]
 
 
-class ResultFileError(ValueError):
-    """A result file that cannot be used as it is; the message names the file."""
+def _values(row: dict[str, Any]) -> dict[str, float]:
+    """A metrics row without `n`, null as NaN (the tables' missing value)."""
+    return {k: math.nan if v is None else float(v) for k, v in row.items() if k != "n"}
 
 
 @dataclass(frozen=True)
 class Result:
-    """One validated result file.
-
-    `overall` and `per_domain` map metric name -> float (NaN where the file has null); `n` counts are ints.
-    Paths are absolute (relative ones resolved against the JSON's folder); None when the file has none.
-    """
+    """One result file as the tables use it: its record, metric values as floats (NaN where the file has null)
+    and its files resolved to absolute paths (None when the file has none)."""
 
     path: Path
-    method: str
-    dataset_name: str
-    dataset_kind: str
-    protocol_name: str
-    protocol_version: int
-    paste_back: bool | None
-    overall: dict[str, float]
-    n: int | None
-    per_domain: dict[str, dict[str, float]]
-    per_domain_n: dict[str, int | None]
-    higher_is_better: dict[str, bool]
-    unavailable: dict[str, str]
-    dataset_root: Path | None
-    dataset_resolution: int | None
-    mask_hole_is_white: bool
+    record: ResultRecord
     per_image_csv: Path | None
-    predictions: Path | None
-    raw: dict[str, Any] = field(repr=False, compare=False, hash=False, default_factory=dict)
+    thumbnails: dict[str, dict[str, Path]]
+
+    @property
+    def method(self) -> str:
+        return self.record.method
+
+    @property
+    def dataset_name(self) -> str:
+        return self.record.dataset.name
+
+    @property
+    def dataset_kind(self) -> str:
+        return self.record.dataset.kind
+
+    @property
+    def protocol_name(self) -> str:
+        return self.record.protocol_name
 
     @property
     def protocol_label(self) -> str:
-        return f"{self.protocol_name} v{self.protocol_version}"
+        return f"{self.record.protocol_name} v{self.record.protocol_version}"
+
+    @property
+    def paste_back(self) -> bool | None:
+        return self.record.paste_back
+
+    @property
+    def overall(self) -> dict[str, float]:
+        return _values(self.record.overall)
+
+    @property
+    def n(self) -> int | None:
+        return self.record.overall.get("n")
+
+    @property
+    def per_domain(self) -> dict[str, dict[str, float]]:
+        return {domain: _values(row) for domain, row in self.record.per_domain.items()}
+
+    @property
+    def per_domain_n(self) -> dict[str, int | None]:
+        return {domain: row.get("n") for domain, row in self.record.per_domain.items()}
+
+    @property
+    def higher_is_better(self) -> dict[str, bool]:
+        return self.record.higher_is_better
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        return self.record.unavailable
 
 
-def _require(obj: dict, key: str, kind: type | tuple[type, ...], path: Path, where: str = "") -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise ResultFileError(f"{path}: missing required key {where}{key!r}")
-    value = obj[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):  # JSON true is not a version
-        raise ResultFileError(f"{path}: {where}{key} must be {_kind_name(kind)}, got {type(value).__name__}")
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
-
-
-def _metric_values(block: Any, path: Path, where: str) -> tuple[dict[str, float], int | None]:
-    """Split a metrics block into float metric values and the sample count `n`."""
-    if not isinstance(block, dict):
-        raise ResultFileError(f"{path}: {where} must be an object, got {type(block).__name__}")
-    values: dict[str, float] = {}
-    n = block.get("n")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
-        raise ResultFileError(f"{path}: {where}.n must be an integer, got {n!r}")
-    for key, value in block.items():
-        if key == "n":
-            continue
-        if value is None:
-            values[key] = math.nan
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            values[key] = float(value)
-        else:
-            raise ResultFileError(f"{path}: {where}.{key} must be a number or null, got {value!r}")
-    return values, n
-
-
-def _local_path(value: Any, base: Path, path: Path, key: str) -> Path | None:
-    if value in (None, ""):
+def _beside(value: str | None, base: Path) -> Path | None:
+    if not value:
         return None
-    if not isinstance(value, str):
-        raise ResultFileError(f"{path}: {key} must be a string path, got {type(value).__name__}")
     candidate = Path(value).expanduser()
-    if candidate.is_absolute():
-        return candidate
-    beside = (base / candidate).resolve()
-    if not beside.exists() and candidate.exists():  # written relative to the scorer's working directory
-        return candidate.resolve()
-    return beside
-
-
-def _resolution(dataset: dict, root: Path | None) -> int | None:
-    """MISATO sub-folder: `dataset.resolution` if recorded, else read back from the name that
-    `misato.data.load_dataset` gives a release root ("<root name>-<resolution>")."""
-    value = dataset.get("resolution")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    name = dataset.get("name")
-    if root is not None and isinstance(name, str):
-        match = re.fullmatch(re.escape(root.name) + r"-(\d+)", name)
-        if match:
-            return int(match.group(1))
-    return None
+    return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
 
 def load_result(path: str | os.PathLike) -> Result:
@@ -149,59 +105,10 @@ def load_result(path: str | os.PathLike) -> Result:
         raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ResultFileError(f"{path}: not a readable JSON file ({error})") from error
-    if not isinstance(data, dict):
-        raise ResultFileError(f"{path}: a result file holds a JSON object, got {type(data).__name__}")
-    version = data.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS or isinstance(version, bool):
-        raise ResultFileError(
-            f"{path}: unsupported schema_version {version!r}; this leaderboard reads "
-            f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))} (re-score with this version of misato-bench)"
-        )
-    method = _require(data, "method", str, path)
-    if not method.strip():
-        raise ResultFileError(f"{path}: method is empty")
-    dataset = _require(data, "dataset", dict, path)
-    protocol = _require(data, "protocol", dict, path)
-    metrics = _require(data, "metrics", dict, path)
-    kind_raw = _require(dataset, "kind", str, path, "dataset.")
-    if kind_raw.lower() not in KINDS:
-        raise ResultFileError(f"{path}: dataset.kind must be one of MISATO, Places2, custom; got {kind_raw!r}")
-    overall, n = _metric_values(_require(metrics, "overall", dict, path, "metrics."), path, "metrics.overall")
-    per_domain: dict[str, dict[str, float]] = {}
-    per_domain_n: dict[str, int | None] = {}
-    for domain, block in (metrics.get("per_domain") or {}).items():
-        per_domain[domain], per_domain_n[domain] = _metric_values(block, path, f"metrics.per_domain.{domain}")
-    higher = data.get("higher_is_better") or {}
-    if not isinstance(higher, dict) or not all(isinstance(v, bool) for v in higher.values()):
-        raise ResultFileError(f"{path}: higher_is_better must map metric names to true/false")
-    unavailable = data.get("unavailable") or {}
-    if not isinstance(unavailable, dict):
-        raise ResultFileError(f"{path}: unavailable must map metric names to reasons")
-    paste_back = data.get("paste_back")
+    record = ResultRecord.from_json(data, str(path))
     base = path.parent
-    root = _local_path(dataset.get("root"), base, path, "dataset.root")
-    hole_is_white = dataset.get("mask_hole_is_white", True)
-    return Result(
-        path=path,
-        method=method,
-        dataset_name=_require(dataset, "name", str, path, "dataset."),
-        dataset_kind=KINDS[kind_raw.lower()],
-        protocol_name=_require(protocol, "name", str, path, "protocol."),
-        protocol_version=_require(protocol, "version", int, path, "protocol."),
-        paste_back=paste_back if isinstance(paste_back, bool) else None,
-        overall=overall,
-        n=n,
-        per_domain=per_domain,
-        per_domain_n=per_domain_n,
-        higher_is_better=dict(higher),
-        unavailable={str(k): str(v) for k, v in unavailable.items()},
-        dataset_root=root,
-        dataset_resolution=_resolution(dataset, root),
-        mask_hole_is_white=hole_is_white if isinstance(hole_is_white, bool) else True,
-        per_image_csv=_local_path(data.get("per_image_csv"), base, path, "per_image_csv"),
-        predictions=_local_path(data.get("predictions"), base, path, "predictions"),
-        raw=data,
-    )
+    thumbnails = {stem: {role: _beside(p, base) for role, p in roles.items()} for stem, roles in record.thumbnails.items()}
+    return Result(path, record, _beside(record.per_image_csv, base), thumbnails)
 
 
 def _looks_like_result(path: Path) -> bool:

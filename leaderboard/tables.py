@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from leaderboard import paper as paper_data
-from leaderboard.metrics import ALL_METRICS, TABLE1_METRICS, info
+from evaluators.metrics import SCORED, TABLE1, spec
 from leaderboard.results import Result, ResultFileError
 
 MEASURED, PAPER, DIFF = "measured", "paper", "diff"
@@ -117,7 +117,7 @@ def directions(results: list[Result], metrics: list[str]) -> dict[str, bool]:
                 )
             out.setdefault(metric, higher)
             source.setdefault(metric, r)
-    return {m: out.get(m, info(m).higher_is_better) for m in metrics}
+    return {m: out.get(m, spec(m).higher_is_better) for m in metrics}
 
 
 def best_mask(frame: pd.DataFrame, higher: dict[str, bool], rankable: np.ndarray,
@@ -130,7 +130,7 @@ def best_mask(frame: pd.DataFrame, higher: dict[str, bool], rankable: np.ndarray
     mask = np.zeros(frame.shape, dtype=bool)
     blocks = blocks if blocks is not None else [np.ones(len(frame), dtype=bool)]
     for j, (_, metric) in enumerate(frame.columns):
-        column = frame.iloc[:, j].to_numpy(dtype=float).round(info(metric).decimals)
+        column = frame.iloc[:, j].to_numpy(dtype=float).round(spec(metric).decimals)
         for block in blocks:
             rows = block & rankable & np.isfinite(column)
             if not rows.any():
@@ -164,15 +164,15 @@ def _notes(groups: list[_Group], metrics: list[str]) -> list[str]:
             for metric, why in r.unavailable.items():
                 if metric in metrics:
                     labels, who = reasons.setdefault(why, ({}, {}))
-                    labels[info(metric).label] = None
+                    labels[spec(metric).label] = None
                     who[f"{method} [{group.label}]"] = None
     lines = [f"{', '.join(labels)} unavailable for {', '.join(who)}: {why}" for why, (labels, who) in reasons.items()]
     for group in groups:
         for method, r in group.results.items():
-            for key, text in (r.raw.get("notes") or {}).items():
+            for key, text in r.record.notes.items():
                 scope, _, metric = key.partition(".")
                 if scope == "overall":  # shown even when the value is null (no column for it then)
-                    lines.append(f"{info(metric).label} of {method} [{group.label}]: {text}")
+                    lines.append(f"{spec(metric).label} of {method} [{group.label}]: {text}")
     return lines
 
 
@@ -180,7 +180,7 @@ def _methods(groups: list[_Group]) -> list[str]:
     return list(dict.fromkeys(m for g in groups for m in g.results))
 
 
-def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, ...] = TABLE1_METRICS) -> Table:
+def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, ...] = TABLE1) -> Table:
     """Paper Table 1 layout: rows = methods (measured, then paper and diff rows where the paper has the
     method), columns = column group x {LPIPS, FID, U-IDS, P-IDS}."""
     groups = group_results(results)
@@ -225,7 +225,7 @@ def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, 
 
 
 def _present(results: list[Result], blocks: str) -> list[str]:
-    """Metrics (in ALL_METRICS order) with a value or an 'unavailable' entry in any result."""
+    """Metrics (in SCORED order) with a value or an 'unavailable' entry in any result."""
     seen: set[str] = set()
     for r in results:
         seen |= set(r.unavailable)
@@ -233,7 +233,7 @@ def _present(results: list[Result], blocks: str) -> list[str]:
             seen |= {m for m, v in r.overall.items() if not math.isnan(v)}
         else:
             seen |= {m for d in r.per_domain.values() for m, v in d.items() if not math.isnan(v)}
-    return [m for m in ALL_METRICS if m in seen]
+    return [m for m in SCORED if m in seen]
 
 
 def build_metrics_table(results: list[Result]) -> Table:
@@ -267,7 +267,7 @@ def build_domain_tables(results: list[Result]) -> list[Table]:
             continue
         found = list(dict.fromkeys(d for r in members for d in r.per_domain))
         domains = [d for d in DOMAINS if d in found] + [d for d in found if d not in DOMAINS]
-        metrics = [m for m in _present(members, "domains") if m in ALL_METRICS]
+        metrics = [m for m in _present(members, "domains") if m in SCORED]
         higher = directions(members, metrics)
         methods = [r.method for r in members]
         data = [[r.per_domain.get(d, {}).get(m, math.nan) for d in domains for m in metrics] for r in members]
@@ -293,12 +293,12 @@ def paper_table1() -> Table:
     methods = list(dict.fromkeys(reported["method"]))
     wide = reported.set_index(["method", "dataset"])
     data = [[float(wide.loc[(m, k), metric]) if (m, k) in wide.index else math.nan
-             for k in kinds for metric in TABLE1_METRICS] for m in methods]
+             for k in kinds for metric in TABLE1] for m in methods]
     frame = pd.DataFrame(data, index=pd.MultiIndex.from_tuples([(m, PAPER) for m in methods],
                                                                 names=["method", "source"]),
-                         columns=pd.MultiIndex.from_tuples([(k, m) for k in kinds for m in TABLE1_METRICS],
+                         columns=pd.MultiIndex.from_tuples([(k, m) for k in kinds for m in TABLE1],
                                                            names=["group", "metric"]), dtype=float)
-    higher = {m: info(m).higher_is_better for m in TABLE1_METRICS}
+    higher = {m: spec(m).higher_is_better for m in TABLE1}
     best = best_mask(frame, higher, np.ones(len(frame), dtype=bool))
     sizes = ", ".join(f"{k} n = {v}" for k, v in paper_data.table1_samples().items())
     caption = (f"Paper Table 1 as reported in the ASUKA paper (512x512; {sizes}). These are the paper's "
@@ -312,10 +312,10 @@ def paper_table2() -> Table:
     reported = paper_data.table2()
     labels = [TABLE2_LABELS.get(t, t) for t in reported["table"]]
     index = pd.MultiIndex.from_arrays([labels, reported["variant"]], names=["table", "variant"])
-    frame = pd.DataFrame(reported[list(TABLE1_METRICS)].to_numpy(dtype=float), index=index,
-                         columns=pd.MultiIndex.from_tuples([("MISATO", m) for m in TABLE1_METRICS],
+    frame = pd.DataFrame(reported[list(TABLE1)].to_numpy(dtype=float), index=index,
+                         columns=pd.MultiIndex.from_tuples([("MISATO", m) for m in TABLE1],
                                                            names=["group", "metric"]))
-    higher = {m: info(m).higher_is_better for m in TABLE1_METRICS}
+    higher = {m: spec(m).higher_is_better for m in TABLE1}
     blocks = [np.asarray(reported["table"] == t) for t in dict.fromkeys(reported["table"])]
     best = best_mask(frame, higher, np.ones(len(frame), dtype=bool), blocks)
     caption = ("Paper Table 2 (a) MAE pre-trained vs fine-tuned, (b) alignment module, (d) decoder: ablations "
@@ -324,7 +324,7 @@ def paper_table2() -> Table:
                  [PAPER] * len(frame), higher)
 
 
-TABLE2_METRICS: tuple[str, ...] = (*TABLE1_METRICS, "psnr", "ssim")
+TABLE2_METRICS: tuple[str, ...] = (*TABLE1, "psnr", "ssim")
 
 
 def build_table2(rows: list[tuple[str, str, Result]]) -> list[Table]:
@@ -374,7 +374,7 @@ def paper_table2c() -> Table:
                                                          names=["method", "source"]),
                          columns=pd.MultiIndex.from_tuples([("User study", m) for m in metrics],
                                                            names=["group", "metric"]))
-    higher = {m: info(m).higher_is_better for m in metrics}
+    higher = {m: spec(m).higher_is_better for m in metrics}
     best = best_mask(frame, higher, np.ones(len(frame), dtype=bool))
     caption = ("Paper Table 2 (c): user study as reported in the ASUKA paper, top-1 selection ratio in % "
                "(40 images, 100 answers). Bold: the paper's best per column.")

@@ -47,12 +47,14 @@ class Sample:
 
 @dataclass
 class Dataset:
-    """An ordered, named list of samples; `mask_hole_is_white` records the mask convention used."""
+    """An ordered, named list of samples; `mask_hole_is_white` records the mask convention used;
+    `resolution` the MISATO sub-folder opened (None for a plain image/ + mask/ folder)."""
 
     name: str
     root: Path
     samples: list[Sample]
     mask_hole_is_white: bool = True
+    resolution: int | None = None
     _hash: str | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -83,7 +85,7 @@ class Dataset:
         missing = [s for s in stems if s not in by_stem]
         if missing:
             raise DatasetError(f"{self.root}: no samples named {missing[:5]}")
-        return Dataset(self.name, self.root, [by_stem[s] for s in stems], self.mask_hole_is_white)
+        return Dataset(self.name, self.root, [by_stem[s] for s in stems], self.mask_hole_is_white, self.resolution)
 
 
 def list_images(folder: Path) -> dict[str, Path]:
@@ -161,4 +163,5 @@ def load_dataset(
     dataset = load_pair_folders(base / "image", base / "mask", mask_hole_is_white=mask_hole_is_white)
     dataset.name = root.name if base == root else f"{root.name}-{resolution}"
     dataset.root = root
+    dataset.resolution = None if base == root else resolution
     return dataset

@@ -24,3 +24,19 @@ def check_device(requested: str | None) -> None:
                              "False); use --device cpu or auto")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"--device {requested!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+
+
+def resolve_device(requested: str | None, process_device: "torch.device | None" = None) -> torch.device:
+    """The device to use for `--device requested` (checked first, never a silent fallback).
+
+    "auto" (or None): the process's device under `accelerate launch` (`process_device`), else CUDA when
+    available, else CPU. Plain "cuda" under accelerate is this process's GPU. Anything else as named.
+    """
+    check_device(requested)
+    if requested in (None, "auto"):
+        if process_device is not None:
+            return torch.device(process_device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and process_device is not None and torch.device(process_device).type == "cuda":
+        return torch.device(process_device)
+    return torch.device(requested)

@@ -19,11 +19,12 @@ import logging
 import os
 import re
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evaluators.metrics import SCORED
 from misato.data import Dataset, load_dataset
 from misato.io import atomic_write_json
 
@@ -282,8 +283,8 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
             raise ValueError(f"{manifest_path}: inpainting is {manifest.get('status')}, not complete")
         stage = "score"
         scored = dataset if config.limit is None else dataset.subset(sorted(manifest["samples"]))
-        predictions = folder / ("composite" if config.score.paste_back else "raw")
-        result = score(scored, predictions, method.label, out / "results", config.score, dataset_kind=kind)
+        # The raw outputs: the scorer composites them itself (paste_back), as for any inpaint folder.
+        result = score(scored, folder / "raw", method.label, out / "results", config.score, dataset_kind=kind)
     except Exception as error:  # noqa: BLE001 (any plug-in error must only fail its own method)
         outcome.stage, outcome.error, outcome.error_type = stage, _error_text(error), type(error).__name__
         log.error("%s on %s failed while %s: %s", method.label, dataset.name,
@@ -292,8 +293,8 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
         return outcome
     outcome.status = "ok"
     outcome.result_json = str(result.json_path)
-    outcome.unavailable = dict(result.record.get("unavailable") or {})
-    outcome.overall = dict(result.record["metrics"]["overall"])
+    outcome.unavailable = dict(result.record.unavailable)
+    outcome.overall = dict(result.record.overall)
     return outcome
 
 
@@ -332,9 +333,18 @@ def run_benchmark(config: RunConfig) -> RunReport:
         if dataset.name not in names:
             names[dataset.name] = entry.source
             opened.append((dataset, kind))
+    wanted = config.score.thumbnail_samples
+    if wanted is not None:
+        known = {s.stem for dataset, _ in opened for s in dataset.samples}
+        absent = [stem for stem in wanted if stem not in known]
+        if absent:
+            raise ValueError(f"--thumbnail-samples: not in any dataset of this run: {', '.join(absent[:10])}")
     for dataset, kind in opened:
+        stems = {s.stem for s in dataset.samples}
+        dataset_config = config if wanted is None else replace(
+            config, score=replace(config.score, thumbnail_samples=tuple(s for s in wanted if s in stems)))
         for method in config.methods:
-            outcomes.append(run_one(dataset, kind, method, config))
+            outcomes.append(run_one(dataset, kind, method, dataset_config))
 
     leaderboard: dict[str, Path] = {}
     leaderboard_error = None
@@ -381,8 +391,7 @@ def format_report(report: RunReport, protocol: str, weights: dict[str, str] | No
     """A plain-text account for the terminal: outcomes, failures with fixes, metrics lacking weights, files."""
     lines = []
     width = max([len(o.method) for o in report.outcomes] + [6])
-    metrics = [m for m in ("psnr", "ssim", "grad_error", "lpips", "fid", "u_ids", "p_ids", "kid", "clip_score")
-               if any(m in o.overall for o in report.outcomes)]
+    metrics = [m for m in SCORED if any(m in o.overall for o in report.outcomes)]
     by_dataset: dict[str, list[Outcome]] = {}
     for outcome in report.outcomes:
         by_dataset.setdefault(outcome.dataset, []).append(outcome)

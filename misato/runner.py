@@ -76,29 +76,21 @@ def current_workers(device: str | None = None) -> Workers:
     import torch
     from accelerate import PartialState
 
-    use_cpu = (device is not None and torch.device(device).type == "cpu") or not torch.cuda.is_available()
+    use_cpu = (device not in (None, "auto") and torch.device(device).type == "cpu") or not torch.cuda.is_available()
     state = PartialState(cpu=use_cpu)
     return Workers(state.process_index, state.num_processes, state.device, state.wait_for_everyone)
 
 
 def choose_device(requested: str | None, workers: Workers, supported: tuple[str, ...]) -> str:
-    """The device to build the inpainter on.
-
-    None means accelerate's device for this process, else CUDA when available, else CPU. Plain "cuda"
-    under accelerate becomes this process's GPU. A device the inpainter does not support falls back to
-    CPU (classical methods in a GPU run) with a warning.
+    """The device to build the inpainter on: `misato.devices.resolve_device` with accelerate's device for this
+    process. A device the inpainter does not support falls back to CPU (classical methods in a GPU run) with a
+    warning.
     """
     import torch
 
-    from misato.devices import check_device
+    from misato.devices import resolve_device
 
-    check_device(requested)
-    if requested is None:
-        device = str(workers.device) if workers.device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    elif requested == "cuda" and workers.device is not None and str(workers.device).startswith("cuda"):
-        device = str(workers.device)
-    else:
-        device = requested
+    device = str(resolve_device(requested, workers.device))
     if torch.device(device).type not in supported:
         if "cpu" not in supported:
             raise ValueError(f"device {device} not supported (supported: {supported})")

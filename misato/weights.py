@@ -40,6 +40,10 @@ class WeightSpec:
     `sha256` is the full hex digest of the published file, or "" where no digest is published (the file
     is then used as found and its actual hash recorded, never "verified"). `package_file` names a copy
     shipped inside an installed package ("package:relative/path"), searched after the weights folder.
+    A file on the Hugging Face hub names `hf_repo` (and `hf_revision`): it is fetched with
+    `huggingface_hub.hf_hub_download` and found in the hub cache; `url` is then only informative.
+    `manual`: the steps when `url` is not the file itself (a Google Drive page, a release archive to unzip and
+    convert): such a file is never downloaded automatically; the steps are shown instead.
     """
 
     key: str
@@ -48,8 +52,10 @@ class WeightSpec:
     sha256: str
     description: str
     hf_repo: str | None = None  # Hugging Face repo id when the file lives on the hub
+    hf_revision: str = "main"  # branch, tag or commit of hf_repo
     md5: str | None = None  # as published by some projects, informative only
     package_file: str | None = None
+    manual: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ class WeightsNotFoundError(FileNotFoundError):
         self.spec = spec
         self.searched = searched
         places = "\n".join(f"  - {p}" for p in searched) or "  (none)"
-        if not spec.url:
+        if not spec.url or spec.manual:
             super().__init__(
                 f"weights {spec.key!r} ({spec.filename}) not found. Searched:\n{places}\n{spec.description}\n"
                 f"Fix: {fix_text(spec)}")
@@ -174,7 +180,7 @@ def _hf_cached(spec: WeightSpec) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    found = try_to_load_from_cache(spec.hf_repo, spec.filename)
+    found = try_to_load_from_cache(spec.hf_repo, spec.filename, revision=spec.hf_revision)
     return Path(found) if isinstance(found, str) else None
 
 
@@ -234,13 +240,24 @@ def resolve(key: str, path: str | os.PathLike | None = None, allow_download: boo
 
 
 def download(spec: WeightSpec, folder: Path | None = None) -> ResolvedWeight:
-    """Download `spec.url` into `folder` (default weights dir) atomically and check its sha256."""
+    """Download the file and check its sha256: hub files with `hf_hub_download` (into the hub cache), others
+    from `spec.url` into `folder` (default weights dir) atomically. Unpublished and `manual` files raise
+    `WeightsNotFoundError` with the steps."""
     import tempfile
 
     import torch.hub
 
-    if not spec.url:
+    if not spec.url or spec.manual:
         raise WeightsNotFoundError(spec, [])
+    if spec.hf_repo is not None:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(spec.hf_repo, spec.filename, revision=spec.hf_revision))
+        digest = sha256_file(path)
+        if spec.sha256 and digest != spec.sha256:
+            raise WeightsHashError(f"{spec.hf_repo}/{spec.filename}@{spec.hf_revision}: sha256 {digest}, "
+                                   f"expected {spec.sha256}")
+        return ResolvedWeight(spec.key, path, digest, spec.sha256, "download")
     folder = folder or default_weights_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / spec.filename
@@ -263,5 +280,8 @@ def fix_text(spec: WeightSpec) -> str:
     if not spec.url:
         return (f"it was never published: train it (`misato train`), then pass --weight {spec.key}=PATH or put "
                 f"{spec.filename} in $MISATO_WEIGHTS_DIR (default ~/.cache/misato/weights)")
+    if spec.manual:
+        return (f"{spec.manual}; then put {spec.filename} in $MISATO_WEIGHTS_DIR (default ~/.cache/misato/weights) "
+                f"or pass --weight {spec.key}=PATH")
     return (f"run `misato weights fetch {spec.key}`, or put {spec.filename} in $MISATO_WEIGHTS_DIR (default "
             f"~/.cache/misato/weights), or pass --weight {spec.key}=PATH")

@@ -135,3 +135,59 @@ def _isolated_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("MISATO_WEIGHTS_DIR", str(tmp_path / "weights-dir"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+class TinyFeatures:
+    """A stand-in feature network for plumbing tests (layout, batch invariance, cache reuse): two strided convs
+    and a mean, 16-d, on uint8 (3, H, W) inputs. Registered as the extractor of the `tiny-features` protocol by
+    the `tiny_features` fixture; the real-size Inception runs only where numbers are checked against a library."""
+
+    key = "tiny-features"
+    weight_key = "tiny-features"
+    dim = 16
+
+    def __init__(self, weights, device):
+        self.device = device
+        self.net = _tiny_feature_net()
+        self.net.load_state_dict(torch.load(weights.path, map_location="cpu", weights_only=True))
+        self.net.to(device).eval()
+
+    def preprocess(self):
+        return _chw_uint8
+
+    @torch.no_grad()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.net(batch.to(self.device).float() / 255.0).cpu()
+
+
+def _tiny_feature_net() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, stride=2),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+
+def _chw_uint8(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+
+
+@pytest.fixture
+def tiny_features(monkeypatch, tmp_path) -> dict[str, str]:
+    """The `tiny-features` protocol (comod's settings with the `TinyFeatures` stand-in) and its weight file;
+    returns the explicit weight paths for ScoreConfig.weights (LPIPS included, on random AlexNet weights)."""
+    import dataclasses
+
+    import torchvision
+
+    import lpips
+    from evaluators import features, protocols
+    from misato.io import sha256_file
+    from misato.weights import WeightSpec, register
+
+    torch.manual_seed(0)
+    path = _save(_tiny_feature_net().state_dict(), tmp_path / "tiny-features.pth")
+    register(WeightSpec("tiny-features", "tiny-features.pth", "", sha256_file(path), "test stand-in"))
+    monkeypatch.setitem(features.EXTRACTORS, TinyFeatures.key, TinyFeatures)
+    protocol = dataclasses.replace(protocols.PROTOCOLS["comod"], name="tiny-features", feature_net=TinyFeatures.key)
+    monkeypatch.setitem(protocols.PROTOCOLS, protocol.name, protocol)
+    return {"tiny-features": str(path),
+            "alexnet-torchvision": str(_save(torchvision.models.alexnet().state_dict(), tmp_path / "alexnet.pth")),
+            "lpips-alex-lin": str(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth")}

@@ -1,4 +1,4 @@
-"""Leaderboard: layout from the hand-written fixture results in tests/fixtures/results/.
+"""Leaderboard: layout from the fixture results that tests/result_fixtures.py writes through the result record.
 
 Expected values are derived in the tests from the fixture JSONs and the paper CSV (read here with the csv
 module), never typed in.
@@ -6,6 +6,7 @@ module), never typed in.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import csv
 import io
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,14 +26,14 @@ import pytest
 from PIL import Image
 
 from leaderboard import ResultFileError, build_table1, collect, results_frame, write_reports
-from leaderboard.metrics import TABLE1_METRICS, info
+from evaluators.metrics import TABLE1, spec
 from leaderboard.render import escape_latex, read_table_csv, render_latex, render_markdown, table_csv
 from leaderboard.tables import build_domain_tables, build_tables, paper_table2
+from result_fixtures import EVIL, THUMBNAIL_STEMS, write_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "results"
+FIXTURES = write_fixtures(Path(tempfile.mkdtemp(prefix="misato-result-fixtures-")))
+atexit.register(shutil.rmtree, FIXTURES, True)
 REFERENCE = Path(__file__).resolve().parents[1] / "leaderboard" / "data" / "paper_table1.csv"
-EVIL = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>"
-STEMS = ("0000", "0500", "1000", "1500")
 CHROMIUM = Path("/usr/bin/chromium")
 PAPER_NAME = {"lama": "LaMa", "asuka-sd": "ASUKA"}  # the fixtures' methods that the paper reports
 
@@ -42,7 +44,7 @@ def fixture_json() -> list[dict]:
 
 def paper_rows() -> dict[tuple[str, str], dict[str, float]]:
     with open(REFERENCE, newline="") as handle:
-        return {(r["method"], r["dataset"]): {m: float(r[m]) for m in TABLE1_METRICS} for r in csv.DictReader(handle)}
+        return {(r["method"], r["dataset"]): {m: float(r[m]) for m in TABLE1} for r in csv.DictReader(handle)}
 
 
 def expected_best(kind: str, metric: str) -> set[str]:
@@ -68,24 +70,8 @@ def md_rows(markdown: str, title: str) -> tuple[list[str], list[list[str]]]:
 
 @pytest.fixture()
 def workspace(tmp_path: Path) -> Path:
-    """The fixture results plus a tiny MISATO-style dataset and predictions they point at (relative paths)."""
-    root = tmp_path / "results"
-    shutil.copytree(FIXTURES, root)
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:64, 0:64]
-    for stem in (*STEMS, "1600"):
-        image = np.stack([xx * 3, yy * 3, (xx + yy) * 2], -1).astype(np.uint8)
-        mask = np.zeros((64, 64), np.uint8)
-        mask[16:48, 20:44] = 255
-        for folder, array in (("dataset/image", image), ("dataset/mask", mask)):
-            (root / folder).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(array).save(root / folder / f"{stem}.png")
-        for method in ("lama", "telea", "asuka-sd", "evil"):
-            prediction = image.copy()
-            prediction[16:48, 20:44] = rng.integers(0, 256, 3)
-            (root / "predictions" / method).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(prediction).save(root / "predictions" / method / f"{stem}.png")
-    return root
+    """A copy of the fixture results (JSON, per-image CSVs, thumbnails) that a test may change."""
+    return Path(shutil.copytree(FIXTURES, tmp_path / "results"))
 
 
 # ---------------------------------------------------------------- collecting
@@ -107,10 +93,10 @@ def test_collect_finds_every_fixture_and_skips_other_json(tmp_path: Path) -> Non
 
 def test_schema_version_error_names_the_file(tmp_path: Path) -> None:
     data = fixture_json()[0]
-    data["schema_version"] = 2
+    data["schema_version"] = 99
     bad = tmp_path / "x__y__z.json"
     bad.write_text(json.dumps(data))
-    with pytest.raises(ResultFileError, match=re.escape(str(bad)) + ".*schema_version 2"):
+    with pytest.raises(ResultFileError, match=re.escape(str(bad)) + ".*schema_version 99"):
         collect([tmp_path])
 
 
@@ -128,11 +114,12 @@ def test_missing_key_and_duplicate_method_errors(tmp_path: Path) -> None:
 
 
 def test_leaderboard_imports_no_model_or_metric_code() -> None:
+    """Only the data-only metric table and result record of `evaluators`; no torch, no model, no metric code."""
     code = ("import sys, leaderboard, leaderboard.html, misato.cli.table; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'evaluators', 'baselines')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.strip() == "['evaluators', 'evaluators.metrics', 'evaluators.record']"
 
 
 # ---------------------------------------------------------------- Table 1
@@ -141,16 +128,16 @@ def test_table1_layout_bold_and_paper_rows() -> None:
     table = build_table1(results)
     groups = [g for g, _ in table.groups()]
     assert groups == ["MISATO", "Places2", "my-photos"]  # custom dataset: its own group, by name
-    assert all(metrics == list(TABLE1_METRICS) for _, metrics in table.groups())
+    assert all(metrics == list(TABLE1) for _, metrics in table.groups())
 
     markdown = render_markdown([table])
     header, rows = md_rows(markdown, table.title)
     assert header[:2] == ["Method", "Source"]
-    assert header[2:6] == [f"MISATO · {info(m).label} {'↑' if d_higher(m) else '↓'}" for m in TABLE1_METRICS]
+    assert header[2:6] == [f"MISATO · {spec(m).label} {'↑' if d_higher(m) else '↓'}" for m in TABLE1]
     latex = render_latex([table])
     for kind in ("MISATO", "Places2"):
-        for metric in TABLE1_METRICS:
-            column = header.index(f"{kind} · {info(metric).label} {'↑' if d_higher(metric) else '↓'}")
+        for metric in TABLE1:
+            column = header.index(f"{kind} · {spec(metric).label} {'↑' if d_higher(metric) else '↓'}")
             bold = {r[0] for r in rows if r[column].startswith("**")}
             best = {m.replace("<", "&lt;") for m in expected_best(kind, metric)}
             assert bold == best, (kind, metric)
@@ -158,7 +145,7 @@ def test_table1_layout_bold_and_paper_rows() -> None:
             assert all(not r[column].startswith("**") for r in rows if r[1] != "measured")
             for method in best:
                 value = table.frame.loc[(method, "measured"), (kind, metric)]
-                assert rf"\textbf{{{value:.{info(metric).decimals}f}}}" in latex
+                assert rf"\textbf{{{value:.{spec(metric).decimals}f}}}" in latex
 
     # Paper rows: present for matched names only, separate source, diff = fixture - paper CSV.
     reference = paper_rows()
@@ -172,12 +159,12 @@ def test_table1_layout_bold_and_paper_rows() -> None:
             kind = d["dataset"]["kind"]
             if d["method"] != method or kind not in ("MISATO", "Places2"):
                 continue
-            for metric in TABLE1_METRICS:
+            for metric in TABLE1:
                 measured = d["metrics"]["overall"][metric]
                 reported = reference[(name, kind)][metric]
                 assert table.frame.loc[(method, "paper"), (kind, metric)] == reported
                 assert table.frame.loc[(method, "diff"), (kind, metric)] == pytest.approx(measured - reported)
-                text = f"{measured - reported:+.{info(metric).decimals}f}"
+                text = f"{measured - reported:+.{spec(metric).decimals}f}"
                 row = next(r for r in rows if r[0] == method and r[1] == "diff")
                 assert text in row
     assert "protocol comod v1" in table.caption and "n = 4" in table.caption and "n = 36500" in table.caption
@@ -294,8 +281,8 @@ def check_report_dom(dom: _Dom) -> None:
     assert "script" not in tags
     assert not any(k.startswith("on") for _, attrs in dom.tags for k in attrs)
     images = [a for t, a in dom.tags if t == "img"]
-    # 4 rows x (masked input + 4 methods + ground truth), all embedded
-    assert len(images) == len(STEMS) * 6
+    # a row per thumbnail sample x (masked input + 4 methods + ground truth), all embedded
+    assert len(images) == len(THUMBNAIL_STEMS) * 6
     assert all((a.get("src") or "").startswith("data:image/jpeg;base64,") for a in images)
     assert tags.count("table") >= 4
     text = "".join(dom.text)
@@ -315,46 +302,54 @@ def test_html_report_is_self_contained_and_escaped(workspace: Path, tmp_path: Pa
 
 
 def test_grid_samples_option_and_missing_pieces(workspace: Path, tmp_path: Path) -> None:
-    shutil.rmtree(workspace / "predictions" / "telea")
-    written = write_reports([workspace], tmp_path / "out", formats=["html"], samples=["1600", "9999"], thumb=32)
+    shutil.rmtree(workspace / "telea__misato-512__comod.thumbs")
+    written = write_reports([workspace], tmp_path / "out", formats=["html"], samples=["1600", "9999"])
     dom = parse(written["html"].read_text())
     text = "".join(dom.text)
-    assert "1600" in text and "samples not in misato-512: 9999" in text
-    assert "no prediction 1600" in text
-    assert len([t for t, _ in dom.tags if t == "img"]) == 5  # one row: input, 3 methods, ground truth
+    assert "1600" in text and "no thumbnails of 9999 in the misato-512 results" in text
+    assert "thumbnail unreadable" in text and "for 1600" in text  # telea's column, its files deleted
+    assert len([t for t, _ in dom.tags if t == "img"]) == 5  # one row: input, 3 of 4 methods, ground truth
 
 
-def test_grid_shows_predictions_pasted_back(workspace: Path, tmp_path: Path) -> None:
-    """paste_back results are shown as scored: ground truth outside the hole, whatever the file holds there."""
-    for path in (workspace / "predictions" / "lama").glob("*.png"):
-        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path)  # black everywhere, hole included
+def test_grid_shows_the_scored_thumbnails_the_scorer_wrote(workspace: Path, tmp_path: Path) -> None:
+    """The grid embeds the result folder's thumbnails as they are (the report never opens a dataset)."""
     lama = workspace / "lama__misato-512__comod.json"
-    written = write_reports([lama], tmp_path / "out", formats=["html"], samples=["0000"], thumb=64)
+    written = write_reports([lama], tmp_path / "out", formats=["html"], samples=["0000"])
     images = [a["src"] for t, a in parse(written["html"].read_text()).tags if t == "img"]
-    decoded = [np.asarray(Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))), np.float32) for s in images]
-    prediction, truth = decoded[1], decoded[2]
-    known = np.ones((64, 64), bool)
-    known[16:48, 20:44] = False
-    ground = np.asarray(Image.open(workspace / "dataset" / "image" / "0000.png"), np.float32)
-    assert np.abs(prediction[known] - ground[known]).mean() < 8  # JPEG tolerance; black would be ~100 away
-    assert prediction[~known].mean() < 20  # the hole keeps the prediction (black)
-    assert np.abs(truth - ground).mean() < 8
+    folder = workspace / "lama__misato-512__comod.thumbs"
+    files = [folder / f"0000.{role}.jpg" for role in ("input", "scored", "truth")]
+    assert [base64.b64decode(s.split(",", 1)[1]) for s in images] == [f.read_bytes() for f in files]
 
 
-def test_relative_roots_and_release_resolution(workspace: Path, monkeypatch) -> None:
+def test_results_folder_can_move(workspace: Path, tmp_path: Path) -> None:
+    """Per-image CSV and thumbnails are resolved beside the JSON, wherever the folder is."""
     from leaderboard import load_result
 
-    data = json.loads((workspace / "lama__misato-512__comod.json").read_text())
-    data["dataset"]["root"] = "results/dataset"  # relative to the scorer's working directory, not the JSON
-    data["dataset"]["name"] = "dataset-1024"  # load_dataset's name for a release root opened at 1024
-    (workspace / "sub").mkdir()
-    path = workspace / "sub" / "x__y__z.json"
-    path.write_text(json.dumps(data))
-    monkeypatch.chdir(workspace.parent)
-    result = load_result(path)
-    assert result.dataset_root == (workspace / "dataset").resolve()
-    assert result.dataset_resolution == 1024
-    assert result.predictions == (workspace / "sub" / "predictions" / "lama").resolve()  # beside the JSON
+    moved = Path(shutil.move(workspace, tmp_path / "elsewhere"))
+    result = load_result(moved / "lama__misato-512__comod.json")
+    assert result.per_image_csv == moved / "lama__misato-512__comod.per_image.csv"
+    assert result.thumbnails["0500"]["scored"] == moved / "lama__misato-512__comod.thumbs" / "0500.scored.jpg"
+    assert result.thumbnails["0500"]["scored"].is_file() and result.record.dataset.resolution == 512
+
+
+def test_fixtures_round_trip_through_the_record() -> None:
+    """from_json(to_json(record)) == record, and every fixture file is what the record writes."""
+    from evaluators.record import ResultRecord
+
+    for path in sorted(FIXTURES.glob("*.json")):
+        data = json.loads(path.read_text())
+        record = ResultRecord.from_json(data, str(path))
+        assert record.to_json() == data
+        assert ResultRecord.from_json(record.to_json(), "again") == record
+
+
+def test_record_refuses_non_finite_values() -> None:
+    from evaluators.record import DatasetInfo, ResultRecord
+
+    record = ResultRecord("m", DatasetInfo("d", "custom"), {"name": "comod", "version": 1},
+                          overall={"n": 2, "psnr": float("inf")})
+    with pytest.raises(ValueError, match="overall.psnr is inf"):
+        record.to_json()
 
 
 def test_cli_writes_all_formats(workspace: Path, tmp_path: Path, capsys) -> None:

@@ -138,7 +138,7 @@ def test_anti_aliased_masks_are_counted_and_recorded(tiny_dataset, tiny_predicti
     Image.fromarray(mask).save(path)
     result = score(load_dataset(tiny_dataset), tiny_predictions, "m", tmp_path / "r",
                    ScoreConfig(metrics=("psnr",), device="cpu"))
-    assert result.record["non_binary_masks"] == {"count": 1, "samples": ["0001"], "threshold": 128}
+    assert result.record.non_binary_masks == {"count": 1, "samples": ["0001"], "threshold": 128}
     assert "1 mask(s) are not binary" in caplog.text
 
 
@@ -210,7 +210,7 @@ def test_degenerate_masks_are_left_out_of_the_metrics_they_break(tiny_dataset, t
     import csv
 
     rows = {r["stem"]: r for r in csv.DictReader(result.csv_path.open())}
-    overall, notes = result.record["metrics"]["overall"], result.record["notes"]
+    overall, notes = result.record.overall, result.record.notes
     kept = [s for s in rows if s != "0501"]
     assert rows["0501"]["psnr"] == "inf" and float(rows["0502"]["grad_error"]) >= 0  # the CSV keeps every value
     assert overall["psnr"] == pytest.approx(np.mean([float(rows[s]["psnr"]) for s in kept]), rel=1e-5)
@@ -218,7 +218,7 @@ def test_degenerate_masks_are_left_out_of_the_metrics_they_break(tiny_dataset, t
         np.mean([float(rows[s]["grad_error"]) for s in rows if s not in ("0501", "0502")]), rel=1e-5)
     assert "1 from samples with an empty or full mask" in notes["overall.psnr"]
     assert "2 from samples with an empty or full mask" in notes["overall.grad_error"]
-    assert overall["n"] == 8 and result.record["degenerate_masks"] == {"empty": ["0501"], "full": ["0502"]}
+    assert overall["n"] == 8 and result.record.degenerate_masks == {"empty": ["0501"], "full": ["0502"]}
 
 
 def test_every_command_help_has_examples():

@@ -12,7 +12,8 @@ from misato.composite import composite_uint8
 from evaluators.functional.ids import inception_discriminative_scores
 from evaluators.inputs import InputError
 from evaluators.lpips_metric import build_lpips, lpips_distance
-from evaluators.scoring import METRICS, ScoreConfig, score
+from evaluators.metrics import SCORED as METRICS
+from evaluators.scoring import ScoreConfig, score
 from misato.data import load_dataset
 from misato.io import read_mask, read_rgb
 from misato.weights import WeightsNotFoundError, resolve
@@ -74,38 +75,40 @@ def test_set_metrics_equal_direct_computation(tiny_dataset, tiny_predictions, tm
     real, fake = np.array(real, np.float64), np.array(fake, np.float64)
     u, p = inception_discriminative_scores(real, fake)
     fid = frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
-    assert result.record["metrics"]["overall"]["fid"] == pytest.approx(fid, rel=1e-4)
+    assert result.record.overall["fid"] == pytest.approx(fid, rel=1e-4)
     indoor = [i for i, s in enumerate(dataset.samples) if s.domain == "indoor"]
     fid_indoor = frechet_distance(real[indoor].mean(0), np.cov(real[indoor], rowvar=False),
                                   fake[indoor].mean(0), np.cov(fake[indoor], rowvar=False))
-    assert result.record["metrics"]["per_domain"]["indoor"]["fid"] == pytest.approx(fid_indoor, rel=1e-4)
-    assert result.record["metrics"]["overall"]["u_ids"] == pytest.approx(u, abs=1e-9)
-    assert result.record["metrics"]["overall"]["p_ids"] == pytest.approx(p, abs=1e-9)
+    assert result.record.per_domain["indoor"]["fid"] == pytest.approx(fid_indoor, rel=1e-4)
+    assert result.record.overall["u_ids"] == pytest.approx(u, abs=1e-9)
+    assert result.record.overall["p_ids"] == pytest.approx(p, abs=1e-9)
 
 
-def test_batch_size_and_workers_do_not_change_results(tiny_dataset, tiny_predictions, tmp_path, random_weights):
+def test_batch_size_and_workers_do_not_change_results(tiny_dataset, tiny_predictions, tmp_path, tiny_features):
     dataset = load_dataset(tiny_dataset)
-    a = score(dataset, tiny_predictions, "a", tmp_path, ScoreConfig(weights=random_weights, metrics=FAST, batch_size=1, use_cache=False))
-    b = score(dataset, tiny_predictions, "b", tmp_path, ScoreConfig(weights=random_weights, metrics=FAST, batch_size=5, num_workers=2, use_cache=False))
+    config = dict(weights=tiny_features, metrics=FAST, protocol="tiny-features", use_cache=False, device="cpu")
+    a = score(dataset, tiny_predictions, "a", tmp_path, ScoreConfig(batch_size=1, **config))
+    b = score(dataset, tiny_predictions, "b", tmp_path, ScoreConfig(batch_size=5, num_workers=2, **config))
     for key in FAST:
-        assert b.record["metrics"]["overall"][key] == pytest.approx(a.record["metrics"]["overall"][key], rel=1e-5, abs=1e-9)
+        assert b.record.overall[key] == pytest.approx(a.record.overall[key], rel=1e-5, abs=1e-9)
 
 
-def test_second_method_reuses_ground_truth_cache(tiny_dataset, tiny_predictions, tmp_path, random_weights, monkeypatch):
-    from evaluators import features
+def test_second_method_reuses_ground_truth_cache(tiny_dataset, tiny_predictions, tmp_path, tiny_features, monkeypatch):
+    from conftest import TinyFeatures
 
     dataset = load_dataset(tiny_dataset)
     calls = []
-    original = features.InceptionTF.forward
-    monkeypatch.setattr(features.InceptionTF, "forward", lambda self, batch: calls.append(len(batch)) or original(self, batch))
-    config = _config(random_weights, metrics=("u_ids", "p_ids"))
+    original = TinyFeatures.forward
+    monkeypatch.setattr(TinyFeatures, "forward", lambda self, batch: calls.append(len(batch)) or original(self, batch))
+    config = ScoreConfig(weights=tiny_features, metrics=("u_ids", "p_ids"), protocol="tiny-features", device="cpu",
+                         batch_size=3)
     first = score(dataset, tiny_predictions, "first", tmp_path, config)
     assert sum(calls) == 16  # real + fake
     calls.clear()
     second = score(dataset, tiny_predictions, "second", tmp_path, config)
     assert sum(calls) == 8  # fake only: real features came from the cache
-    assert second.record["metrics"]["overall"]["u_ids"] == first.record["metrics"]["overall"]["u_ids"]
-    assert second.record["metrics"]["overall"]["p_ids"] == first.record["metrics"]["overall"]["p_ids"]
+    assert second.record.overall["u_ids"] == first.record.overall["u_ids"]
+    assert second.record.overall["p_ids"] == first.record.overall["p_ids"]
     calls.clear()
     (tiny_dataset / "image" / "0000.png").write_bytes((tiny_dataset / "image" / "0001.png").read_bytes())
     score(load_dataset(tiny_dataset), tiny_predictions, "third", tmp_path, config)
@@ -116,40 +119,40 @@ def test_second_method_reuses_ground_truth_cache(tiny_dataset, tiny_predictions,
 def test_other_protocols_run_and_are_recorded(protocol, tiny_dataset, tiny_predictions, tmp_path, random_weights):
     dataset = load_dataset(tiny_dataset)
     result = score(dataset, tiny_predictions, "m", tmp_path, _config(random_weights, protocol=protocol, metrics=FAST))
-    overall = result.record["metrics"]["overall"]
-    assert result.record["protocol"]["name"] == protocol
+    overall = result.record.overall
+    assert result.record.protocol["name"] == protocol
     assert np.isfinite(overall["fid"]) and overall["fid"] > 0
     if protocol == "asuka":  # PCA(512) needs >= 512 rows: IDS is left null here, never silently computed otherwise
-        assert overall["u_ids"] is None and result.record["ids_pca_dim"] == 64  # the image side
-        assert "PCA to 64 dimensions needs at least 64" in result.record["notes"]["overall.u_ids"]
-        assert result.record["protocol"]["departures"]
+        assert overall["u_ids"] is None and result.record.ids_pca_dim == 64  # the image side
+        assert "PCA to 64 dimensions needs at least 64" in result.record.notes["overall.u_ids"]
+        assert result.record.protocol["departures"]
 
 
 def test_clip_score_runs_with_hole_only_images(tiny_dataset, tiny_predictions, tmp_path, random_weights, small_clip_protocols):
     dataset = load_dataset(tiny_dataset)
     result = score(dataset, tiny_predictions, "m", tmp_path, _config(random_weights, metrics=("clip_score",)))
-    value = result.record["metrics"]["overall"]["clip_score"]
+    value = result.record.overall["clip_score"]
     assert 0 < value <= 1.0 + 1e-6
     same = score(dataset, tiny_dataset / "image", "gt", tmp_path, _config(random_weights, metrics=("clip_score",)))
-    assert same.record["metrics"]["overall"]["clip_score"] == pytest.approx(1.0, abs=1e-5)
+    assert same.record.overall["clip_score"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_paste_back_keeps_known_pixels_raw_does_not(tiny_dataset, tiny_predictions, tmp_path, random_weights):
     dataset = load_dataset(tiny_dataset)
     pasted = score(dataset, tiny_predictions, "p", tmp_path, _config(random_weights, metrics=("psnr",)))
     raw = score(dataset, tiny_predictions, "r", tmp_path, _config(random_weights, metrics=("psnr",), paste_back=False))
-    assert raw.record["paste_back"] is False
-    assert raw.record["metrics"]["overall"]["psnr"] < pasted.record["metrics"]["overall"]["psnr"] - 3
+    assert raw.record.paste_back is False
+    assert raw.record.overall["psnr"] < pasted.record.overall["psnr"] - 3
 
 
 def test_missing_weights_are_listed_with_the_fix(tiny_dataset, tiny_predictions, tmp_path):
     dataset = load_dataset(tiny_dataset)
     result = score(dataset, tiny_predictions, "m", tmp_path, ScoreConfig(device="cpu"))
-    overall = result.record["metrics"]["overall"]
+    overall = result.record.overall
     assert {"psnr", "ssim", "grad_error"} <= set(overall) and np.isfinite(overall["psnr"])
-    assert {"lpips", "fid", "u_ids", "p_ids", "kid", "clip_score"} == set(result.record["unavailable"])
-    assert "misato weights fetch inception-tf" in result.record["unavailable"]["fid"]
-    assert "weights-inception-2015-12-05-6726825d.pth" in result.record["unavailable"]["fid"]
+    assert {"lpips", "fid", "u_ids", "p_ids", "kid", "clip_score"} == set(result.record.unavailable)
+    assert "misato weights fetch inception-tf" in result.record.unavailable["fid"]
+    assert "weights-inception-2015-12-05-6726825d.pth" in result.record.unavailable["fid"]
     with pytest.raises(WeightsNotFoundError, match="alexnet-owt-7be5be79.pth"):
         score(dataset, tiny_predictions, "m", tmp_path, ScoreConfig(device="cpu", strict=True, metrics=("lpips",)))
 
@@ -160,8 +163,8 @@ def test_mask_convention_option(tiny_dataset, tiny_predictions, tmp_path, random
         Image.fromarray(255 - np.asarray(Image.open(path))).save(path)
     inverted = load_dataset(tiny_dataset, mask_hole_is_white=False)
     flipped = score(inverted, tiny_predictions, "b", tmp_path, _config(random_weights, metrics=("psnr", "ssim")))
-    assert flipped.record["metrics"]["overall"]["psnr"] == pytest.approx(normal.record["metrics"]["overall"]["psnr"])
-    assert flipped.record["dataset"]["mask_hole_is_white"] is False
+    assert flipped.record.overall["psnr"] == pytest.approx(normal.record.overall["psnr"])
+    assert flipped.record.dataset.mask_hole_is_white is False
 
 
 # ---- bad inputs: each gets an error naming the file --------------------------------------------------------
@@ -218,8 +221,8 @@ def test_degenerate_masks(value, word, tiny_dataset, tiny_predictions, tmp_path)
     _bad(tiny_dataset, tiny_predictions, tmp_path, f"'0501' .*{word} mask")
     result = score(load_dataset(tiny_dataset), tiny_predictions, "m", tmp_path,
                    ScoreConfig(device="cpu", metrics=("psnr",), allow_degenerate_masks=True))
-    assert result.record["degenerate_masks"][word] == ["0501"]
-    assert result.record["metrics"]["overall"]["n"] == 8
+    assert result.record.degenerate_masks[word] == ["0501"]
+    assert result.record.overall["n"] == 8
 
 
 def test_all_problems_reported_at_once(tiny_dataset, tiny_predictions, tmp_path):
@@ -258,4 +261,57 @@ def test_inpaint_output_folder_is_scored_from_raw(tiny_dataset, tiny_predictions
     tiny_predictions.rename(run / "raw")
     (run / "manifest.json").write_text("{}")
     result = score(load_dataset(tiny_dataset), run, "m", tmp_path, ScoreConfig(device="cpu", metrics=("psnr",)))
-    assert result.record["predictions"] == str((run / "raw").resolve())
+    assert result.record.predictions == str((run / "raw").resolve())
+
+
+def test_thumbnails_are_written_for_the_report(tiny_dataset, tiny_predictions, tmp_path, random_weights):
+    """The scorer keeps the first sample of each domain (input, scored, truth), or the samples asked for; the
+    scored thumbnail is the composite it scored."""
+    from evaluators.thumbnails import jpeg_thumbnail
+
+    dataset = load_dataset(tiny_dataset)
+    result = score(dataset, tiny_predictions, "m", tmp_path, _config(random_weights, metrics=("psnr",)))
+    assert set(result.record.thumbnails) == {"0000", "0500"}  # landscape, indoor
+    files = {role: tmp_path / path for role, path in result.record.thumbnails["0500"].items()}
+    assert set(files) == {"input", "scored", "truth"} and all(f.is_file() for f in files.values())
+    sample = dataset.samples[4]
+    gt = read_rgb(sample.image_path)
+    composite = composite_uint8(read_rgb(tiny_predictions / "0500.png"), gt, read_mask(sample.mask_path))
+    assert files["scored"].read_bytes() == jpeg_thumbnail(composite)
+    assert files["truth"].read_bytes() == jpeg_thumbnail(gt)
+
+    chosen = score(dataset, tiny_predictions, "n", tmp_path, _config(random_weights, metrics=("psnr",),
+                                                                     thumbnail_samples=("0003",)))
+    assert set(chosen.record.thumbnails) == {"0003"}
+    with pytest.raises(ValueError, match="--thumbnail-samples: not in dataset .*: 9999"):
+        score(dataset, tiny_predictions, "o", tmp_path / "none", _config(random_weights, thumbnail_samples=("9999",)))
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_metric_is_one_table_entry(tiny_dataset, tiny_predictions, tmp_path, monkeypatch):
+    """A new per-image metric needs its MetricSpec and its function, nothing else: the scorer computes it, the
+    record carries its direction, the CSV its column, the help its line."""
+    import evaluators.metrics as metrics
+    from evaluators.metrics import MetricSpec
+
+    spec = MetricSpec("mean_abs", "MAE", False, 3, "per_image", "pixels", "test_scoring:mean_abs_error",
+                      "mean absolute difference")
+    monkeypatch.setitem(metrics.METRICS, "mean_abs", spec)
+    monkeypatch.setattr(metrics, "SCORED", (*metrics.SCORED, "mean_abs"))
+    dataset = load_dataset(tiny_dataset)
+    result = score(dataset, tiny_predictions, "m", tmp_path, ScoreConfig(metrics=("mean_abs",), device="cpu"))
+    rows = list(csv.DictReader(result.csv_path.open()))
+    expected = [mean_abs_error_of(s, tiny_predictions) for s in dataset.samples]
+    assert [float(r["mean_abs"]) for r in rows] == pytest.approx(expected, rel=1e-5)
+    assert result.record.higher_is_better == {"mean_abs": False}
+    assert "mean_abs" in metrics.metrics_help()
+
+
+def mean_abs_error(sample, protocol) -> float:
+    return float(np.abs(sample.scored.astype(float) - sample.gt.astype(float)).mean())
+
+
+def mean_abs_error_of(sample, predictions) -> float:
+    gt = read_rgb(sample.image_path)
+    composite = composite_uint8(read_rgb(predictions / f"{sample.stem}.png"), gt, read_mask(sample.mask_path))
+    return float(np.abs(composite.astype(float) - gt.astype(float)).mean())

@@ -138,3 +138,28 @@ def test_pickle_checkpoint_is_refused_with_the_convert_command_which_works(tmp_p
 
 class _Config:
     """Stands for the config objects a Lightning checkpoint pickles (weights_only refuses them)."""
+
+
+def test_manual_and_hub_files(tmp_path, monkeypatch, capsys):
+    """A file whose url is a page or an archive is never downloaded (its steps are shown, `fetch` goes on); a hub
+    file is fetched with hf_hub_download at its revision and its hash checked."""
+    import huggingface_hub
+
+    manual = weights.register(WeightSpec("test-manual", "m.safetensors", "https://drive.example/page", "",
+                                         "a drive file", manual="download it from the page and convert it"))
+    with pytest.raises(WeightsNotFoundError, match="download it from the page and convert it"):
+        resolve("test-manual", allow_download=True)
+    payload = tmp_path / "hub" / "h.bin"
+    payload.parent.mkdir()
+    payload.write_bytes(b"hub bytes")
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda repo, filename, revision: calls.append((repo, filename, revision)) or str(payload))
+    digest = hashlib.sha256(b"hub bytes").hexdigest()
+    weights.register(WeightSpec("test-hub", "h.bin", "https://huggingface.co/o/r/blob/abc/h.bin", digest, "a hub file",
+                                hf_repo="o/r", hf_revision="abc123"))
+    found = resolve("test-hub", allow_download=True)
+    assert calls == [("o/r", "h.bin", "abc123")] and found.path == payload and found.matches is True
+    assert main(["weights", "fetch", "test-manual", "test-hub"]) == 1
+    out = capsys.readouterr().out
+    assert f"test-manual: not downloadable: {manual.manual}" in out and "test-hub: " in out

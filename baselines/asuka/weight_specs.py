@@ -9,6 +9,9 @@ from __future__ import annotations
 from misato.weights import WeightSpec
 
 HF_REPO = "yikaiwang/ASUKA-FLUX.1-Fill"
+# The hub revision the files are fetched at. "main": no commit hash could be looked up where this table was
+# written (no network); pin it to a commit here once one has been checked.
+HF_REVISION = "main"
 _UNKNOWN_HASH = " sha256 not published here: recorded on first use, not checked."
 
 
@@ -16,10 +19,11 @@ def _spec(key: str, filename: str, description: str) -> WeightSpec:
     return WeightSpec(
         key=key,
         filename=filename,
-        url=f"https://huggingface.co/{HF_REPO}/resolve/main/{filename}",
+        url=f"https://huggingface.co/{HF_REPO}/blob/{HF_REVISION}/{filename}",
         sha256="",
         description=description + _UNKNOWN_HASH,
         hf_repo=HF_REPO,
+        hf_revision=HF_REVISION,
     )
 
 

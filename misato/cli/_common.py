@@ -29,19 +29,38 @@ def add_weight_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--allow-download", action="store_true", help="download missing weights (needs internet)")
 
 
+DEVICE_HELP = ("auto (default): this process's GPU under `accelerate launch`, else cuda when available, else cpu; "
+               "or cpu, cuda, cuda:N (checked before any work; never a silent fallback)")
+
+
+def add_device_argument(group: argparse._ActionsContainer) -> None:
+    """`--device`, the same flag with the same default in every subcommand (`misato.devices.resolve_device`)."""
+    group.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def add_progress_argument(group: argparse._ActionsContainer) -> None:
+    """`--no-progress`, the same flag in every subcommand with long work."""
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def add_device_arguments(parser: argparse.ArgumentParser, batch_size: int = SCORE_BATCH_SIZE) -> None:
+    """The compute flags of `misato score`."""
     group = parser.add_argument_group("compute")
-    group.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    group.add_argument("--batch-size", type=int, default=batch_size)
+    add_device_argument(group)
+    group.add_argument("--batch-size", type=int, default=batch_size,
+                       help=f"images per network forward (default {batch_size})")
     group.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
+    add_progress_argument(group)
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """The scoring flags of `misato score` and `misato run` (one definition: they mean the same in both)."""
+    from evaluators.metrics import SCORED
+
     group = parser.add_argument_group("scoring")
     group.add_argument("--protocol", default=PROTOCOL, help=f"comod, clean or asuka (default {PROTOCOL})")
-    group.add_argument("--metrics", default=None,
-                       help="comma-separated subset of the metrics (default: all; an unknown name lists them)")
+    group.add_argument("--metrics", default=None, type=parse_csv,
+                       help=f"comma-separated subset of {', '.join(SCORED)} (default: all)")
     group.add_argument("--no-paste-back", action="store_true", help="score raw predictions, without compositing")
     group.add_argument("--allow-degenerate-masks", action="store_true",
                        help="score samples with empty or full masks (left out of the means they would bias)")
@@ -50,19 +69,23 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                                            "$MISATO_CACHE_DIR defaulting to ~/.cache/misato)")
     group.add_argument("--strict", action="store_true",
                        help="fail when a metric's weights are missing (misato run: also exit 1 when a method fails)")
+    group.add_argument("--thumbnail-samples", type=parse_csv, default=None, metavar="IDS",
+                       help="comma-separated sample ids whose thumbnails the result keeps for the report's grid "
+                            "(default: the first sample of each domain, or the first 4)")
 
 
-def score_config_from_args(args: argparse.Namespace, batch_size: int, device: str | None) -> "ScoreConfig":
+def score_config_from_args(args: argparse.Namespace, batch_size: int, device: str) -> "ScoreConfig":
     """`ScoreConfig` from the flags of `add_scoring_arguments`, `add_weight_arguments` and the compute flags."""
     from evaluators.scoring import ScoreConfig
 
     return ScoreConfig(
         protocol=args.protocol,
-        metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None,
-        device=device or "auto", batch_size=batch_size, num_workers=args.num_workers,
+        metrics=tuple(args.metrics) if args.metrics else None,
+        device=device, batch_size=batch_size, progress=not args.no_progress, num_workers=args.num_workers,
         paste_back=not args.no_paste_back, weights=parse_weight_overrides(args.weight),
         allow_download=args.allow_download, cache_dir=args.cache_dir, use_cache=not args.no_cache,
         strict=args.strict, allow_degenerate_masks=args.allow_degenerate_masks,
+        thumbnail_samples=tuple(args.thumbnail_samples) if args.thumbnail_samples else None,
     )
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from misato.cli._common import add_device_argument, add_progress_argument
+from misato.devices import resolve_device
+
 HELP = "build MISATO from Matterport3D/Flickr-Landscape/MegaDepth/COCO, a Places2 set, or a datasets copy"
 
 EPILOG = """targets:
@@ -33,7 +36,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="selection and mask seed (default 0)")
     parser.add_argument("--workers", type=int, default=0, help="processes writing samples (default 0: this process)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(parser)
 
     src = parser.add_argument_group("MISATO sources (any subset; missing domains are left out)")
     src.add_argument("--landscape", type=Path, help="Flickr-Landscape: image folder or InfinityGAN LMDB")
@@ -58,7 +61,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                      help="clip (the paper's) or pixels (weight-free, NOT the paper's)")
     sel.add_argument("--clip-model", default="ViT-L-14", help="open_clip architecture (default ViT-L-14)")
     sel.add_argument("--clip-weights", help="checkpoint file (default: weights key clip-vit-l-14-openai)")
-    sel.add_argument("--device", default="cpu", help="torch device for features, e.g. cuda (default cpu)")
+    add_device_argument(sel)
     sel.add_argument("--batch-size", type=int, default=32, help="feature batch size (default 32)")
     sel.add_argument("--feature-workers", type=int, default=2, help="DataLoader workers decoding images (default 2)")
     sel.add_argument("--cache", type=Path, help="feature cache folder (default OUT/.build/features)")
@@ -100,7 +103,8 @@ def _build_misato(args: argparse.Namespace) -> int:
     if args.coco_images:
         sources["background"] = CocoSource(args.coco_images, args.coco_annotations)
     features = FeatureOptions(kind=args.features, clip_model=args.clip_model, clip_weights=args.clip_weights,
-                              device=args.device, batch_size=args.batch_size, workers=args.feature_workers)
+                              device=str(resolve_device(args.device)), batch_size=args.batch_size,
+                              workers=args.feature_workers)
     config = BuildConfig(out=args.out, sources=sources, clusters=args.clusters, seed=args.seed, size=args.size,
                          size_1024=args.with_1024, mask_naming_1024=args.mask_naming_1024, resample=args.resample or "lanczos",
                          coco_selection=args.coco_selection, coco_candidates=args.coco_candidates,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from misato.cli._common import add_weight_arguments, parse_weight_overrides
+from misato.cli._common import add_device_argument, add_progress_argument, add_weight_arguments, parse_weight_overrides
 
 HELP = "build the embedded photo set, run the classical inpainters (and LaMa if present), score, tabulate"
 
@@ -36,8 +36,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help=f"method specs (default: {','.join(CLASSICAL)}, plus lama when its weights resolve)")
     parser.add_argument("--data-dir", default=None,
                         help="folder for the embedded set (default $MISATO_CACHE_DIR/embedded/<size>)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_device_argument(parser)
+    add_progress_argument(parser)
     add_weight_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         methods=parse_methods(methods),
         datasets=[DatasetEntry("embedded")],
         out_dir=Path(args.out).absolute(),
-        score=ScoreConfig(device=args.device or "auto", weights=weights, allow_download=args.allow_download),
+        score=ScoreConfig(device=args.device, weights=weights, allow_download=args.allow_download),
         device=args.device,
         embedded_size=args.size,
         embedded_dir=Path(args.data_dir).absolute() if args.data_dir else None,

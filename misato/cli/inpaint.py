@@ -6,7 +6,13 @@ import argparse
 import json
 import os
 
-from misato.cli._common import add_option_argument, add_weight_arguments, parse_weight_overrides
+from misato.cli._common import (
+    add_device_argument,
+    add_option_argument,
+    add_progress_argument,
+    add_weight_arguments,
+    parse_weight_overrides,
+)
 from misato.defaults import INPAINT_BATCH_SIZE
 
 HELP = "inpaint a dataset with one method: raw and composited PNGs plus a manifest (resumable)"
@@ -35,11 +41,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--limit", type=int, default=None, help="only the first N samples in stem order")
     add_option_argument(what, "inpainter constructor option (repeatable; values parsed as JSON when possible)")
     how = parser.add_argument_group("how")
-    how.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: accelerate's, else cuda if available)")
+    add_device_argument(how)
     how.add_argument("--batch-size", type=int, default=INPAINT_BATCH_SIZE,
                      help=f"samples per call for batched inpainters (default {INPAINT_BATCH_SIZE})")
     how.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it and the stem")
-    how.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(how)
     add_weight_arguments(parser)
     parser.set_defaults(handler=run)
 

@@ -16,7 +16,7 @@ are reused. Outputs: table2.md (measured, paper and difference rows), table2_<su
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from misato.cli._common import add_weight_arguments
+    from misato.cli._common import add_device_argument, add_progress_argument, add_weight_arguments
     from misato.reproduce.table2 import preset_names
 
     parser.epilog = EPILOG
@@ -28,8 +28,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mae-pretrained", default=None, help="the pre-trained MAE (MAE-FAR) to fine-tune and "
                                                                 "for the Table 2(a) p.t. row")
     parser.add_argument("--coco-annotations", default=None, help="COCO instances JSON for object-shape masks")
-    parser.add_argument("--device", default=None, help="cpu, cuda (default: the preset's)")
-    parser.add_argument("--no-progress", action="store_true")
+    add_device_argument(parser)
+    add_progress_argument(parser)
     add_weight_arguments(parser)
     parser.set_defaults(handler=run)
 

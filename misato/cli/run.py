@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from misato.cli._common import (
-    add_option_argument, add_scoring_arguments, add_weight_arguments, parse_csv, score_config_from_args,
+    add_device_argument, add_option_argument, add_progress_argument, add_scoring_arguments, add_weight_arguments, parse_csv, score_config_from_args,
 )
 from misato.defaults import INPAINT_BATCH_SIZE, SCORE_BATCH_SIZE
 
@@ -49,11 +49,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     extra.add_argument("--num-workers", type=int, default=0, help="scoring data-loader workers")
     extra.add_argument("--samples", type=parse_csv, default=None, help="stems for the HTML grid (default: the leaderboard's choice)")
     compute = parser.add_argument_group("compute")
-    compute.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_device_argument(compute)
     compute.add_argument("--batch-size", type=int, default=INPAINT_BATCH_SIZE,
                          help=f"inpainting batch size (default {INPAINT_BATCH_SIZE})")
     compute.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it and the stem")
-    compute.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(compute)
     add_weight_arguments(parser)
     parser.set_defaults(handler=run)
 

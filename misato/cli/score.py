@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     config = score_config_from_args(args, args.batch_size, args.device)
     kind = args.kind or ("MISATO" if dataset.domains else "custom")
     result = score(dataset, args.predictions, args.method, args.out, config, dataset_kind=kind)
-    print(json.dumps(result.record["metrics"]["overall"], indent=2))
-    for metric, reason in result.record["unavailable"].items():
+    print(json.dumps(result.record.overall, indent=2))
+    for metric, reason in result.record.unavailable.items():
         print(f"unavailable: {metric}: {reason}")
     print(f"wrote {result.json_path}\nwrote {result.csv_path}")
     return 0

@@ -29,10 +29,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--format", default="md,tex,csv,html", type=parse_csv,
                         help="comma-separated subset of md,tex,csv,html (default: all)")
     output.add_argument("--samples", action="append", type=parse_csv, default=None,
-                        help="stems for the HTML grid, comma-separated or repeated (default: first of each domain)")
+                        help="sample ids for the HTML grid, comma-separated or repeated, among those the scorer kept "
+                        "thumbnails of (default: all of them; see `misato score --thumbnail-samples`)")
     output.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True,
                         help="show the paper's figures beside measured rows, and the paper's tables (default: on)")
-    output.add_argument("--thumb", type=int, default=256, help="HTML thumbnail size in pixels (default: 256)")
     parser.set_defaults(handler=run)
 
 
@@ -40,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from leaderboard import write_reports
 
     samples = [stem for group in args.samples for stem in group] if args.samples else None
-    written = write_reports(args.results, args.out, formats=args.format, samples=samples, paper=args.paper,
-                            thumb=args.thumb)
+    written = write_reports(args.results, args.out, formats=args.format, samples=samples, paper=args.paper)
     for name, path in written.items():
         print(f"{name:>20}  {path}")
     return 0

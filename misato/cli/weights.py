@@ -77,13 +77,19 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from misato.weights import all_specs, resolve
+    from misato.weights import WeightsNotFoundError, all_specs, fix_text, resolve
 
     keys = list(all_specs()) if args.keys == ["all"] else args.keys
+    failed = 0
     for key in keys:
-        found = resolve(key, allow_download=True)
+        try:
+            found = resolve(key, allow_download=True)
+        except WeightsNotFoundError as error:  # unpublished or manual files: say how, go on with the others
+            print(f"{key}: not downloadable: {fix_text(error.spec)}")
+            failed += 1
+            continue
         print(f"{key}: {found.path} [{found.source}]")
-    return 0
+    return 1 if failed else 0
 
 
 def run_convert(args: argparse.Namespace) -> int:

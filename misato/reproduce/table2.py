@@ -75,7 +75,7 @@ class Table2Inputs:
     coco_annotations: str | None = None
     weights: dict[str, str] = field(default_factory=dict)
     allow_download: bool = False
-    device: str | None = None
+    device: str = "auto"
     progress: bool = True
 
 
@@ -156,7 +156,7 @@ def run_table2(inputs: Table2Inputs) -> dict[str, Any]:
         if kind == LATENTS:
             if state.is_main_process:
                 index = build_latent_cache(config, data, str(folder), progress=inputs.progress,
-                                           device=inputs.device if inputs.device != "auto" else None)
+                                           device=inputs.device)
                 summary["stages"][name] = {"latents": len(index["entries"])}
             state.wait_for_everyone()
             continue
@@ -186,7 +186,6 @@ def _inpaint_and_score(preset: dict[str, Any], inputs: Table2Inputs, out: Path, 
     from misato.runner import inpaint_dataset
 
     settings = preset["inpaint"]
-    device = inputs.device or settings.get("device")
     results = {}
     for run, spec in preset["runs"].items():
         model = out / "models" / run
@@ -197,13 +196,13 @@ def _inpaint_and_score(preset: dict[str, Any], inputs: Table2Inputs, out: Path, 
         options = {**settings.get("options", {}), "model": str(model), "decoder": spec["decoder"]}
         predictions = out / "inpaint" / run
         inpaint_dataset(dataset, "asuka-sd", predictions, seed=preset["seed"], batch_size=settings["batch_size"],
-                        device=None if device == "auto" else device, weight_paths=inputs.weights,
+                        device=inputs.device, weight_paths=inputs.weights,
                         allow_download=inputs.allow_download, options=options, progress=inputs.progress)
         method = f"asuka-sd[{run}]"
         path = out / "results" / f"{result_stem(method, dataset.name, preset['protocol'])}.json"
         if state.is_main_process and not path.is_file():
             score(dataset, predictions, method, out / "results",
-                  ScoreConfig(protocol=preset["protocol"], device=device or "auto", weights=dict(inputs.weights),
+                  ScoreConfig(protocol=preset["protocol"], device=inputs.device, weights=dict(inputs.weights),
                               allow_download=inputs.allow_download),
                   dataset_kind="MISATO" if inputs.misato else "custom")
         state.wait_for_everyone()

@@ -27,6 +27,7 @@ import torch
 from baselines.asuka.training.config import DecoderTrainConfig
 from baselines.asuka.training.data import TrainingImages, data_fingerprint, list_training_images
 from misato.io import ImageFileError, atomic_write_json
+from misato.devices import resolve_device
 from misato.seeds import sample_seed
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def build_latent_cache(config: DecoderTrainConfig, data: str, out: str, progress
     todo = [k for k in range(len(shards)) if f"{k:05d}" not in index["shards"]]
     if not todo:
         return index
-    device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device_ = resolve_device(device)
     frozen = FrozenSD.load(config.sd_model, device_, torch.float32, text_encoder=True, seed=config.seed)
     sd, scheduler = frozen.pipe, frozen.scheduler
     null = encode_text(sd, "", device_)

@@ -1,0 +1,107 @@
+"""The metric table: one `MetricSpec` per metric, read by the scorer, the CLI help, the result record and the
+leaderboard. Adding a metric is one entry here plus its implementation (and its test).
+
+Data only (no torch, no network imports), so the leaderboard can read it without importing any model.
+
+A metric's `source` says what feeds it:
+  "pixels":    computed in the data-loader workers from the decoded images; `implementation` names a function
+               `(Decoded, Protocol) -> float` (see `evaluators.pixel_metrics`);
+  "lpips", "clip": a network in `evaluators.networks.SOURCES` that yields the per-image values itself;
+  "inception": a set metric over paired Inception features; `implementation` names a class in the
+               torchmetrics shape (`update(real, fake)` over float64 state, `compute() -> dict`, see
+               `evaluators.set_metrics`); metrics sharing an implementation (U-IDS and P-IDS, one SVM) are
+               computed by one instance;
+  "study":     a user-study figure (Table 2c); never computed by the scorer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric.
+
+    name: the key in result files and `--metrics`.
+    label: column header in tables.
+    higher_is_better: the direction (tables mark the best value and draw arrows from it).
+    decimals: digits shown in tables.
+    kind: "per_image" (mean of per-image values, kept in the per-image CSV), "set" (of the whole set) or "study".
+    source: what feeds it (module docstring).
+    implementation: "module:attribute" of the code computing it ("" for network-yielded and study metrics).
+    description: one line for `--help` and the docs.
+    extra_values: other keys the implementation writes beside the metric (KID's std).
+    needs_boundary: meaningless when the mask has no boundary (an empty or a full hole).
+    """
+
+    name: str
+    label: str
+    higher_is_better: bool
+    decimals: int
+    kind: str
+    source: str
+    implementation: str
+    description: str
+    extra_values: tuple[str, ...] = ()
+    needs_boundary: bool = False
+
+    def load(self) -> Any:
+        """The object `implementation` names (imported on first use)."""
+        module, _, attribute = self.implementation.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
+    MetricSpec("lpips", "LPIPS", False, 3, "per_image", "lpips", "",
+               "LPIPS-Alex distance to the ground truth (per image, mean)"),
+    MetricSpec("fid", "FID", False, 3, "set", "inception", "evaluators.set_metrics:FrechetInceptionDistance",
+               "Frechet Inception distance between ground truths and results"),
+    MetricSpec("u_ids", "U-IDS", True, 3, "set", "inception", "evaluators.set_metrics:DiscriminativeScores",
+               "unpaired Inception discriminative score: linear-SVM error between real and inpainted"),
+    MetricSpec("p_ids", "P-IDS", True, 3, "set", "inception", "evaluators.set_metrics:DiscriminativeScores",
+               "paired Inception discriminative score: share of results the SVM finds more real than their own truth"),
+    MetricSpec("psnr", "PSNR", True, 2, "per_image", "pixels", "evaluators.pixel_metrics:psnr",
+               "peak signal-to-noise ratio in dB (per image, mean)"),
+    MetricSpec("ssim", "SSIM", True, 3, "per_image", "pixels", "evaluators.pixel_metrics:ssim",
+               "structural similarity (per image, mean)"),
+    # Sobel magnitude on 0-255 images: tens to hundreds
+    MetricSpec("grad_error", "Grad. err.", False, 2, "per_image", "pixels", "evaluators.pixel_metrics:grad_error",
+               "boundary gradient error: Sobel difference on the mask's edge (per image, mean)", needs_boundary=True),
+    MetricSpec("clip_score", "CLIP", True, 3, "per_image", "clip", "",
+               "cosine similarity of CLIP embeddings of the hole region, result vs truth (per image, mean)"),
+    MetricSpec("kid", "KID", False, 4, "set", "inception", "evaluators.set_metrics:KernelInceptionDistance",
+               "kernel Inception distance (seeded subsets)", extra_values=("kid_std",)),
+    MetricSpec("context_stability_pct", "Context stability (%)", True, 2, "study", "study", "",
+               "user study: share of answers picking this method for context stability"),
+    MetricSpec("visual_consistency_pct", "Visual consistency (%)", True, 2, "study", "study", "",
+               "user study: share of answers picking this method for visual consistency"),
+)}
+
+# Metrics the scorer computes, in the order tables show them.
+SCORED: tuple[str, ...] = tuple(name for name, spec in METRICS.items() if spec.kind != "study")
+PER_IMAGE: tuple[str, ...] = tuple(name for name, spec in METRICS.items() if spec.kind == "per_image")
+# Table 1 of the paper, in its column order.
+TABLE1: tuple[str, ...] = ("lpips", "fid", "u_ids", "p_ids")
+
+
+def spec(name: str) -> MetricSpec:
+    """The spec of a metric; an unknown name (e.g. from a newer result file) gets a neutral one:
+    its own name as label, 3 decimals, lower is better."""
+    return METRICS.get(name) or MetricSpec(name, name, False, 3, "set", "unknown", "", "")
+
+
+def check_metrics(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """`names` validated against the scored metrics (ValueError naming the unknown ones and the known)."""
+    unknown = [name for name in names if name not in SCORED]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(SCORED)}")
+    return tuple(names)
+
+
+def metrics_help() -> str:
+    """One line per scored metric, for `--help`."""
+    return "\n".join(f"  {name:<11} {'higher' if METRICS[name].higher_is_better else 'lower'} is better: "
+                     f"{METRICS[name].description}" for name in SCORED)

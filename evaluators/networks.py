@@ -1,0 +1,233 @@
+"""The networks that feed metrics (metric sources "lpips", "clip", "inception"), one class each, in `SOURCES`.
+
+A source splits its work like the scorer's data flow: `prepare` runs in the data-loader workers on one
+`Decoded` sample (CPU preprocessing, picklable), `update` runs the network on a batch in the main process,
+`finish` saves what the on-disk cache should keep. Ground-truth outputs (Inception features, CLIP hole
+embeddings) come from the cache when the same dataset content, protocol and weights were scored before.
+Networks are built once per process and key, so `misato run` loads each once for all its methods.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+
+from evaluators.cache import FeatureCache, cache_key
+from evaluators.pixel_metrics import Decoded
+from evaluators.protocols import Protocol
+from misato.data import Dataset
+from misato.weights import ResolvedWeight
+
+_NETWORKS: dict[tuple, Any] = {}
+_MAX_NETWORKS = 6
+
+
+def shared_network(key: tuple, build: Callable[[], Any]) -> Any:
+    """A network built once per process and key (weights sha256 + device + settings); oldest dropped past 6."""
+    if key not in _NETWORKS:
+        while len(_NETWORKS) >= _MAX_NETWORKS:
+            _NETWORKS.pop(next(iter(_NETWORKS)))
+        _NETWORKS[key] = build()
+    return _NETWORKS[key]
+
+
+class Timer:
+    """Seconds spent in network forwards (the benchmark's denominator)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds = device, 0.0
+
+    def run(self, fn: Callable, *args: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = fn(*args)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def grouped(timer: Timer, fn: Callable, items: list[dict], *keys: str) -> list[torch.Tensor]:
+    """Run `fn` on `keys` of `items`, stacking items of equal shape together; outputs in item order."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for position, item in enumerate(items):
+        groups[tuple(tuple(item[k].shape) for k in keys)].append(position)
+    outputs: list[torch.Tensor | None] = [None] * len(items)
+    for positions in groups.values():
+        stacked = [torch.stack([items[p][k] for p in positions]) for k in keys]
+        result = timer.run(fn, *stacked)
+        for row, position in enumerate(positions):
+            outputs[position] = result[row]
+    return outputs  # type: ignore[return-value]
+
+
+class Source:
+    """One network feeding metrics. Subclasses set `name` and implement the hooks below.
+
+    Items: `prepare` returns a dict whose keys are prefixed with the source name; `update` reads them from
+    the batch. `values()` returns per-image metric arrays (N,) in dataset order (empty for set sources).
+    """
+
+    name: ClassVar[str]
+
+    @classmethod
+    def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def __init__(self, dataset: Dataset, protocol: Protocol, resolved: dict[str, ResolvedWeight],
+                 device: torch.device, cache: FeatureCache) -> None:
+        self.protocol, self.n = protocol, len(dataset)
+
+    def prepare(self, sample: Decoded) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def update(self, timer: Timer, batch: list[dict], index: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called once after the last batch."""
+
+    def values(self) -> dict[str, np.ndarray]:
+        return {}
+
+
+class _CachedEmbedding(Source):
+    """A network whose ground-truth outputs are cached on disk. `real` and `fake` are float32 (N, D) in dataset
+    order; `real` is complete from the start on a cache hit, else filled batch by batch and saved by `finish`."""
+
+    network: Any
+
+    def _open_cache(self, dataset: Dataset, cache: FeatureCache, key: str) -> None:
+        self.cache, self.key, self.stems = cache, key, [s.stem for s in dataset.samples]
+        self.real: np.ndarray | None = cache.load(key, self.stems)
+        self.cached = self.real is not None
+        self.fake: np.ndarray | None = None
+
+    def prepare(self, sample: Decoded) -> dict[str, Any]:
+        pre = self._pre
+        out = {f"{self.name}_fake": self._apply(pre, sample.scored, sample)}
+        if not self.cached:
+            out[f"{self.name}_real"] = self._apply(pre, sample.gt, sample)
+        return out
+
+    @staticmethod
+    def _apply(pre: Callable, image: np.ndarray, sample: Decoded) -> torch.Tensor:
+        return pre(image)
+
+    def update(self, timer: Timer, batch: list[dict], index: np.ndarray) -> None:
+        self.fake = self._store(self.fake, timer, batch, index, f"{self.name}_fake")
+        if not self.cached:
+            self.real = self._store(self.real, timer, batch, index, f"{self.name}_real")
+
+    def _store(self, array: np.ndarray | None, timer: Timer, batch: list[dict], index: np.ndarray, item: str) -> np.ndarray:
+        rows = torch.stack(grouped(timer, self.network.forward, batch, item)).numpy()
+        if array is None:
+            array = np.zeros((len(self.stems), rows.shape[1]), np.float32)
+        array[index] = rows
+        return array
+
+    def finish(self) -> None:
+        if not self.cached:
+            self.cache.save(self.key, self.stems, self.real)
+
+    def __getstate__(self) -> dict:
+        # Workers need only the preprocessing, never the network or the arrays.
+        return {"name": self.name, "cached": self.cached, "_pre": self._pre}
+
+
+class InceptionFeatures(_CachedEmbedding):
+    """The protocol's Inception features (`evaluators.features.EXTRACTORS`), for the set metrics."""
+
+    name = "inception"
+
+    @classmethod
+    def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
+        from evaluators.features import EXTRACTORS
+
+        return (EXTRACTORS[protocol.feature_net].weight_key,)
+
+    def __init__(self, dataset, protocol, resolved, device, cache) -> None:
+        from evaluators.features import EXTRACTORS
+
+        super().__init__(dataset, protocol, resolved, device, cache)
+        extractor = EXTRACTORS[protocol.feature_net]
+        weight = resolved[extractor.weight_key]
+        self.network = shared_network((extractor.key, weight.path, weight.sha256, str(device)),
+                                      lambda: extractor(weight, device))
+        self._pre = self.network.preprocess()
+        self._open_cache(dataset, cache, cache_key(dataset.content_hash(), protocol.name, protocol.version,
+                                                   extractor.key, weight.sha256))
+
+
+class ClipHoleEmbeddings(_CachedEmbedding):
+    """CLIP image embeddings of the hole region (`evaluators.clip_score`); per-image value `clip_score`."""
+
+    name = "clip"
+    WEIGHT = "clip-vit-l-14-openai"
+
+    @classmethod
+    def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
+        return (cls.WEIGHT,)
+
+    def __init__(self, dataset, protocol, resolved, device, cache) -> None:
+        from evaluators.clip_score import ClipEmbedder
+
+        super().__init__(dataset, protocol, resolved, device, cache)
+        weight = resolved[self.WEIGHT]
+        self.network = shared_network(
+            ("clip", protocol.clip_model, protocol.clip_quick_gelu, weight.path, weight.sha256, str(device)),
+            lambda: ClipEmbedder(protocol.clip_model, weight, device, protocol.clip_quick_gelu))
+        self._pre = self.network.preprocess()
+        self._open_cache(dataset, cache, cache_key(dataset.content_hash(), protocol.name, protocol.version,
+                                                   "clip-hole-" + protocol.clip_model, weight.sha256))
+
+    @staticmethod
+    def _apply(pre: Callable, image: np.ndarray, sample: Decoded) -> torch.Tensor:
+        return pre(image, sample.hole)
+
+    def values(self) -> dict[str, np.ndarray]:
+        return {"clip_score": np.sum(self.fake * self.real, axis=1).astype(np.float64)}
+
+
+class LpipsPairs(Source):
+    """LPIPS between the scored image and the ground truth (`evaluators.lpips_metric`); per-image `lpips`."""
+
+    name = "lpips"
+    WEIGHTS = ("alexnet-torchvision", "lpips-alex-lin")
+
+    @classmethod
+    def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
+        return cls.WEIGHTS
+
+    def __init__(self, dataset, protocol, resolved, device, cache) -> None:
+        from evaluators.lpips_metric import build_lpips
+
+        super().__init__(dataset, protocol, resolved, device, cache)
+        backbone, lin = (resolved[key] for key in self.WEIGHTS)
+        self.model = shared_network(
+            ("lpips", protocol.lpips_net, backbone.path, backbone.sha256, lin.path, lin.sha256, str(device)),
+            lambda: build_lpips(backbone, lin, protocol.lpips_net).to(device))
+        self.distances = np.full(self.n, np.nan)
+
+    def prepare(self, sample: Decoded) -> dict[str, Any]:
+        chw = lambda image: torch.from_numpy(image).permute(2, 0, 1).contiguous()  # noqa: E731
+        return {"lpips_scored": chw(sample.scored), "lpips_gt": chw(sample.gt)}
+
+    def update(self, timer: Timer, batch: list[dict], index: np.ndarray) -> None:
+        from evaluators.lpips_metric import lpips_distance
+
+        value_range = self.protocol.lpips_value_range
+        fn = lambda a, b: lpips_distance(self.model, a, b, value_range)  # noqa: E731
+        self.distances[index] = [float(v) for v in grouped(timer, fn, batch, "lpips_scored", "lpips_gt")]
+
+    def values(self) -> dict[str, np.ndarray]:
+        return {"lpips": self.distances}
+
+    def __getstate__(self) -> dict:
+        return {"name": self.name}
+
+
+SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (InceptionFeatures, ClipHoleEmbeddings, LpipsPairs)}
