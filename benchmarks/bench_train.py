@@ -46,7 +46,7 @@ def real_sd_pipeline(device: str) -> Any:
     import torch
     from diffusers import AutoencoderKL, StableDiffusionInpaintPipeline, UNet2DConditionModel
 
-    from baselines.sd.components import tiny_scheduler
+    from baselines.sd.tiny import tiny_scheduler
     from bench_asuka_vs_sd import SD15_INPAINT_UNET, SD15_VAE
 
     torch.manual_seed(0)
@@ -135,7 +135,7 @@ def bench_latents(repeats: int, device: str, data: Path) -> dict[str, Any]:
 
     from baselines.asuka.training import latents as module
     from baselines.asuka.training.config import build_config
-    from baselines.sd.components import tiny_text_encoder
+    from baselines.sd.tiny import tiny_text_encoder
 
     def pipeline(*args: Any, **kwargs: Any) -> Any:
         pipe = freeze(real_sd_pipeline(device))
@@ -174,7 +174,7 @@ def parts_breakdown(stage: str, parts: Any, model: Any, batch: dict, sync: Any, 
 
     from baselines.asuka.training.data import generators
     from baselines.asuka.training.diffusion import draw_diffusion, epsilon_loss, latent_shape
-    from baselines.sd.components import tiny_scheduler
+    from baselines.sd.tiny import tiny_scheduler
 
     images, masks = batch["image"].to(device), batch["mask"].to(device)
     out: dict[str, float] = {}

@@ -106,13 +106,13 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return np.array(image, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
 
 
-def read_mask(path: str | os.PathLike, hole_is_white: bool = True) -> np.ndarray:
+def read_mask(path: str | os.PathLike, mask_hole_is_white: bool = True) -> np.ndarray:
     """Read a mask file as float32 (H, W) in {0, 1} with 1 = hole.
 
     The file is converted to 8-bit gray (RGB masks via PIL's "L" conversion) and binarised at 0.5 after
-    /255 (>= 128 is white). `hole_is_white=False` reads the MAT convention (white = keep) and inverts it.
+    /255 (>= 128 is white). `mask_hole_is_white=False` reads the MAT convention (white = keep) and inverts it.
     """
-    return (read_mask_gray(path, hole_is_white) >= 128).astype(np.float32)
+    return (read_mask_gray(path, mask_hole_is_white) >= 128).astype(np.float32)
 
 
 def _open(path: str | os.PathLike) -> Image.Image:
@@ -126,7 +126,7 @@ def _open(path: str | os.PathLike) -> Image.Image:
     return image
 
 
-def read_mask_gray(path: str | os.PathLike, hole_is_white: bool = True) -> np.ndarray:
+def read_mask_gray(path: str | os.PathLike, mask_hole_is_white: bool = True) -> np.ndarray:
     """Read a mask file as uint8 (H, W) gray levels oriented so that 255 = hole.
 
     `read_mask` binarises this at >= 128 (0.5 after /255). The gray levels are kept for metrics that use the
@@ -136,4 +136,4 @@ def read_mask_gray(path: str | os.PathLike, hole_is_white: bool = True) -> np.nd
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         raise ImageFileError(f"{path}: 16-bit or float masks are not supported; save it as 8-bit L")
     gray = np.asarray(image.convert("L"), dtype=np.uint8)
-    return gray if hole_is_white else 255 - gray
+    return gray if mask_hole_is_white else 255 - gray

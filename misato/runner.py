@@ -204,7 +204,7 @@ def _process_batch(
     from baselines.harness import inpaint_arrays
 
     images = [read_rgb(s.image_path) for s in samples]
-    masks = [read_mask(s.mask_path, hole_is_white=dataset.mask_hole_is_white) for s in samples]
+    masks = [read_mask(s.mask_path, mask_hole_is_white=dataset.mask_hole_is_white) for s in samples]
     seeds = [sample_seed(s.stem, seed) for s in samples]
     start = time.perf_counter()
     preds = inpaint_arrays(inpainter, images, masks, seeds, [s.stem for s in samples], batch_size=batch_size)

@@ -13,7 +13,8 @@ from baselines.asuka.flux import AsukaFluxInpainter, AsukaFluxPipeline
 from baselines.asuka.inpainter import AsukaSDInpainter, load_alignment_file, load_decoder_file
 from baselines.asuka.mae import AsukaMAE, prepare_mae_inputs
 from baselines.asuka.pipeline import AsukaInpaintPipeline, null_from_text_embedding
-from baselines.sd.components import tiny_flux_fill_pipeline, tiny_inpaint_pipeline, tiny_vae
+from baselines.sd.tiny import tiny_inpaint_pipeline, tiny_vae
+from tiny_models import tiny_flux_fill_pipeline
 from misato.weights import WeightsNotFoundError
 
 SIZE = 32

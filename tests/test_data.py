@@ -81,7 +81,7 @@ def test_mask_threshold_and_convention(tmp_path):
     path = tmp_path / "m.png"
     Image.fromarray(np.array([[0, 127, 128, 255]], np.uint8)).save(path)
     assert read_mask(path).tolist() == [[0, 0, 1, 1]]
-    assert read_mask(path, hole_is_white=False).tolist() == [[1, 1, 0, 0]]
+    assert read_mask(path, mask_hole_is_white=False).tolist() == [[1, 1, 0, 0]]
     Image.fromarray(np.array([[0, 40000]], np.uint16)).save(tmp_path / "m16.png")
     with pytest.raises(ImageFileError, match="16-bit"):
         read_mask(tmp_path / "m16.png")

@@ -6,16 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.sd.components import (
-    check_batch,
-    tiny_inpaint_pipeline,
-    tiny_prompt_embeds,
-    tiny_scheduler,
-    tiny_unet,
-    tiny_vae,
-)
+from baselines.sd.components import check_batch
 from baselines.sd.inpainters import SDInpainter, SDPromptInpainter, SDTextInpainter
 from baselines.sd.repaint import SDRepaintInpainter
+from baselines.sd.tiny import tiny_inpaint_pipeline, tiny_scheduler, tiny_unet, tiny_vae
+from tiny_models import tiny_prompt_embeds
 
 SIZE = 32  # 16x16 latents: the 2-core CI machine is shared; one test runs 64x64 end to end
 REPAINT_SIZE = 32
@@ -267,7 +262,7 @@ def test_loading_from_local_diffusers_folders(tmp_path, repaint_parts):
     the same output as the same modules passed in directly."""
     from diffusers import StableDiffusionPipeline
 
-    from baselines.sd.components import tiny_text_encoder
+    from baselines.sd.tiny import tiny_text_encoder
 
     inpaint_pipe = tiny_inpaint_pipeline(text_encoder=True)
     inpaint_pipe.save_pretrained(tmp_path / "inpaint")

@@ -391,7 +391,7 @@ def test_colour_jitter_touches_only_the_input_latent(tmp_path, photos):
 
 def test_one_step_estimate_is_equation_1():
     from baselines.asuka.training.latents import one_step_estimate
-    from baselines.sd.components import tiny_scheduler, tiny_unet
+    from baselines.sd.tiny import tiny_scheduler, tiny_unet
 
     unet, scheduler = tiny_unet(9), tiny_scheduler()
     g = torch.Generator().manual_seed(0)

@@ -19,7 +19,7 @@ def _spec(key: str, filename: str, description: str) -> WeightSpec:
     return WeightSpec(
         key=key,
         filename=filename,
-        url=f"https://huggingface.co/{HF_REPO}/blob/{HF_REVISION}/{filename}",
+        url=f"https://huggingface.co/{HF_REPO}/resolve/{HF_REVISION}/{filename}",
         sha256="",
         description=description + _UNKNOWN_HASH,
         hf_repo=HF_REPO,

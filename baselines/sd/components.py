@@ -1,12 +1,9 @@
-"""Shared pieces of the Stable-Diffusion inpainters: model loading, dtypes, input checks, seeds, tiny configs.
+"""Shared pieces of the Stable-Diffusion inpainters: model loading, dtypes, input checks, seeds.
 
 Conventions at this module's boundary are those of `baselines.base`: images float32 (B, 3, H, W) RGB in
 [0, 1], masks float32 (B, 1, H, W) in {0, 1} with 1 = hole. Prompt embeddings are float (1, L, D) tensors
 (D = 768 for SD 1.5), broadcast over the batch.
-
-The tiny builders at the end make randomly initialised, seeded modules of the sizes diffusers uses in its
-own fast tests (UNet block_out_channels (32, 64), cross-attention dim 32), so that every pipeline runs on
-CPU in seconds without weights.
+The tiny random SD (`sd_model="tiny"`) is in `baselines.sd.tiny`.
 """
 
 from __future__ import annotations
@@ -20,10 +17,8 @@ import torch
 
 if TYPE_CHECKING:
     from diffusers import (
-        AutoencoderKL,
         StableDiffusionInpaintPipeline,
         StableDiffusionPipeline,
-        UNet2DConditionModel,
     )
 
 log = logging.getLogger(__name__)
@@ -181,111 +176,3 @@ def as_prompt_batch(embeds: torch.Tensor, source: str) -> torch.Tensor:
     if embeds.ndim != 3 or embeds.shape[0] != 1:
         raise ValueError(f"{source}: prompt embeddings must be (L, D) or (1, L, D), got {tuple(embeds.shape)}")
     return embeds
-
-
-# --------------------------------------------------------------------------------------------------------
-# Tiny random components (diffusers' fast-test sizes) for CPU tests and smoke runs.
-
-
-def tiny_unet(in_channels: int = 9, cross_attention_dim: int = 32, seed: int = 0) -> "UNet2DConditionModel":
-    """UNet2DConditionModel with block_out_channels (32, 64); in_channels 9 (inpainting) or 4 (RePaint)."""
-    from diffusers import UNet2DConditionModel
-
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=in_channels, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=cross_attention_dim,
-    ).eval()
-
-
-def tiny_vae(seed: int = 0) -> "AutoencoderKL":
-    """AutoencoderKL with 2 levels (scale factor 2), 4 latent channels."""
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(seed)
-    return AutoencoderKL(
-        block_out_channels=[32, 64], in_channels=3, out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4,
-    ).eval()
-
-
-def tiny_scheduler() -> Any:
-    """The SD 1.5 noise schedule (scaled_linear 0.00085..0.012) in a DDIM scheduler (deterministic, eta 0)."""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-        set_alpha_to_one=False, steps_offset=1,
-    )
-
-
-def tiny_text_encoder(hidden_size: int = 32, seed: int = 0) -> tuple[Any, Any]:
-    """(CLIPTextModel, CLIPTokenizer) of tiny size, offline: a character-level vocabulary (a-z, start and end
-    tokens, no merges), so prompts of lowercase words encode to distinct embeddings (1, 77, hidden_size)."""
-    import string
-
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for char in string.ascii_lowercase:
-        vocab[char] = len(vocab)
-        vocab[char + "</w>"] = len(vocab)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    torch.manual_seed(seed)
-    config = CLIPTextConfig(
-        hidden_size=hidden_size, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-        vocab_size=len(vocab), max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    )
-    return CLIPTextModel(config).eval(), tokenizer
-
-
-def tiny_inpaint_pipeline(
-    vae: Any | None = None, seed: int = 0, text_encoder: bool = False
-) -> "StableDiffusionInpaintPipeline":
-    """A StableDiffusionInpaintPipeline of tiny random modules; without text encoder unless asked (then pass
-    prompt_embeds)."""
-    from diffusers import StableDiffusionInpaintPipeline
-
-    encoder, tokenizer = tiny_text_encoder(seed=seed) if text_encoder else (None, None)
-    pipe = StableDiffusionInpaintPipeline(
-        vae=vae if vae is not None else tiny_vae(seed), text_encoder=encoder, tokenizer=tokenizer,
-        unet=tiny_unet(9, seed=seed), scheduler=tiny_scheduler(), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def tiny_prompt_embeds(length: int = 8, dim: int = 32, seed: int = 0) -> torch.Tensor:
-    """Random (1, length, dim) prompt embeddings for the tiny UNet's cross-attention."""
-    return torch.randn((1, length, dim), generator=torch.Generator().manual_seed(seed))
-
-
-def tiny_flux_fill_pipeline(seed: int = 0) -> Any:
-    """A FluxFillPipeline of tiny random modules (no text encoders: pass prompt_embeds and pooled_prompt_embeds).
-
-    VAE: 2 levels (scale factor 2), 4 latent channels, FLUX-style shift and scale, no quant convs. Transformer:
-    1 double + 1 single block, joint_attention_dim 32 (the T5 slot), pooled_projection_dim 32 (the CLIP slot),
-    in_channels 16 (packed latents) + 16 (packed masked-image latents) + 16 (packed 2x2 mask) = 48.
-    """
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
-
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[16, 32], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=8, layers_per_block=1,
-        use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035,
-    ).eval()
-    torch.manual_seed(seed)
-    transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=48, out_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
-        guidance_embeds=True,
-    ).eval()
-    pipe = FluxFillPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=None, tokenizer=None,
-        text_encoder_2=None, tokenizer_2=None, transformer=transformer,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe

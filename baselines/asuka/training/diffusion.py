@@ -27,7 +27,8 @@ def load_frozen_sd(sd_model: str, device: torch.device, dtype: torch.dtype, text
     sd_model "tiny": random tiny modules (diffusers' fast-test sizes), built from `seed`.
     Else a hub id or diffusers folder (`baselines.sd.components.load_inpaint_pipeline`).
     """
-    from baselines.sd.components import load_inpaint_pipeline, tiny_inpaint_pipeline
+    from baselines.sd.components import load_inpaint_pipeline
+    from baselines.sd.tiny import tiny_inpaint_pipeline
 
     if sd_model == TINY_SD:
         pipe = tiny_inpaint_pipeline(seed=seed, text_encoder=text_encoder).to(device)
