@@ -55,8 +55,9 @@ def add_device_arguments(parser: argparse.ArgumentParser, batch_size: int = SCOR
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """The scoring flags of `misato score` and `misato run` (one definition: they mean the same in both)."""
-    from evaluators.metrics import SCORED
+    from evaluators.metrics import SCORED, metrics_help
 
+    parser.epilog = f"{parser.epilog or ''}\n\nmetrics (--metrics):\n{metrics_help()}".strip("\n")
     group = parser.add_argument_group("scoring")
     group.add_argument("--protocol", default=PROTOCOL, help=f"comod, clean or asuka (default {PROTOCOL})")
     group.add_argument("--metrics", default=None, type=parse_csv,

@@ -9,7 +9,7 @@ from misato.cli._common import add_device_arguments, add_scoring_arguments, add_
 HELP = "score a folder of predictions (PNG/JPG by sample stem) against a dataset"
 
 EPILOG = """examples:
-  misato score --dataset MISATO/512 --predictions out/lama/composite --method lama --out results/
+  misato score --dataset MISATO/512 --predictions runs/lama --method lama --out results/   (an inpaint folder: its raw/)
   misato score --dataset data/ --predictions preds/ --method mine --protocol asuka --metrics lpips,fid,u_ids,p_ids
   misato score ... --weight inception-tf=/models/weights-inception-2015-12-05-6726825d.pth
 """
