@@ -103,3 +103,21 @@ def convert_to_safetensors(src: str | os.PathLike, dest: str | os.PathLike, stat
     save_file(tensors, str(tmp), metadata={"converted_from": src.name, "state_key": state_key or ""})
     os.replace(tmp, dest)
     return dest
+
+
+def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike,
+                      what: str, allow_missing: tuple[str, ...] = ()) -> torch.nn.Module:
+    """Load `state` into `module` strictly, or raise ValueError naming `source` (the file), `what` (the
+    architecture expected) and the first missing / unexpected keys and wrong shapes. `allow_missing`: keys the
+    publisher's file may lack (the module keeps its own values for them)."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state and k not in allow_missing]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        parts = [f"{label} {items[:5]} ({len(items)} in all)" for label, items in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)) if items]
+        raise ValueError(f"{source}: not a {what} state dict: {'; '.join(parts)}")
+    module.load_state_dict(dict(state), strict=not allow_missing)
+    return module

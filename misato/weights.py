@@ -94,18 +94,9 @@ class WeightsNotFoundError(FileNotFoundError):
         self.spec = spec
         self.searched = searched
         places = "\n".join(f"  - {p}" for p in searched) or "  (none)"
-        if not spec.url or spec.manual:
-            super().__init__(
-                f"weights {spec.key!r} ({spec.filename}) not found. Searched:\n{places}\n{spec.description}\n"
-                f"Fix: {fix_text(spec)}")
-            return
-        super().__init__(
-            f"weights {spec.key!r} ({spec.filename}) not found. Searched:\n{places}\n"
-            f"Fix: run `misato weights fetch {spec.key}` on a machine with internet, or download\n"
-            f"  {spec.url}\n"
-            f"and put it at $MISATO_WEIGHTS_DIR/{spec.filename} (default {default_weights_dir()}/{spec.filename}),\n"
-            f"or pass its path with --weight {spec.key}=PATH or ${env_var(spec.key)}."
-        )
+        about = f"{spec.description}\n" if not spec.url or spec.manual else f"url: {spec.url}\n"
+        super().__init__(f"weights {spec.key!r} ({spec.filename}) not found. Searched:\n{places}\n{about}"
+                         f"Fix: {fix_text(spec)}")
 
 
 class WeightsHashError(ValueError):
@@ -277,11 +268,10 @@ def download(spec: WeightSpec, folder: Path | None = None) -> ResolvedWeight:
 
 def fix_text(spec: WeightSpec) -> str:
     """How to provide a missing file, without machine paths (results and reports travel between machines)."""
+    place = (f"put {spec.filename} in $MISATO_WEIGHTS_DIR (default ~/.cache/misato/weights), or pass "
+             f"--weight {spec.key}=PATH (or ${env_var(spec.key)})")
     if not spec.url:
-        return (f"it was never published: train it (`misato train`), then pass --weight {spec.key}=PATH or put "
-                f"{spec.filename} in $MISATO_WEIGHTS_DIR (default ~/.cache/misato/weights)")
+        return f"it was never published: train it (`misato train`), then {place}"
     if spec.manual:
-        return (f"{spec.manual}; then put {spec.filename} in $MISATO_WEIGHTS_DIR (default ~/.cache/misato/weights) "
-                f"or pass --weight {spec.key}=PATH")
-    return (f"run `misato weights fetch {spec.key}`, or put {spec.filename} in $MISATO_WEIGHTS_DIR (default "
-            f"~/.cache/misato/weights), or pass --weight {spec.key}=PATH")
+        return f"{spec.manual}; then {place}"
+    return f"run `misato weights fetch {spec.key}`, or {place}"

@@ -163,3 +163,20 @@ def test_manual_and_hub_files(tmp_path, monkeypatch, capsys):
     assert main(["weights", "fetch", "test-manual", "test-hub"]) == 1
     out = capsys.readouterr().out
     assert f"test-manual: not downloadable: {manual.manual}" in out and "test-hub: " in out
+
+
+def test_load_state_strict_names_the_file_and_the_keys():
+    from misato.checkpoints import load_state_strict
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    state = {k: torch.zeros_like(v) for k, v in net.state_dict().items()}
+    assert torch.equal(load_state_strict(net, state, "f.pt", "test net")[0].weight, torch.zeros(3, 2))
+    bad = dict(state, extra=torch.ones(1))
+    del bad["1.bias"]
+    bad["0.weight"] = torch.ones(4, 2)
+    with pytest.raises(ValueError) as error:
+        load_state_strict(net, bad, "f.pt", "test net")
+    assert str(error.value) == ("f.pt: not a test net state dict: missing keys ['1.bias'] (1 in all); unexpected keys "
+                                "['extra'] (1 in all); wrong shapes ['0.weight (4, 2) != (3, 2)'] (1 in all)")
+    del state["1.bias"]
+    load_state_strict(net, state, "f.pt", "test net", allow_missing=("1.bias",))
