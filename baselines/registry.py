@@ -41,6 +41,9 @@ BUILTIN: dict[str, str] = {
     "ns": "baselines.classical:NavierStokesInpainter",
     "biharmonic": "baselines.classical:BiharmonicInpainter",
     "lama": "baselines.lama:LamaInpainter",
+    "mat": "baselines.mat.inpainter:MatInpainter",
+    "comod": "baselines.comod.inpainter:CoModGanInpainter",
+    "mae-far": "baselines.maefar.inpainter:MaeFarInpainter",
     "dummy": "baselines.dummy:MeanColourInpainter",
     "asuka-sd": "baselines.asuka.inpainter:AsukaSDInpainter",
     "asuka-flux": "baselines.asuka.flux:AsukaFluxInpainter",
@@ -56,6 +59,8 @@ ALIASES: dict[str, str] = {
     "navier-stokes": "ns",
     "opencv-ns": "ns",
     "big-lama": "lama",
+    "co-mod-gan": "comod",
+    "maefar": "mae-far",
     "asuka": "asuka-sd",
     "mean": "dummy",
 }
@@ -74,7 +79,7 @@ class MethodSpec:
     """A parsed method spec: what to import (`target`) and options it implies (e.g. a folder root)."""
 
     spec: str
-    kind: str  # "builtin", "entry_point", "module", "file", "folder"
+    origin: str  # "builtin", "entry_point", "module", "file", "folder"
     target: str
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -196,9 +201,9 @@ class InpainterRegistry:
     def get(self, spec: str) -> type[Inpainter]:
         """The inpainter class for `spec`, imported now; errors name the spec and the cause."""
         parsed = self.parse(spec)
-        if parsed.kind == "file":
+        if parsed.origin == "file":
             cls = _import_file_target(parsed.target)
-        elif parsed.kind == "entry_point":
+        elif parsed.origin == "entry_point":
             point = self.entry_points()[self.aliases.get(parsed.spec, parsed.spec)]
             try:
                 cls = point.load()
@@ -218,7 +223,7 @@ class InpainterRegistry:
     def accepted_options(self, spec: str) -> set[str] | None:
         """Option names the method of `spec` takes; None = any. Built-ins (and folders) are held to their
         constructor's parameters; a plug-in whose constructor takes **options may read options of its own."""
-        return self.get(spec).accepted_options(strict=self.parse(spec).kind in ("builtin", "folder"))
+        return self.get(spec).accepted_options(strict=self.parse(spec).origin in ("builtin", "folder"))
 
     def create(self, spec: str, device: str = "cpu", **options: Any) -> Inpainter:
         """Instantiate the inpainter for `spec` on `device`; spec-implied options (folder root) are added.

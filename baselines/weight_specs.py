@@ -12,4 +12,15 @@ WEIGHTS: list[WeightSpec] = [
         "Apache-2.0",
         md5="e3aa4aaa15225a33ec84f9f4bc47e500",
     ),
+    WeightSpec(
+        key="lama-big-authors",
+        filename="big-lama-best.safetensors",
+        url="https://huggingface.co/smartywu/big-lama/resolve/main/big-lama.zip",
+        sha256="",
+        description="LaMa big-lama (Suvorov et al., WACV 2022), the authors' Lightning checkpoint, for "
+        "`lama` with checkpoint=authors (only the generator.* entries are used); Apache-2.0",
+        manual="download the release archive big-lama.zip from the url, unzip it and convert its Lightning "
+        "checkpoint once (it needs the full unpickler): `misato weights convert big-lama/models/best.ckpt "
+        "big-lama-best.safetensors --state-key state_dict`",
+    ),
 ]

@@ -1,9 +1,8 @@
-"""Harness (padding, checks) and the inpainters of this package: classical, dummy, LaMa (tiny TorchScript)."""
+"""Harness (padding, checks) and the inpainters of this package: classical, dummy (LaMa: tests/test_lama.py)."""
 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -16,7 +15,6 @@ from baselines.harness import crop_back, inpaint_arrays, pad_batch, padded_size,
 from baselines.registry import create_inpainter
 from misato.composite import composite_uint8
 from misato.runner import to_uint8
-from misato.weights import WeightsNotFoundError, get_spec
 
 
 def photo_crops() -> list[np.ndarray]:
@@ -179,46 +177,3 @@ def test_classical_options_are_recorded():
     assert inpainter.config()["options"]["radius"] == 5
     with pytest.raises(ValueError, match="radius"):
         create_inpainter("ns", radius=0)
-
-
-# ---------------------------------------------------------------- LaMa with a tiny TorchScript stand-in
-
-
-class TinyLama(torch.nn.Module):
-    """Same signature as big-lama: (image [0,1] (B,3,H,W), mask 1 = hole (B,1,H,W)) -> composited image."""
-
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if image.shape[2] % 8 != 0 or image.shape[3] % 8 != 0:
-            raise RuntimeError("H and W must be multiples of 8")
-        return image * (1 - mask) + mask * 0.25
-
-
-@pytest.fixture
-def tiny_lama_file(tmp_path):
-    path = tmp_path / "tiny-lama.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated, still supported
-        torch.jit.script(TinyLama()).save(str(path))
-    return path
-
-
-def test_lama_with_tiny_torchscript(tiny_lama_file):
-    inpainter = create_inpainter("lama", weight_paths={"lama-big": str(tiny_lama_file)})
-    image, mask = photo_crops()[1][:60, :52].copy(), masks_for(1)[0][:60, :52].copy()  # not multiples of 8
-    (pred,) = inpaint_arrays(inpainter, [image], [mask], [0])
-    assert pred.raw.shape == (60, 52, 3)
-    np.testing.assert_allclose(pred.raw[mask == 1], 0.25, atol=1e-6)
-    np.testing.assert_array_equal(to_uint8(pred.raw)[mask == 0], image[mask == 0])
-    (record,) = inpainter.config()["weights"]
-    assert record["key"] == "lama-big" and record["source"] == "explicit"
-    assert record["matches"] is False and record["expected_sha256"] == get_spec("lama-big").sha256
-
-
-def test_lama_missing_weights_is_a_typed_error(tmp_path, monkeypatch):
-    for var in ("MISATO_WEIGHTS_DIR", "TORCH_HOME", "XDG_CACHE_HOME", "HF_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
-    monkeypatch.delenv("MISATO_WEIGHT_LAMA_BIG", raising=False)
-    with pytest.raises(WeightsNotFoundError, match="big-lama.pt"):
-        create_inpainter("lama")
-    with pytest.raises(WeightsNotFoundError):
-        create_inpainter("lama", weight_paths={"lama-big": str(tmp_path / "absent.pt")})

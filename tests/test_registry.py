@@ -78,11 +78,11 @@ def test_unknown_name_lists_close_matches():
 
 def test_parse_does_not_import():
     parsed = REGISTRY.parse("asuka-flux")
-    assert (parsed.kind, parsed.target) == ("builtin", BUILTIN["asuka-flux"])
+    assert (parsed.origin, parsed.target) == ("builtin", BUILTIN["asuka-flux"])
     folder = REGISTRY.parse("folder:/some/where")
-    assert folder.kind == "folder" and folder.options == {"root": "/some/where"}
-    assert REGISTRY.parse("pkg.mod:Cls").kind == "module"
-    assert REGISTRY.parse("plugins/method.py:Cls").kind == "file"
+    assert folder.origin == "folder" and folder.options == {"root": "/some/where"}
+    assert REGISTRY.parse("pkg.mod:Cls").origin == "module"
+    assert REGISTRY.parse("plugins/method.py:Cls").origin == "file"
 
 
 def test_module_class_spec(tmp_path, monkeypatch):
@@ -130,7 +130,7 @@ def fake_distribution(tmp_path, monkeypatch):
 def test_entry_point_plugins(fake_distribution):
     names = REGISTRY.names()  # listing imports nothing, so the broken plug-in does not fail here
     assert "entry-plugin" in names and "broken-plugin" in names
-    assert REGISTRY.parse("entry-plugin").kind == "entry_point"
+    assert REGISTRY.parse("entry-plugin").origin == "entry_point"
     inpainter = REGISTRY.create("entry-plugin", device="cpu")
     assert torch.all(run_once(inpainter) == 0.125)
 

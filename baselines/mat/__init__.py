@@ -1,0 +1,1 @@
+"""MAT (Li et al., CVPR 2022): mask-aware transformer inpainting, our PyTorch port."""
