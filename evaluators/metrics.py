@@ -29,7 +29,8 @@ class MetricSpec:
     label: column header in tables.
     higher_is_better: the direction (tables mark the best value and draw arrows from it).
     decimals: digits shown in tables.
-    kind: "per_image" (mean of per-image values, kept in the per-image CSV), "set" (of the whole set) or "study".
+    aggregate: "per_image" (mean of per-image values, kept in the per-image CSV), "set" (of the whole set) or
+      "study" (a user-study share).
     source: what feeds it (module docstring).
     implementation: "module:attribute" of the code computing it ("" for network-yielded and study metrics).
     description: one line for `--help` and the docs.
@@ -41,7 +42,7 @@ class MetricSpec:
     label: str
     higher_is_better: bool
     decimals: int
-    kind: str
+    aggregate: str
     source: str
     implementation: str
     description: str
@@ -81,8 +82,8 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
 )}
 
 # Metrics the scorer computes, in the order tables show them.
-SCORED: tuple[str, ...] = tuple(name for name, spec in METRICS.items() if spec.kind != "study")
-PER_IMAGE: tuple[str, ...] = tuple(name for name, spec in METRICS.items() if spec.kind == "per_image")
+SCORED: tuple[str, ...] = tuple(name for name, spec in METRICS.items() if spec.aggregate != "study")
+PER_IMAGE: tuple[str, ...] = tuple(name for name, spec in METRICS.items() if spec.aggregate == "per_image")
 # Table 1 of the paper, in its column order.
 TABLE1: tuple[str, ...] = ("lpips", "fid", "u_ids", "p_ids")
 

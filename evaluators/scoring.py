@@ -184,7 +184,7 @@ def _set_metric_instances(active: tuple[str, ...], scopes: dict[str, np.ndarray]
                           pca_dim: int | None) -> dict[str, dict[str, Any]]:
     """Per scope, one instance per set-metric implementation (U-IDS and P-IDS share one). A domain holding
     every sample gets none: it has the overall values (no second eigh/SVM/KID pass)."""
-    implementations = {METRICS[m].implementation: METRICS[m] for m in active if METRICS[m].kind == "set"}
+    implementations = {METRICS[m].implementation: METRICS[m] for m in active if METRICS[m].aggregate == "set"}
     return {scope: {impl: spec.load()(protocol, pca_dim) for impl, spec in sorted(implementations.items())}
             for scope, rows in scopes.items() if scope == "overall" or len(rows) < n}
 

@@ -121,7 +121,7 @@ def record(row: dict, index: int, folder: Path) -> ResultRecord:
         overall=row["overall"],
         per_domain=row["per_domain"],
         paste_back=True,
-        higher_is_better={m: METRICS[m].higher_is_better for m in METRICS if METRICS[m].kind != "study"},
+        higher_is_better={m: METRICS[m].higher_is_better for m in METRICS if METRICS[m].aggregate != "study"},
         unavailable={m: MISSING_INCEPTION for m in row["unavailable"]},
         predictions=f"/nonexistent/predictions/{row['method']}",
         per_image_csv=f"{base}.per_image.csv" if misato else None,
