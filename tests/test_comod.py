@@ -20,6 +20,7 @@ from baselines.harness import inpaint_arrays
 from baselines.registry import create_inpainter
 from baselines.stylegan_ops import fir_filter as fir_kernel
 from baselines.stylegan_ops import upfirdn2d
+from inpainter_contract import check_contract, hole_masks
 from misato.composite import composite_uint8
 from misato.runner import to_uint8
 from misato.weights import WeightsNotFoundError, get_spec
@@ -57,27 +58,6 @@ def tiny_file(tiny_state, tmp_path_factory):
 
 def make_tiny(path, **options) -> CoModGanInpainter:
     return CoModGanInpainter(weight_paths={WEIGHTS_KEY: str(path)}, network_config=TINY, **options)
-
-
-def photo_crops(size: int) -> list[np.ndarray]:
-    return [
-        np.ascontiguousarray(data.astronaut()[30 : 30 + size, 180 : 180 + size]),
-        np.ascontiguousarray(data.chelsea()[100 : 100 + size, 150 : 150 + size]),
-        np.ascontiguousarray(data.coffee()[200 : 200 + size, 300 : 300 + size]),
-    ]
-
-
-def hole_masks(n: int, size: int) -> list[np.ndarray]:
-    out = []
-    for i in range(n):
-        mask = np.zeros((size, size), np.float32)
-        if i % 2 == 0:
-            mask[3 + i : 9 + i, 4:10] = 1
-        else:
-            for t in range(2, size - 2):
-                mask[t, max(0, t - 1) : t + 2] = 1
-        out.append(mask)
-    return out
 
 
 # ---------------------------------------------------------------- layout and ops
@@ -136,21 +116,9 @@ def test_modulated_conv_is_per_sample_and_demodulated(upsample):
 def test_contract_shapes_known_pixels_batching_and_seeds(tiny_file):
     inpainter = make_tiny(tiny_file)
     assert inpainter.policy.pad_multiple == 16 and inpainter.policy.square
-    images, masks = photo_crops(14), hole_masks(3, 14)  # padded to 16x16 by the harness
-    preds = inpaint_arrays(inpainter, images, masks, [1, 2, 3], batch_size=3)
-    for image, mask, pred in zip(images, masks, preds):
-        assert pred.raw.shape == (14, 14, 3) and pred.raw.dtype == np.float32
-        assert pred.raw.min() >= 0 and pred.raw.max() <= 1
+    preds = check_contract(inpainter, 14, stochastic=True)  # 14x14 crops: padded to 16x16 by the harness
+    for mask, pred in zip(hole_masks(3, 14), preds):
         assert pred.raw[mask == 1].std() > 0
-        composite = composite_uint8(to_uint8(pred.raw), image, mask)
-        np.testing.assert_array_equal(composite[mask == 0], image[mask == 0])
-    for i in range(3):  # per sample: batch 1 == batch 3, same seed -> same output, another seed -> another
-        (alone,) = inpaint_arrays(inpainter, [images[i]], [masks[i]], [i + 1])
-        np.testing.assert_allclose(alone.raw, preds[i].raw, atol=1e-5)
-        (again,) = inpaint_arrays(inpainter, [images[i]], [masks[i]], [i + 1])
-        np.testing.assert_array_equal(again.raw, alone.raw)
-        (other,) = inpaint_arrays(inpainter, [images[i]], [masks[i]], [99])
-        assert np.abs(other.raw - alone.raw).max() > 1e-3
 
 
 def test_mask_and_range_conventions(tiny_file):
