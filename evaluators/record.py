@@ -16,6 +16,9 @@ Schema version 2 (version 1 files are read too: no `resolution`, no `thumbnails`
     higher_is_better: {metric: bool}   from `evaluators.metrics`
     unavailable: {metric: "why + fix"}
     notes: {"<scope>.<metric>": why a value is null or leaves samples out}
+    intervals: {scope: {metric: [low, high]}}   95% bootstrap intervals (`evaluators.bootstrap`)
+    bootstrap: {resamples, set_resamples, seed, level, method, seconds}
+    per_hole_ratio: {"0-10%": {n, <per-image metric>: mean}, ...}   hole-ratio bins of 10%
     predictions: str               the folder of prediction files the scorer read (raw outputs, or files already
                                    composited by their author); paste_back says what was scored
     per_image_csv: str             columns stem, domain, then the per-image metrics
@@ -69,6 +72,9 @@ class ResultRecord:
     higher_is_better: dict[str, bool] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    bootstrap: dict[str, Any] = field(default_factory=dict)
+    per_hole_ratio: dict[str, dict[str, Any]] = field(default_factory=dict)
     predictions: str | None = None
     per_image_csv: str | None = None
     thumbnails: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -147,6 +153,10 @@ class ResultRecord:
             higher_is_better=check.mapping(data, "higher_is_better", bool),
             unavailable=check.mapping(data, "unavailable", str),
             notes=check.mapping(data, "notes", str),
+            intervals=check.intervals(data),
+            bootstrap=check.optional(data, "bootstrap", dict) or {},
+            per_hole_ratio={str(b): check.metric_row(row, f"per_hole_ratio.{b}")
+                            for b, row in (check.optional(data, "per_hole_ratio", dict) or {}).items()},
             predictions=check.optional(data, "predictions", str),
             per_image_csv=check.optional(data, "per_image_csv", str),
             thumbnails=check.thumbnails(data),
@@ -205,6 +215,17 @@ class _Checker:
             if key != "n" and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ResultFileError(f"{self.source}: {where}.{key} must be a number or null, got {value!r}")
         return dict(row)
+
+    def intervals(self, data: dict) -> dict[str, dict[str, list[float]]]:
+        value = data.get("intervals") or {}
+        ok = isinstance(value, dict) and all(
+            isinstance(rows, dict) and all(
+                isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                                   for x in pair) for pair in rows.values())
+            for rows in value.values())
+        if not ok:
+            raise ResultFileError(f"{self.source}: intervals must map scopes to {{metric: [low, high]}}")
+        return value
 
     def thumbnails(self, data: dict) -> dict[str, dict[str, str]]:
         value = data.get("thumbnails") or {}

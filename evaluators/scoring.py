@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from evaluators.bootstrap import BootstrapConfig, Stopwatch, mean_interval, resample_indices
 from evaluators.cache import FeatureCache
 from evaluators.inputs import check_inputs
 from evaluators.metrics import METRICS, SCORED, check_metrics
@@ -55,6 +56,8 @@ class ScoreConfig:
     thumbnail_samples: sample ids whose thumbnails the result keeps for the report; None = the first of each
       domain (or the first 4).
     progress: show a progress bar.
+    bootstrap / set_bootstrap / bootstrap_seed: resamples for the 95% intervals of per-image means (and U/P-IDS,
+      see `evaluators.set_metrics`) and of FID and KID (each a full recomputation); 0 turns them off.
     """
 
     protocol: str = PROTOCOL
@@ -71,8 +74,15 @@ class ScoreConfig:
     allow_degenerate_masks: bool = False
     thumbnail_samples: tuple[str, ...] | None = None
     progress: bool = True
+    bootstrap: int = 1000
+    set_bootstrap: int = 20
+    bootstrap_seed: int = 0
 
     def selected(self) -> tuple[str, ...]:
+        """The metrics to compute, checked (with the other settings that would otherwise fail late)."""
+        for flag, value in (("--bootstrap", self.bootstrap), ("--set-bootstrap", self.set_bootstrap)):
+            if value < 0:
+                raise ValueError(f"{flag} must be 0 (no intervals) or a number of resamples, got {value}")
         return check_metrics(tuple(self.metrics or SCORED))
 
 
@@ -158,7 +168,7 @@ class _Items(torch.utils.data.Dataset):
         hole = (gray >= round(self.protocol.mask_threshold * 255)).astype(np.float32)
         scored = composite_uint8(pred, gt, hole) if self.paste_back else pred
         decoded = Decoded(gt, pred, gray, hole, scored, self.paste_back)
-        out: dict[str, Any] = {"index": index}
+        out: dict[str, Any] = {"index": index, "hole_ratio": float(hole.mean())}
         for name, function in self.pixel_metrics.items():
             out[name] = function(decoded, self.protocol)
         for source in self.sources:
@@ -191,10 +201,12 @@ def _set_metric_instances(active: tuple[str, ...], scopes: dict[str, np.ndarray]
 
 @dataclass
 class _PassResult:
-    """per_image: metric -> float64 (N,) in dataset order; thumbnails: stem -> role -> JPEG bytes."""
+    """per_image: metric -> float64 (N,) in dataset order; thumbnails: stem -> role -> JPEG bytes;
+    hole_ratio: float64 (N,) share of hole pixels per sample."""
 
     per_image: dict[str, np.ndarray]
     thumbnails: dict[str, dict[str, bytes]]
+    hole_ratio: np.ndarray
 
 
 def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol, config: ScoreConfig,
@@ -210,8 +222,10 @@ def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol,
     per_image: dict[str, np.ndarray] = {m: np.full(n, np.nan) for m in pixel}
     inception = sources.get("inception")
     thumbs: dict[str, dict[str, bytes]] = {}
+    hole_ratio = np.zeros(n)
     for batch in tqdm(loader, desc=f"score {method}", unit="batch", leave=False, disable=not config.progress):
         index = np.array([item["index"] for item in batch])
+        hole_ratio[index] = [item["hole_ratio"] for item in batch]
         thumbs.update({dataset.samples[item["index"]].stem: item["thumbnails"] for item in batch if "thumbnails" in item})
         for metric in pixel:
             per_image[metric][index] = [item[metric] for item in batch]
@@ -228,7 +242,7 @@ def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol,
     for source in sources.values():
         source.finish()
         per_image.update({m: v for m, v in source.values().items() if m in active})
-    return _PassResult({m: per_image[m] for m in active if m in per_image}, thumbs)
+    return _PassResult({m: per_image[m] for m in active if m in per_image}, thumbs, hole_ratio)
 
 
 def _compute_set_metrics(set_metrics: dict[str, dict[str, Any]], active: tuple[str, ...],
@@ -296,6 +310,11 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
             row[metric] = _finite_mean(values[rows_index], f"{name}.{metric}", notes)
         row.update(set_values.get(name, set_values.get("overall", {})))  # a domain of every sample: overall's
         rows[name] = row
+    bootstrap = BootstrapConfig(config.bootstrap, config.set_bootstrap, config.bootstrap_seed)
+    stopwatch = Stopwatch()
+    intervals = _intervals(scopes, kept, set_metrics, sources.get("inception"), bootstrap)
+    bootstrap_record = {**bootstrap.record(), "seconds": round(stopwatch.seconds(), 3)}
+    by_hole_ratio = _by_hole_ratio(kept, pass_result.hole_ratio)
     seconds_total = time.perf_counter() - seconds_start
 
     thumbs = _write_thumbnails(out_dir / f"{base}.thumbs", pass_result.thumbnails)
@@ -314,6 +333,9 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         higher_is_better={m: METRICS[m].higher_is_better for m in metrics},
         unavailable=unavailable,
         notes=notes,
+        intervals=intervals,
+        bootstrap=bootstrap_record,
+        per_hole_ratio=by_hole_ratio,
         predictions=str(Path(predictions_dir).resolve()),
         per_image_csv=csv_path.name,
         thumbnails=thumbs,
@@ -331,7 +353,8 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         git_dirty=git.get("dirty"),
         created=utc_now(),
     )
-    atomic_write_text(csv_path, _per_image_csv(stems, [s.domain for s in dataset.samples], per_image))
+    atomic_write_text(csv_path, _per_image_csv(stems, [s.domain for s in dataset.samples], pass_result.hole_ratio,
+                                               per_image))
     json_path = out_dir / f"{base}.json"
     atomic_write_json(json_path, record.to_json())
     if unavailable:  # recorded in the result; the CLIs print them once
@@ -405,11 +428,53 @@ def _ids_pca_dim(protocol: Protocol, dataset: Dataset) -> int | None:
         return max(image.size)
 
 
-def _per_image_csv(stems: list[str], domains: list[str | None], per_image: dict[str, np.ndarray]) -> str:
+def _intervals(scopes: dict[str, np.ndarray], kept: dict[str, np.ndarray], set_metrics: dict[str, dict[str, Any]],
+               inception: Any, bootstrap: BootstrapConfig) -> dict[str, dict[str, list[float]]]:
+    """Per scope, [low, high] of every metric that has one (see `evaluators.bootstrap`). Resample r of a scope is
+    the same for every metric and every method scored on the same images with the same seed (paired). A domain
+    holding every sample has no set-metric instances of its own: it takes the overall intervals, as its values."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for scope, rows in scopes.items():
+        found: dict[str, tuple[float, float] | None] = {}
+        if bootstrap.resamples:
+            indices = resample_indices(len(rows), bootstrap.resamples, bootstrap.seed)
+            found.update({m: mean_interval(values[rows], indices, bootstrap.level) for m, values in kept.items()})
+        for instance in set_metrics.get(scope, {}).values():
+            count = bootstrap.resamples if instance.per_resample_cost == "image" else bootstrap.set_resamples
+            if count and instance.computed:
+                indices = resample_indices(len(rows), count, bootstrap.seed)
+                found.update(instance.intervals(inception.real[rows], inception.fake[rows], indices, bootstrap.level))
+        out[scope] = {m: [low, high] for m, interval in found.items() if interval is not None
+                      for low, high in [interval]}
+    for scope, rows in scopes.items():
+        if scope not in set_metrics and len(rows) == len(scopes["overall"]):
+            out[scope] = {**{m: v for m, v in out["overall"].items() if m not in kept}, **out[scope]}
+    return out
+
+
+def _by_hole_ratio(kept: dict[str, np.ndarray], hole_ratio: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per-image metric means by hole ratio in 10% bins ("0-10%", ..., "90-100%"; a bin holds ratios in
+    [lo, hi), the last one includes 100%), as the LaMa evaluator breaks results down; empty bins are left out."""
+    bins = np.minimum((hole_ratio * 10).astype(int), 9)
+    out: dict[str, dict[str, Any]] = {}
+    for b in range(10):
+        chosen = bins == b
+        if not chosen.any():
+            continue
+        row: dict[str, Any] = {"n": int(chosen.sum())}
+        for metric, values in kept.items():
+            finite = values[chosen][np.isfinite(values[chosen])]
+            row[metric] = float(finite.mean()) if len(finite) else None
+        out[f"{10 * b}-{10 * b + 10}%"] = row
+    return out
+
+
+def _per_image_csv(stems: list[str], domains: list[str | None], hole_ratio: np.ndarray,
+                   per_image: dict[str, np.ndarray]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     columns = list(per_image)
-    writer.writerow(["stem", "domain", *columns])
+    writer.writerow(["stem", "domain", "hole_ratio", *columns])
     for i, stem in enumerate(stems):
-        writer.writerow([stem, domains[i] or "", *(f"{per_image[c][i]:.6g}" for c in columns)])
+        writer.writerow([stem, domains[i] or "", f"{hole_ratio[i]:.6g}", *(f"{per_image[c][i]:.6g}" for c in columns)])
     return buffer.getvalue()

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from evaluators.metrics import PER_IMAGE, spec
-from leaderboard.render import format_value, metric_header
+from leaderboard.render import format_value, half_widths, metric_header
 from leaderboard.results import Result
 from leaderboard.tables import DIFF, Table
 
@@ -77,13 +77,14 @@ def table_html(table: Table, notes: list[str] | None = None) -> str:
              "</thead><tbody>"]
     values = table.frame.to_numpy(dtype=float)
     best = table.best.to_numpy(dtype=bool)
+    widths = half_widths(table)
     metrics = [m for _, m in table.frame.columns]
     for i, label in enumerate(table.frame.index):
         labels = label if isinstance(label, tuple) else (label,)
         kind = table.row_kind[i]
         cells = [f'<th scope="row">{_e(labels[0])}</th>'] + [f"<td>{_e(x)}</td>" for x in labels[1:]]
         for j, metric in enumerate(metrics):
-            text = format_value(values[i, j], metric, signed=kind == DIFF)
+            text = format_value(values[i, j], metric, signed=kind == DIFF, half_width=widths[i, j])
             cls = ' class="best"' if best[i, j] else ""
             cells.append(f"<td{cls}>{_e(text) if text is not None else '&ndash;'}</td>")
         parts.append(f'<tr class="{_e(kind)}">' + "".join(cells) + "</tr>")

@@ -20,17 +20,21 @@ import pandas as pd
 from evaluators.metrics import spec
 from leaderboard.tables import DIFF, Table
 
-CSV_TAIL: tuple[str, ...] = ("row_kind", "group", "metric", "higher_is_better", "value", "best")
+CSV_TAIL: tuple[str, ...] = ("row_kind", "group", "metric", "higher_is_better", "value", "half_width", "best")
 
 
-def format_value(value: float, metric: str, signed: bool = False) -> str | None:
-    """Fixed decimals per metric; None for NaN. Signed values (diff rows) always carry + or -."""
+def format_value(value: float, metric: str, signed: bool = False, half_width: float | None = None) -> str | None:
+    """Fixed decimals per metric; None for NaN. Signed values (diff rows) always carry + or -. With a finite
+    `half_width` (of a 95% interval): "value ± half_width" at the same decimals."""
     if value is None or not math.isfinite(value):
         return None
     decimals = spec(metric).decimals
     if round(value, decimals) == 0:
         value = 0.0  # no "-0.000"
-    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+    text = f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+    if half_width is not None and math.isfinite(half_width):
+        text += f" ± {half_width:.{decimals}f}"
+    return text
 
 
 def metric_header(metric: str, higher: dict[str, bool], arrows: tuple[str, str]) -> tuple[str, str]:
@@ -38,14 +42,22 @@ def metric_header(metric: str, higher: dict[str, bool], arrows: tuple[str, str])
     return spec(metric).label, arrows[0] if higher.get(metric, spec(metric).higher_is_better) else arrows[1]
 
 
+def half_widths(table: Table) -> np.ndarray:
+    """float (rows, columns): the table's half-widths, NaN where none."""
+    if table.half_width is None:
+        return np.full(table.frame.shape, np.nan)
+    return table.half_width.to_numpy(dtype=float)
+
+
 def _rows(table: Table):
-    """Yield (labels tuple, row kind, [(metric, value, best)]) per row."""
+    """Yield (labels tuple, row kind, [(metric, value, best, half_width)]) per row."""
     metrics = [m for _, m in table.frame.columns]
     values = table.frame.to_numpy(dtype=float)
     best = table.best.to_numpy(dtype=bool)
+    widths = half_widths(table)
     for i, label in enumerate(table.frame.index):
         labels = label if isinstance(label, tuple) else (label,)
-        yield tuple(str(x) for x in labels), table.row_kind[i], list(zip(metrics, values[i], best[i]))
+        yield tuple(str(x) for x in labels), table.row_kind[i], list(zip(metrics, values[i], best[i], widths[i]))
 
 
 def _index_names(table: Table) -> list[str]:
@@ -75,8 +87,8 @@ def table_markdown(table: Table) -> str:
              "|" + "|".join([":--"] * n_labels + ["--:"] * (len(header) - n_labels)) + "|"]
     for labels, kind, cells in _rows(table):
         out = [escape_markdown(x) for x in labels]
-        for metric, value, is_best in cells:
-            text = format_value(value, metric, signed=kind == DIFF)
+        for metric, value, is_best, width in cells:
+            text = format_value(value, metric, signed=kind == DIFF, half_width=width)
             out.append("–" if text is None else f"**{text}**" if is_best else text)
         lines.append("| " + " | ".join(out) + " |")
     if table.notes:
@@ -129,8 +141,8 @@ def table_latex(table: Table) -> str:
             lines.append(r"\addlinespace")
         previous = labels[0]
         out = [escape_latex(x) for x in labels]
-        for metric, value, is_best in cells:
-            text = format_value(value, metric, signed=kind == DIFF)
+        for metric, value, is_best, width in cells:
+            text = format_value(value, metric, signed=kind == DIFF, half_width=width)
             out.append("--" if text is None else rf"\textbf{{{text}}}" if is_best else text)
         lines.append(" & ".join(out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -149,15 +161,17 @@ def render_latex(tables: list[Table]) -> str:
 # ---------------------------------------------------------------- CSV
 def table_csv(table: Table) -> str:
     """Tidy CSV: one line per cell, columns = index levels + row_kind, group, metric, higher_is_better,
-    value (full precision, empty for NaN), best. `read_table_csv` reads it back."""
+    value (full precision, empty for NaN), half_width (of the 95% interval, empty where none), best.
+    `read_table_csv` reads it back."""
     names = [str(n) for n in table.frame.index.names]
     records = []
+    widths = half_widths(table)
     for i, label in enumerate(table.frame.index):
         labels = label if isinstance(label, tuple) else (label,)
         for j, (group, metric) in enumerate(table.frame.columns):
             records.append([*labels, table.row_kind[i], group, metric,
                             table.higher_is_better.get(metric, spec(metric).higher_is_better),
-                            table.frame.iat[i, j], bool(table.best.iat[i, j])])
+                            table.frame.iat[i, j], widths[i, j], bool(table.best.iat[i, j])])
     buffer = io.StringIO()
     pd.DataFrame(records, columns=[*names, *CSV_TAIL]).to_csv(buffer, index=False, na_rep="")
     return buffer.getvalue()
@@ -167,7 +181,7 @@ def read_table_csv(path: str | os.PathLike, key: str | None = None) -> Table:
     """Inverse of `table_csv` (title, caption and notes are not stored in the CSV)."""
     names = [c for c in pd.read_csv(path, nrows=0).columns if c not in CSV_TAIL]
     data = pd.read_csv(path, dtype={c: str for c in [*names, "row_kind", "group", "metric"]},
-                       keep_default_na=False, na_values={"value": [""]})
+                       keep_default_na=False, na_values={"value": [""], "half_width": [""]})
     labels = [tuple(r) for r in data[names].itertuples(index=False)]
     rows = list(dict.fromkeys(labels))
     columns = list(dict.fromkeys(zip(data["group"], data["metric"])))
@@ -175,17 +189,21 @@ def read_table_csv(path: str | os.PathLike, key: str | None = None) -> Table:
         [r[0] for r in rows], name=names[0])
     col_index = pd.MultiIndex.from_tuples(columns, names=["group", "metric"])
     values = np.full((len(rows), len(columns)), np.nan)
+    widths = np.full((len(rows), len(columns)), np.nan)
     best = np.zeros((len(rows), len(columns)), dtype=bool)
     row_at = {r: i for i, r in enumerate(rows)}
     col_at = {c: j for j, c in enumerate(columns)}
     kinds: dict[tuple, str] = {}
-    for label, group, metric, value, is_best, kind in zip(labels, data["group"], data["metric"],
-                                                          data["value"].astype(float), data["best"],
-                                                          data["row_kind"]):
+    half = data["half_width"].astype(float) if "half_width" in data else [np.nan] * len(data)
+    for label, group, metric, value, width, is_best, kind in zip(labels, data["group"], data["metric"],
+                                                                 data["value"].astype(float), half, data["best"],
+                                                                 data["row_kind"]):
         i, j = row_at[label], col_at[(group, metric)]
-        values[i, j], best[i, j] = value, str(is_best) == "True"
+        values[i, j], widths[i, j], best[i, j] = value, width, str(is_best) == "True"
         kinds[label] = kind
     higher = {m: str(h) == "True" for m, h in zip(data["metric"], data["higher_is_better"])}
     key = key or Path(path).stem
+    half_width = None if np.isnan(widths).all() else pd.DataFrame(widths, index=index, columns=col_index)
     return Table(key, key, "", pd.DataFrame(values, index=index, columns=col_index),
-                 pd.DataFrame(best, index=index, columns=col_index), [kinds[r] for r in rows], higher)
+                 pd.DataFrame(best, index=index, columns=col_index), [kinds[r] for r in rows], higher,
+                 half_width=half_width)

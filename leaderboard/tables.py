@@ -40,6 +40,8 @@ class Table:
     row_kind: per row, "measured", "paper" or "diff" (diff rows are shown signed, paper rows apart).
     higher_is_better: metric key -> direction used for ranking and the arrows in headers.
     notes: extra lines shown under the table (unavailable metrics, name matches).
+    half_width: float frame of the same shape: half the width of the 95% bootstrap interval of a measured
+        value (shown as "value ± half-width"); NaN where the result has no interval. None: no intervals at all.
     """
 
     key: str
@@ -50,6 +52,7 @@ class Table:
     row_kind: list[str]
     higher_is_better: dict[str, bool]
     notes: list[str] = field(default_factory=list)
+    half_width: pd.DataFrame | None = None
 
     def groups(self) -> list[tuple[str, list[str]]]:
         """Column groups in order: [(group label, [metric keys])]."""
@@ -187,7 +190,7 @@ def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, 
     methods = _methods(groups)
     higher = directions(results, list(metrics))
     columns = pd.MultiIndex.from_tuples([(g.label, m) for g in groups for m in metrics], names=["group", "metric"])
-    rows, kinds, values = [], [], []
+    rows, kinds, values, widths = [], [], [], []
     matched: list[str] = []
     for method in methods:
         measured = [g.results[method].overall.get(m, math.nan) if method in g.results else math.nan
@@ -195,6 +198,8 @@ def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, 
         rows.append((method, MEASURED))
         kinds.append(MEASURED)
         values.append(measured)
+        widths.append([half_width(g.results[method], m) if method in g.results else math.nan
+                       for g in groups for m in metrics])
         name = paper_data.paper_name(method) if paper else None
         if name is None:
             continue
@@ -209,6 +214,7 @@ def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, 
         rows += [(method, PAPER), (method, DIFF)]
         kinds += [PAPER, DIFF]
         values += [reported, [a - b for a, b in zip(measured, reported)]]
+        widths += [[math.nan] * len(reported), widths[-1]]  # a diff's uncertainty is the measured value's
     frame = pd.DataFrame(values, index=pd.MultiIndex.from_tuples(rows, names=["method", "source"]),
                          columns=columns, dtype=float)
     best = best_mask(frame, higher, np.array([k == MEASURED for k in kinds]))
@@ -221,7 +227,23 @@ def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, 
                        f"evaluation code), never ranked; diff rows = measured - paper.")
     notes = ([f"Paper rows matched by name: {', '.join(matched)}."] if matched else []) + _notes(
         groups, list(metrics))
-    return Table("table1", "Table 1: overall results", " ".join(caption), frame, best, kinds, higher, notes)
+    if any(r.record.intervals for g in groups for r in g.results.values()):
+        caption.append("± = half-width of the 95% bootstrap interval (images resampled; see each result's "
+                       "bootstrap settings).")
+    return Table("table1", "Table 1: overall results", " ".join(caption), frame, best, kinds, higher, notes,
+                 _half_width_frame(frame, widths))
+
+
+def half_width(result: Result, metric: str, scope: str = "overall") -> float:
+    """Half the width of the result's 95% interval of `metric` in `scope` (NaN when it has none)."""
+    interval = result.record.intervals.get(scope, {}).get(metric)
+    return (interval[1] - interval[0]) / 2.0 if interval else math.nan
+
+
+def _half_width_frame(frame: pd.DataFrame, widths: list[list[float]]) -> pd.DataFrame | None:
+    """The half-width frame of a table (rows as `frame`), None when no value has an interval."""
+    out = pd.DataFrame(widths, index=frame.index, columns=frame.columns, dtype=float)
+    return None if out.isna().all().all() else out
 
 
 def _present(results: list[Result], blocks: str) -> list[str]:
@@ -249,10 +271,12 @@ def build_metrics_table(results: list[Result]) -> Table:
                                                                 names=["method", "source"]),
                          columns=pd.MultiIndex.from_tuples(cols, names=["group", "metric"]), dtype=float)
     best = best_mask(frame, higher, np.ones(len(frame), dtype=bool))
-    caption = " ".join(["All metrics, overall. Bold: best measured value per column."]
-                       + [_group_caption(g) + "." for g in groups])
+    widths = [[half_width(g.results[method], m) if method in g.results else math.nan
+               for g in groups for m in _present(list(g.results.values()), "overall")] for method in methods]
+    caption = " ".join(["All metrics, overall. Bold: best measured value per column. ± = half-width of the 95% "
+                        "bootstrap interval where the result has one."] + [_group_caption(g) + "." for g in groups])
     return Table("metrics", "All metrics (overall)", caption, frame, best, [MEASURED] * len(methods), higher,
-                 _notes(groups, metrics))
+                 _notes(groups, metrics), _half_width_frame(frame, widths))
 
 
 def build_domain_tables(results: list[Result]) -> list[Table]:
@@ -271,6 +295,7 @@ def build_domain_tables(results: list[Result]) -> list[Table]:
         higher = directions(members, metrics)
         methods = [r.method for r in members]
         data = [[r.per_domain.get(d, {}).get(m, math.nan) for d in domains for m in metrics] for r in members]
+        widths = [[half_width(r, m, d) for d in domains for m in metrics] for r in members]
         frame = pd.DataFrame(data, index=pd.MultiIndex.from_tuples([(m, MEASURED) for m in methods],
                                                                     names=["method", "source"]),
                              columns=pd.MultiIndex.from_tuples([(d, m) for d in domains for m in metrics],
@@ -282,7 +307,8 @@ def build_domain_tables(results: list[Result]) -> list[Table]:
         key = "per_domain" if sum(g.key.kind == "MISATO" for g in group_results(results)) == 1 else \
             f"per_domain_{len(tables) + 1}"
         tables.append(Table(key, f"Per-domain results: {group.label}", caption, frame, best,
-                            [MEASURED] * len(methods), higher, _notes([group], metrics)))
+                            [MEASURED] * len(methods), higher, _notes([group], metrics),
+                            _half_width_frame(frame, widths)))
     return tables
 
 

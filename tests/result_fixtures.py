@@ -79,6 +79,13 @@ ROWS: list[dict] = [
 ]
 
 
+# 95% intervals of the lama MISATO fixture (made up, like its values): rendered as "value ± half-width".
+INTERVALS: dict[str, dict[str, dict[str, list[float]]]] = {
+    "lama": {"overall": {"lpips": [0.151, 0.171], "fid": [13.902, 17.902], "psnr": [21.07, 21.67]},
+             "indoor": {"lpips": [0.160, 0.182]}},
+}
+
+
 def sample_images(stem: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ground truth uint8 (64, 64, 3), hole float32 (64, 64) 1 = hole, scored composite uint8 (64, 64, 3))."""
     yy, xx = np.mgrid[0:64, 0:64]
@@ -126,6 +133,8 @@ def record(row: dict, index: int, folder: Path) -> ResultRecord:
         predictions=f"/nonexistent/predictions/{row['method']}",
         per_image_csv=f"{base}.per_image.csv" if misato else None,
         thumbnails=thumbs,
+        intervals=INTERVALS.get(row["method"], {}) if misato else {},
+        bootstrap={"resamples": 1000, "set_resamples": 20, "seed": 0, "level": 0.95} if misato else {},
         versions={"misato-bench": "0.1.0"},
         seeds={"kid": 2020},
         git_commit="fixture",

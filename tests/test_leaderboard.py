@@ -166,7 +166,7 @@ def test_table1_layout_bold_and_paper_rows() -> None:
                 assert table.frame.loc[(method, "diff"), (kind, metric)] == pytest.approx(measured - reported)
                 text = f"{measured - reported:+.{spec(metric).decimals}f}"
                 row = next(r for r in rows if r[0] == method and r[1] == "diff")
-                assert text in row
+                assert any(cell == text or cell.startswith(text + " ± ") for cell in row)  # ±: the measured one
     assert "protocol comod v1" in table.caption and "n = 4" in table.caption and "n = 36500" in table.caption
     assert table.frame.loc[("telea", "measured"), ("MISATO", "fid")] != table.frame.loc[
         ("telea", "measured"), ("MISATO", "fid")]  # NaN: unavailable
@@ -385,3 +385,23 @@ def test_html_report_in_headless_chromium(workspace: Path, tmp_path: Path) -> No
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float32)
     assert pixels.std() > 10  # rendered content, not a blank page
+
+
+def test_intervals_are_shown_as_value_plus_minus_half_width(tmp_path: Path) -> None:
+    """lama's fixture has 95% intervals: every format shows "value ± half-width" at the metric's decimals,
+    the CSV keeps the half-width, results without intervals show the bare value."""
+    from result_fixtures import INTERVALS
+
+    tables = build_tables(collect([FIXTURES]))
+    markdown = render_markdown(tables)
+    lpips = INTERVALS["lama"]["overall"]["lpips"]
+    half = (lpips[1] - lpips[0]) / 2
+    assert f"0.161 ± {half:.3f}" in markdown and "15.902 ± 2.000" in markdown
+    assert "0.171 ± 0.011" in markdown  # indoor, in the per-domain table
+    assert "0.148 ±" not in markdown  # asuka-sd has no intervals
+    assert "0.161 ± 0.010" in render_latex(tables) and "0.161 ± 0.010" in "".join(
+        parse(write_reports([FIXTURES], tmp_path / "h", formats=["html"])["html"].read_text()).text)
+    table1 = next(t for t in tables if t.key == "table1")
+    (tmp_path / "t1.csv").write_text(table_csv(table1))
+    back = read_table_csv(tmp_path / "t1.csv")
+    assert np.allclose(back.half_width.to_numpy(dtype=float), table1.half_width.to_numpy(dtype=float), equal_nan=True)

@@ -11,15 +11,15 @@ from sklearn.decomposition import PCA
 from sklearn.svm import LinearSVC
 
 
-def inception_discriminative_scores(
+def discriminative_decisions(
     real: np.ndarray, fake: np.ndarray, pca_dim: int | None = None, pca_seed: int = 0
-) -> tuple[float, float]:
-    """(U-IDS, P-IDS) of paired features: row i of `real` and row i of `fake` are the same image.
+) -> tuple[np.ndarray, np.ndarray]:
+    """SVM decision values (decision_real (N,), decision_fake (N,)) of paired features: row i of `real` and row i
+    of `fake` are the same image.
 
-    real, fake: (N, D) features. A LinearSVC(dual=False) with sklearn defaults is fitted on real (label 1)
-    and fake (label 0) together; U-IDS = 1 - its training accuracy (no held-out split), P-IDS = the share of
-    pairs where the fake is scored as more real than its own real: mean(decision(fake_i) > decision(real_i)).
-    pca_dim: the asuka protocol's PCA on the stacked features before the SVM (seeded).
+    real, fake: (N, D) features. A LinearSVC(dual=False) with sklearn defaults is fitted on real (label 1) and
+    fake (label 0) together (no held-out split). pca_dim: the asuka protocol's PCA on the stacked features
+    before the SVM (seeded).
     """
     real, fake = np.asarray(real), np.asarray(fake)
     if real.shape != fake.shape or real.ndim != 2:
@@ -34,8 +34,19 @@ def inception_discriminative_scores(
     targets = np.concatenate([np.ones(len(real)), np.zeros(len(fake))])
     svm = LinearSVC(dual=False)
     svm.fit(inputs, targets)
-    u_ids = 1.0 - svm.score(inputs, targets)
-    decision_real = svm.decision_function(inputs[: len(real)])
-    decision_fake = svm.decision_function(inputs[len(real):])
-    p_ids = float(np.mean(decision_fake > decision_real))
-    return float(u_ids), p_ids
+    decisions = svm.decision_function(inputs)
+    return decisions[: len(real)], decisions[len(real):]
+
+
+def scores_from_decisions(decision_real: np.ndarray, decision_fake: np.ndarray) -> tuple[float, float]:
+    """(U-IDS, P-IDS): U-IDS = 1 - the SVM's training accuracy (a real row is classified real when its decision
+    is > 0, as LinearSVC.predict does), P-IDS = mean(decision_fake_i > decision_real_i) over pairs."""
+    correct = np.concatenate([decision_real > 0, decision_fake <= 0])
+    return float(1.0 - correct.mean()), float(np.mean(decision_fake > decision_real))
+
+
+def inception_discriminative_scores(
+    real: np.ndarray, fake: np.ndarray, pca_dim: int | None = None, pca_seed: int = 0
+) -> tuple[float, float]:
+    """(U-IDS, P-IDS) of paired features (see `discriminative_decisions` and `scores_from_decisions`)."""
+    return scores_from_decisions(*discriminative_decisions(real, fake, pca_dim, pca_seed))
