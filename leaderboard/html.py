@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from evaluators.metrics import PER_IMAGE, spec
-from leaderboard.render import format_value, half_widths, metric_header
-from leaderboard.results import Result
-from leaderboard.tables import DIFF, Table
+from leaderboard.render import format_cell, format_value, half_widths, metric_header
+from leaderboard.results import Result, per_image_scores
+from leaderboard.tables import Table
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def table_html(table: Table, notes: list[str] | None = None) -> str:
         kind = table.row_kind[i]
         cells = [f'<th scope="row">{_e(labels[0])}</th>'] + [f"<td>{_e(x)}</td>" for x in labels[1:]]
         for j, metric in enumerate(metrics):
-            text = format_value(values[i, j], metric, signed=kind == DIFF, half_width=widths[i, j])
+            text = format_cell(table, values[i, j], metric, kind, widths[i, j])
             cls = ' class="best"' if best[i, j] else ""
             cells.append(f"<td{cls}>{_e(text) if text is not None else '&ndash;'}</td>")
         parts.append(f'<tr class="{_e(kind)}">' + "".join(cells) + "</tr>")
@@ -153,18 +153,6 @@ class Grid:
     notes: list[str] = field(default_factory=list)
 
 
-def _read_scores(result: Result) -> tuple[pd.DataFrame | None, str | None]:
-    if result.per_image_csv is None:
-        return None, None
-    if not result.per_image_csv.is_file():
-        return None, f"per-image scores not found: {result.per_image_csv}"
-    scores = pd.read_csv(result.per_image_csv, dtype={"stem": str, "domain": str}, keep_default_na=False,
-                         na_values={m: [""] for m in PER_IMAGE})
-    if "stem" not in scores.columns:
-        return None, f"{result.per_image_csv}: no 'stem' column"
-    return scores.drop_duplicates("stem").set_index("stem"), None
-
-
 def _score_text(scores: pd.DataFrame | None, stem: str) -> str:
     if scores is None or stem not in scores.index:
         return ""
@@ -192,7 +180,7 @@ def _columns(members: list[Result], notes: list[str]) -> list[_Column]:
     seen: dict[tuple[str, str | None], _Column] = {}
     for r in members:
         if (r.method, r.record.predictions) not in seen:
-            scores, problem = _read_scores(r)
+            scores, problem = per_image_scores(r)
             seen[(r.method, r.record.predictions)] = _Column(r.method, r, scores, problem)
     columns = list(seen.values())
     repeated = {c.label for c in columns if sum(o.label == c.label for o in columns) > 1}
@@ -222,7 +210,7 @@ def _domains(members: list[Result]) -> dict[str, str | None]:
     """Sample id -> domain, from the per-image CSVs' domain column where there is one."""
     out: dict[str, str | None] = {}
     for r in members:
-        scores, _ = _read_scores(r)
+        scores, _ = per_image_scores(r)
         if scores is not None and "domain" in scores.columns:
             out.update({stem: (d or None) for stem, d in scores["domain"].items()})
     return out
@@ -277,11 +265,36 @@ def _provenance(result: Result) -> str:
     return f"<li><code>{_e(result.path)}</code>: {_e(' · '.join(str(p) for p in parts))}</li>"
 
 
+def hole_ratio_html(results: list[Result]) -> str:
+    """Per column group, each per-image metric against the hole ratio (10% bins), one line per method, from the
+    results' `per_hole_ratio` (as the LaMa evaluator breaks results down)."""
+    from leaderboard.plots import line_chart_svg
+    from leaderboard.tables import group_results
+
+    sections = []
+    for group in group_results(results):
+        members = {m: r for m, r in group.results.items() if r.record.per_hole_ratio}
+        if not members:
+            continue
+        bins = sorted({b for r in members.values() for b in r.record.per_hole_ratio}, key=lambda b: int(b.split("-")[0]))
+        charts = []
+        for metric in PER_IMAGE:
+            series = {m: [r.record.per_hole_ratio.get(b, {}).get(metric) for b in bins] for m, r in members.items()}
+            if any(v is not None for ys in series.values() for v in ys):
+                charts.append(line_chart_svg(f"{spec(metric).label} vs hole ratio", bins, series, spec(metric).label))
+        counts = ", ".join(f"{b}: {max(r.record.per_hole_ratio.get(b, {}).get('n', 0) for r in members.values())}"
+                           for b in bins)
+        sections.append(f'<section class="hole-ratio"><h2>{_e(group.label)}: metrics by hole ratio</h2>'
+                        f'<p class="meta">Images per bin: {_e(counts)}.</p>{"".join(charts)}</section>')
+    return "\n".join(sections)
+
+
 def render_html(tables: list[Table], grids: list[Grid], sources: list[Result],
                 title: str = "MISATO-bench leaderboard") -> str:
     """The whole report as one HTML string (UTF-8, no external resources, no scripts)."""
     files = "".join(_provenance(r) for r in sources)
-    body = "\n".join([*(table_html(t, n) for t, n in zip(tables, new_notes(tables))), *(grid_html(g) for g in grids)])
+    body = "\n".join([*(table_html(t, n) for t, n in zip(tables, new_notes(tables))), hole_ratio_html(sources),
+                      *(grid_html(g) for g in grids)])
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

@@ -42,6 +42,13 @@ def metric_header(metric: str, higher: dict[str, bool], arrows: tuple[str, str])
     return spec(metric).label, arrows[0] if higher.get(metric, spec(metric).higher_is_better) else arrows[1]
 
 
+def format_cell(table: Table, value: float, metric: str, kind: str, half_width: float) -> str | None:
+    """A table cell's text: probabilities with 2 decimals, metric values by `format_value`."""
+    if table.value_format == "probability":
+        return None if not math.isfinite(value) else f"{value:.2f}"
+    return format_value(value, metric, signed=kind == DIFF, half_width=half_width)
+
+
 def half_widths(table: Table) -> np.ndarray:
     """float (rows, columns): the table's half-widths, NaN where none."""
     if table.half_width is None:
@@ -88,7 +95,7 @@ def table_markdown(table: Table) -> str:
     for labels, kind, cells in _rows(table):
         out = [escape_markdown(x) for x in labels]
         for metric, value, is_best, width in cells:
-            text = format_value(value, metric, signed=kind == DIFF, half_width=width)
+            text = format_cell(table, value, metric, kind, width)
             out.append("–" if text is None else f"**{text}**" if is_best else text)
         lines.append("| " + " | ".join(out) + " |")
     if table.notes:
@@ -142,7 +149,7 @@ def table_latex(table: Table) -> str:
         previous = labels[0]
         out = [escape_latex(x) for x in labels]
         for metric, value, is_best, width in cells:
-            text = format_value(value, metric, signed=kind == DIFF, half_width=width)
+            text = format_cell(table, value, metric, kind, width)
             out.append("--" if text is None else rf"\textbf{{{text}}}" if is_best else text)
         lines.append(" & ".join(out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]

@@ -111,6 +111,24 @@ def load_result(path: str | os.PathLike) -> Result:
     return Result(path, record, _beside(record.per_image_csv, base), thumbnails)
 
 
+def per_image_scores(result: Result) -> tuple["pandas.DataFrame | None", str | None]:  # noqa: F821
+    """(the per-image CSV indexed by sample id, None) or (None, why it cannot be read); (None, None) when the
+    result has no per-image CSV. Empty cells are NaN."""
+    import pandas as pd
+
+    from evaluators.metrics import PER_IMAGE
+
+    if result.per_image_csv is None:
+        return None, None
+    if not result.per_image_csv.is_file():
+        return None, f"per-image scores not found: {result.per_image_csv}"
+    scores = pd.read_csv(result.per_image_csv, dtype={"stem": str, "domain": str}, keep_default_na=False,
+                         na_values={m: [""] for m in (*PER_IMAGE, "hole_ratio")})
+    if "stem" not in scores.columns:
+        return None, f"{result.per_image_csv}: no 'stem' column"
+    return scores.drop_duplicates("stem").set_index("stem"), None
+
+
 def _looks_like_result(path: Path) -> bool:
     """Inside folders, a JSON is a result file if it has the result name or a top-level "metrics" key.
 

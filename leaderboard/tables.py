@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from leaderboard import paper as paper_data
-from evaluators.metrics import SCORED, TABLE1, spec
+from evaluators.metrics import PER_IMAGE, SCORED, TABLE1, spec
 from leaderboard.results import Result, ResultFileError
 
 MEASURED, PAPER, DIFF = "measured", "paper", "diff"
@@ -42,6 +42,7 @@ class Table:
     notes: extra lines shown under the table (unavailable metrics, name matches).
     half_width: float frame of the same shape: half the width of the 95% bootstrap interval of a measured
         value (shown as "value ± half-width"); NaN where the result has no interval. None: no intervals at all.
+    value_format: "metric" (each metric's decimals) or "probability" (cells are probabilities, 2 decimals).
     """
 
     key: str
@@ -53,6 +54,7 @@ class Table:
     higher_is_better: dict[str, bool]
     notes: list[str] = field(default_factory=list)
     half_width: pd.DataFrame | None = None
+    value_format: str = "metric"  # "metric": the metric's decimals; "probability": 2 decimals
 
     def groups(self) -> list[tuple[str, list[str]]]:
         """Column groups in order: [(group label, [metric keys])]."""
@@ -408,9 +410,64 @@ def paper_table2c() -> Table:
                  [PAPER] * len(frame), higher)
 
 
+def build_paired_table(results: list[Result]) -> Table | None:
+    """Paired comparison with the best method of each column: P(method beats the best) under the paired bootstrap
+    (`evaluators.bootstrap.win_probability`: both methods' per-image values on the same images, resampled
+    together), for the per-image metrics. The best row's own cell is empty. None when no group has two methods
+    with per-image scores. Set metrics (FID, U/P-IDS, KID) need both methods' features, which results do not
+    keep: they are not compared here."""
+    from evaluators.bootstrap import win_probability
+    from leaderboard.results import per_image_scores
+
+    cells: dict[tuple[str, str], dict[str, float]] = {}
+    higher_all: dict[str, bool] = {}
+    notes: list[str] = []
+    for group in group_results(results):
+        scores = {m: per_image_scores(r)[0] for m, r in group.results.items()}
+        scores = {m: s for m, s in scores.items() if s is not None}
+        if len(scores) < 2:
+            continue
+        metrics = [m for m in PER_IMAGE if all(m in s.columns for s in scores.values())]
+        higher = directions(list(group.results.values()), metrics)
+        higher_all.update(higher)
+        for metric in metrics:
+            means = {m: group.results[m].overall.get(metric, math.nan) for m in scores}
+            ranked = [m for m in means if not math.isnan(means[m])]
+            if not ranked:
+                continue
+            best = (max if higher[metric] else min)(ranked, key=lambda m: means[m])
+            settings = group.results[best].record.bootstrap
+            for method, frame in scores.items():
+                if method == best:
+                    continue
+                common = frame.index.intersection(scores[best].index)
+                if len(common) < len(frame.index) or len(common) < len(scores[best].index):
+                    notes.append(f"{method} vs {best} ({group.label}): compared on the {len(common)} shared images")
+                p = win_probability(frame.loc[common, metric].to_numpy(float),
+                                    scores[best].loc[common, metric].to_numpy(float), higher[metric],
+                                    int(settings.get("resamples") or 1000), int(settings.get("seed") or 0))
+                cells.setdefault((group.label, metric), {})[method] = math.nan if p is None else p
+    if not cells:
+        return None
+    methods = list(dict.fromkeys(m for column in cells.values() for m in column))
+    frame = pd.DataFrame([[cells[c].get(m, math.nan) for c in cells] for m in methods],
+                         index=pd.MultiIndex.from_tuples([(m, MEASURED) for m in methods], names=["method", "source"]),
+                         columns=pd.MultiIndex.from_tuples(list(cells), names=["group", "metric"]), dtype=float)
+    caption = ("Paired comparison with the best method of each column (by its mean): the probability that the "
+               "row's method beats it, over bootstrap resamples of the same images for both (each best result's "
+               "resample count and seed). Near 0: the best is reliably better; near 0.5: no reliable difference.")
+    return Table("paired", "Paired comparison with the best method", caption, frame,
+                 pd.DataFrame(False, index=frame.index, columns=frame.columns), [MEASURED] * len(methods),
+                 higher_all, list(dict.fromkeys(notes)), value_format="probability")
+
+
 def build_tables(results: list[Result], paper: bool = True) -> list[Table]:
-    """Every table a report shows, in order: Table 1, all metrics, per-domain, then the paper's tables."""
+    """Every table a report shows, in order: Table 1, all metrics, per-domain, paired comparison, then the
+    paper's tables."""
     tables = [build_table1(results, paper=paper), build_metrics_table(results), *build_domain_tables(results)]
+    paired = build_paired_table(results)
+    if paired is not None:
+        tables.append(paired)
     if paper:
         tables += [paper_table1(), paper_table2(), paper_table2c()]
     return tables

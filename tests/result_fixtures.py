@@ -134,6 +134,8 @@ def record(row: dict, index: int, folder: Path) -> ResultRecord:
         per_image_csv=f"{base}.per_image.csv" if misato else None,
         thumbnails=thumbs,
         intervals=INTERVALS.get(row["method"], {}) if misato else {},
+        per_hole_ratio={"30-40%": {"n": 4, **{m: v for m, v in row["overall"].items() if m in PER_IMAGE}}}
+        if misato else {},
         bootstrap={"resamples": 1000, "set_resamples": 20, "seed": 0, "level": 0.95} if misato else {},
         versions={"misato-bench": "0.1.0"},
         seeds={"kid": 2020},

@@ -11,6 +11,7 @@ import base64
 import csv
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -405,3 +406,32 @@ def test_intervals_are_shown_as_value_plus_minus_half_width(tmp_path: Path) -> N
     (tmp_path / "t1.csv").write_text(table_csv(table1))
     back = read_table_csv(tmp_path / "t1.csv")
     assert np.allclose(back.half_width.to_numpy(dtype=float), table1.half_width.to_numpy(dtype=float), equal_nan=True)
+
+
+def test_paired_comparison_with_the_best_method(tmp_path: Path) -> None:
+    """From the per-image CSVs: P(method beats the column's best) under the paired bootstrap, equal to
+    evaluators.bootstrap.win_probability on the same aligned values."""
+    from evaluators.bootstrap import win_probability
+    from leaderboard.results import per_image_scores
+    from leaderboard.tables import build_paired_table
+
+    results = collect([FIXTURES])
+    table = build_paired_table(results)
+    misato = {r.method: r for r in results if r.dataset_kind == "MISATO"}
+    best = min(misato, key=lambda m: misato[m].overall["lpips"])  # lower LPIPS is better
+    assert best == "asuka-sd" and ("asuka-sd", "measured") not in table.frame.index or math.isnan(
+        table.frame.loc[("asuka-sd", "measured"), ("MISATO", "lpips")])
+    a, b = per_image_scores(misato["lama"])[0], per_image_scores(misato[best])[0]
+    expected = win_probability(a["lpips"].to_numpy(float), b.loc[a.index, "lpips"].to_numpy(float), False, 1000, 0)
+    assert table.frame.loc[("lama", "measured"), ("MISATO", "lpips")] == expected
+    assert f"| {expected:.2f} |" in render_markdown([table]).replace("**", "")
+
+
+def test_html_plots_metrics_by_hole_ratio(tmp_path: Path) -> None:
+    """An inline SVG per per-image metric, one line (legend entry) per method, names escaped."""
+    html_text = write_reports([FIXTURES], tmp_path / "out", formats=["html"])["html"].read_text()
+    assert "MISATO: metrics by hole ratio" in html_text and html_text.count("<svg") >= 4
+    section = html_text.split("metrics by hole ratio", 1)[1].split("</section>", 1)[0]
+    assert "LPIPS vs hole ratio" in section and "30-40%" in section
+    assert EVIL not in section and "&lt;script&gt;" in section  # the evil method's legend, escaped
+    check_report_dom(parse(html_text))
