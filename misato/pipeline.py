@@ -29,6 +29,7 @@ from misato.data import Dataset, load_dataset
 from misato.io import atomic_write_json
 
 if TYPE_CHECKING:
+    from evaluators.scoring import ScoreResult
     from evaluators.scoring import ScoreConfig
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class RunConfig:
     kind: leaderboard group of folder datasets; None = MISATO when stems are MISATO ids, else custom (the
     embedded set is always custom). embedded_size / embedded_dir: the embedded set's resolution and folder.
     grid_samples: stems for the HTML grid (None = the leaderboard's default choice).
+    reuse_scores: a result file newer than its finished inpainting is reused instead of scoring again
+      (`misato reproduce`: a finished score is never redone).
     """
 
     methods: list[MethodEntry]
@@ -90,6 +93,7 @@ class RunConfig:
     grid_samples: tuple[str, ...] | None = None
     leaderboard_formats: tuple[str, ...] = ("md", "tex", "csv", "html")
     progress: bool = True
+    reuse_scores: bool = False
 
 
 @dataclass
@@ -283,8 +287,9 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
             raise ValueError(f"{manifest_path}: inpainting is {manifest.get('status')}, not complete")
         stage = "score"
         scored = dataset if config.limit is None else dataset.subset(sorted(manifest["samples"]))
-        # The raw outputs: the scorer composites them itself (paste_back), as for any inpaint folder.
-        result = score(scored, folder / "raw", method.label, out / "results", config.score, dataset_kind=kind)
+        result = _reused_result(out / "results", method.label, scored, config, Path(manifest_path))
+        if result is None:  # the raw outputs: the scorer composites them itself (paste_back)
+            result = score(scored, folder / "raw", method.label, out / "results", config.score, dataset_kind=kind)
     except Exception as error:  # noqa: BLE001 (any plug-in error must only fail its own method)
         outcome.stage, outcome.error, outcome.error_type = stage, _error_text(error), type(error).__name__
         log.error("%s on %s failed while %s: %s", method.label, dataset.name,
@@ -296,6 +301,29 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
     outcome.unavailable = dict(result.record.unavailable)
     outcome.overall = dict(result.record.overall)
     return outcome
+
+
+def _reused_result(folder: Path, method: str, dataset: Dataset, config: RunConfig,
+                   manifest: Path) -> "ScoreResult | None":
+    """With `config.reuse_scores`, the existing result of (method, dataset, protocol) when it is newer than every
+    raw output of the inpainting (a resumed run that had nothing to do rewrites its manifest, not its outputs) and
+    scored the same dataset content; else None (score again)."""
+    from evaluators.record import ResultRecord
+    from evaluators.scoring import ScoreResult, result_stem
+
+    path = folder / f"{result_stem(method, dataset.name, config.score.protocol)}.json"
+    if not config.reuse_scores or not path.is_file():
+        return None
+    newest = max((p.stat().st_mtime_ns for p in (manifest.parent / "raw").iterdir()), default=0)
+    if path.stat().st_mtime_ns < newest:
+        return None
+    import json
+
+    record = ResultRecord.from_json(json.loads(path.read_text()), str(path))
+    if record.dataset.content_hash != dataset.content_hash():
+        return None
+    log.info("%s on %s: reusing %s", method, dataset.name, path)
+    return ScoreResult(record, path, folder / (record.per_image_csv or ""))
 
 
 def run_benchmark(config: RunConfig) -> RunReport:

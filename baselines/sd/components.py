@@ -110,11 +110,17 @@ def load_pretrained(loader: Any, model: str, kind: str, **kwargs: Any) -> Any:
 def load_inpaint_pipeline(
     model: str, device: torch.device, dtype: torch.dtype, text_encoder: bool = True
 ) -> "StableDiffusionInpaintPipeline":
-    """`StableDiffusionInpaintPipeline` from a hub id or a local folder, without the safety checker.
+    """`StableDiffusionInpaintPipeline` from a hub id or a local folder, without the safety checker; model "tiny"
+    (`baselines.sd.tiny.TINY`) is the tiny random SD of the CPU presets (seed 0).
 
     text_encoder=False skips the CLIP text encoder and tokenizer (callers pass `prompt_embeds`).
     """
     from diffusers import StableDiffusionInpaintPipeline
+
+    from baselines.sd.tiny import TINY, tiny_inpaint_pipeline
+
+    if model == TINY:
+        return tiny_inpaint_pipeline(text_encoder=text_encoder).to(device)
 
     extra: dict[str, Any] = {} if text_encoder else {"text_encoder": None, "tokenizer": None}
     pipe = load_pretrained(

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+TINY = "tiny"  # the model name that means these modules (`load_inpaint_pipeline`, training's `sd_model`)
+
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, StableDiffusionInpaintPipeline, UNet2DConditionModel
 

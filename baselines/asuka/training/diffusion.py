@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-TINY_SD = "tiny"
+from baselines.sd.tiny import TINY as TINY_SD
 
 
 def load_frozen_sd(sd_model: str, device: torch.device, dtype: torch.dtype, text_encoder: bool = False,
@@ -30,7 +30,7 @@ def load_frozen_sd(sd_model: str, device: torch.device, dtype: torch.dtype, text
     from baselines.sd.components import load_inpaint_pipeline
     from baselines.sd.tiny import tiny_inpaint_pipeline
 
-    if sd_model == TINY_SD:
+    if sd_model == TINY_SD:  # seeded here (the training seed), unlike load_inpaint_pipeline's seed 0
         pipe = tiny_inpaint_pipeline(seed=seed, text_encoder=text_encoder).to(device)
     else:
         pipe = load_inpaint_pipeline(sd_model, device, torch.float32, text_encoder=text_encoder)

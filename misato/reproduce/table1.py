@@ -1,0 +1,147 @@
+"""`misato reproduce table1`: both halves of the paper's Table 1 (MISATO and Places2) from one preset.
+
+A preset (`table1_<name>.json` beside this module) is data: the protocol, the seed, the bootstrap settings,
+the datasets (`misato`, `places2` or `embedded`) and, per method, its spec, its exact generation options and
+batch size, and `chosen`: what of these the paper does not state and was chosen once (shown under the table).
+`--set LABEL.KEY=VALUE` changes one option (e.g. the learned prompt file, the trained ASUKA run).
+
+Everything is checked before any work (preset, methods, options, dataset folders, files named by options);
+then each (dataset, method) is inpainted (resumed, sharded by sample id under `accelerate launch`) and scored
+(a finished score is reused), failures stay with their method, and OUT/table1.md, the leaderboard and
+OUT/reproduce.json (settings, outcomes) are written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from misato.io import atomic_write_json, atomic_write_text
+
+PRESET_DIR = Path(__file__).parent
+SOURCES = ("misato", "places2", "embedded")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem.removeprefix("table1_") for p in PRESET_DIR.glob("table1_*.json"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The preset's data, checked: every method's spec resolves and takes the options given."""
+    from baselines.registry import REGISTRY
+
+    path = PRESET_DIR / f"table1_{name}.json"
+    if not path.is_file():
+        raise ValueError(f"unknown table1 preset {name!r}; known: {', '.join(preset_names())}")
+    preset = json.loads(path.read_text())
+    for key, dataset in preset["datasets"].items():
+        if dataset["source"] not in SOURCES:
+            raise ValueError(f"{path}: dataset {key}: source must be one of {SOURCES}, got {dataset['source']!r}")
+    for label, method in preset["methods"].items():
+        accepted = REGISTRY.accepted_options(method["spec"])
+        unknown = sorted(set(method["options"]) - (accepted or set(method["options"])))
+        if unknown:
+            raise ValueError(f"{path}: {label} ({method['spec']}) takes no option {', '.join(unknown)}; "
+                             f"valid: {', '.join(sorted(accepted or ()))}")
+    return preset
+
+
+@dataclass
+class Table1Inputs:
+    """preset: a name of `preset_names()`; misato / places2: dataset folders for the presets that use them;
+    methods: labels to run (None = all of the preset); sets: `LABEL.KEY=VALUE` option changes."""
+
+    preset: str
+    out: str
+    misato: str | None = None
+    places2: str | None = None
+    methods: tuple[str, ...] | None = None
+    sets: tuple[str, ...] = ()
+    weights: dict[str, str] = field(default_factory=dict)
+    allow_download: bool = False
+    device: str = "auto"
+    progress: bool = True
+
+
+def apply_sets(preset: dict[str, Any], sets: tuple[str, ...]) -> dict[str, Any]:
+    """`LABEL.KEY=VALUE` (VALUE parsed as JSON when it parses) into the methods' options; unknown labels fail."""
+    from misato.cli._common import parse_option
+
+    for item in sets:
+        target, sep, _ = item.partition("=")
+        label, dot, key = target.rpartition(".")
+        if not sep or not dot or label not in preset["methods"]:
+            raise ValueError(f"--set {item!r}: expected LABEL.KEY=VALUE with LABEL one of "
+                             f"{', '.join(preset['methods'])}")
+        preset["methods"][label]["options"][key] = parse_option(f"{key}={item.split('=', 1)[1]}")[1]
+        preset["methods"][label]["chosen"] += f"; {key} set on the command line"
+    return preset
+
+
+def _check_paths(preset: dict[str, Any], inputs: Table1Inputs) -> None:
+    """Dataset folders the preset needs, and files named by path-like options, exist (before any work)."""
+    for key, dataset in preset["datasets"].items():
+        folder = {"misato": inputs.misato, "places2": inputs.places2}.get(dataset["source"])
+        if dataset["source"] != "embedded" and (folder is None or not Path(folder).is_dir()):
+            raise ValueError(f"{key} needs --{dataset['source']} DIR (a folder), got {folder!r}")
+    for label, method in preset["methods"].items():
+        for key in ("prompt_file", "model"):
+            value = method["options"].get(key)
+            if key == "prompt_file" and value is not None and not Path(value).is_file():
+                raise ValueError(f"{label}: prompt_file {value} does not exist; train it (`misato train prompt`) "
+                                 f"and pass --set {label}.prompt_file=PATH")
+            if key == "model" and method["spec"] == "asuka-sd" and not Path(value or "").exists():
+                raise ValueError(f"{label}: model {value} does not exist; train ASUKA-SD (`misato train`) and pass "
+                                 f"--set {label}.model=RUN")
+
+
+def run_table1(inputs: Table1Inputs) -> dict[str, Any]:
+    """Run the preset (see the module docstring); returns the summary written to OUT/reproduce.json."""
+    from evaluators.scoring import ScoreConfig
+    from leaderboard import write_reports
+    from leaderboard.render import render_markdown
+    from leaderboard.results import collect
+    from leaderboard.tables import build_table1
+    from misato.devices import check_device
+    from misato.pipeline import DatasetEntry, MethodEntry, RunConfig, open_dataset, run_one
+
+    preset = apply_sets(load_preset(inputs.preset), inputs.sets)
+    methods = preset["methods"]
+    if inputs.methods:
+        unknown = [m for m in inputs.methods if m not in methods]
+        if unknown:
+            raise ValueError(f"--methods {', '.join(unknown)}: not in preset {inputs.preset} "
+                             f"({', '.join(methods)})")
+        methods = {m: methods[m] for m in inputs.methods}
+    check_device(inputs.device)
+    _check_paths({**preset, "methods": methods}, inputs)
+    out = Path(inputs.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    boot = preset.get("bootstrap", {})
+    score = ScoreConfig(protocol=preset["protocol"], device=inputs.device, weights=dict(inputs.weights),
+                        allow_download=inputs.allow_download, progress=inputs.progress,
+                        bootstrap=boot.get("resamples", 1000), set_bootstrap=boot.get("set_resamples", 20))
+    score.selected()
+    outcomes = []
+    for key, spec in preset["datasets"].items():
+        source = {"misato": inputs.misato, "places2": inputs.places2}.get(spec["source"], "embedded")
+        base = RunConfig(methods=[], datasets=[], out_dir=out, score=score, device=inputs.device, seed=preset["seed"],
+                         kind=spec["kind"], embedded_size=spec.get("embedded_size", 512), progress=inputs.progress,
+                         reuse_scores=True)
+        dataset, _ = open_dataset(DatasetEntry(source, label=f"{key.lower()}-{inputs.preset}"), base)
+        for label, method in methods.items():
+            config = replace(base, batch_size=method["batch_size"], options=dict(method["options"]))
+            outcomes.append(run_one(dataset, spec["kind"], MethodEntry(label, method["spec"]), config))
+    summary: dict[str, Any] = {"table": "table1", "preset": preset, "outcomes": [vars(o) for o in outcomes]}
+    if any(o.status == "ok" for o in outcomes):
+        results = collect([out / "results"])
+        table = build_table1(results)
+        table.notes += [f"{label} ({m['spec']}): {m['chosen']}; options "
+                        + (", ".join(f"{k}={v}" for k, v in m["options"].items()) or "none") for label, m in methods.items()]
+        atomic_write_text(out / "table1.md", render_markdown([table], title=f"Table 1 ({inputs.preset})"))
+        summary["leaderboard"] = {k: str(v) for k, v in write_reports([out / "results"], out / "leaderboard").items()}
+    atomic_write_json(out / "reproduce.json", summary)
+    return summary
