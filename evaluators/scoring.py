@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -35,7 +34,7 @@ from evaluators.thumbnails import default_stems, thumbnails
 from misato.composite import composite_uint8
 from misato.data import Dataset
 from misato.defaults import PROTOCOL, SCORE_BATCH_SIZE
-from misato.devices import resolve_device
+from misato.devices import check_device, resolve_device
 from misato.environment import git_state, package_versions, utc_now
 from misato.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_mask_gray, read_rgb
 from misato.weights import ResolvedWeight, WeightsNotFoundError, fix_text, resolve
@@ -201,24 +200,27 @@ def _set_metric_instances(active: tuple[str, ...], scopes: dict[str, np.ndarray]
 
 @dataclass
 class _PassResult:
-    """per_image: metric -> float64 (N,) in dataset order; thumbnails: stem -> role -> JPEG bytes;
-    hole_ratio: float64 (N,) share of hole pixels per sample."""
+    """What one pass over a (shard of a) dataset collects, rows in `stems` order: per_image: metric -> float64
+    (N,); thumbnails: stem -> role -> JPEG bytes; hole_ratio: float64 (N,); features: Inception (real, fake)
+    float32 (N, D) each, None without set metrics."""
 
+    stems: list[str]
     per_image: dict[str, np.ndarray]
     thumbnails: dict[str, dict[str, bytes]]
     hole_ratio: np.ndarray
+    features: tuple[np.ndarray, np.ndarray] | None
 
 
 def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol, config: ScoreConfig,
-                  active: tuple[str, ...], sources: dict[str, Source], set_metrics: dict[str, dict[str, Any]],
-                  timer: Timer, method: str, thumbnail_stems: set[str]) -> _PassResult:
-    """The one decode pass: fills the sources and the set metrics, collects per-image values and thumbnails."""
+                  active: tuple[str, ...], sources: dict[str, Source], timer: Timer, method: str,
+                  thumbnail_stems: set[str]) -> _PassResult:
+    """The one decode pass over `dataset` (this process's shard): per-image values, hole ratios, thumbnails and
+    the Inception features of both sides (for the set metrics, computed once every row is known)."""
     pixel = {m: METRICS[m].load() for m in active if METRICS[m].source == "pixels"}
     items = _Items(dataset, predictions, protocol, config.paste_back, pixel, list(sources.values()), thumbnail_stems)
     loader = torch.utils.data.DataLoader(items, batch_size=config.batch_size, num_workers=config.num_workers,
                                          collate_fn=_keep_list, shuffle=False)
     n = len(dataset)
-    scopes_of = [["overall"] + ([s.domain] if s.domain is not None else []) for s in dataset.samples]
     per_image: dict[str, np.ndarray] = {m: np.full(n, np.nan) for m in pixel}
     inception = sources.get("inception")
     thumbs: dict[str, dict[str, bytes]] = {}
@@ -231,18 +233,42 @@ def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol,
             per_image[metric][index] = [item[metric] for item in batch]
         for source in sources.values():
             source.update(timer, batch, index)
-        if inception is not None:  # set metrics stream in dataset order (KID subsets index rows)
-            rows_by_scope: dict[str, list[int]] = defaultdict(list)
-            for i in index:
-                for scope in scopes_of[i]:
-                    rows_by_scope[scope].append(int(i))
-            for scope, rows in rows_by_scope.items():
-                for instance in set_metrics.get(scope, {}).values():
-                    instance.update(inception.real[rows], inception.fake[rows])
     for source in sources.values():
         source.finish()
         per_image.update({m: v for m, v in source.values().items() if m in active})
-    return _PassResult({m: per_image[m] for m in active if m in per_image}, thumbs, hole_ratio)
+    features = (inception.real, inception.fake) if inception is not None else None
+    return _PassResult([s.stem for s in dataset.samples], {m: per_image[m] for m in active if m in per_image},
+                       thumbs, hole_ratio, features)
+
+
+def _gather(result: _PassResult, stems: list[str], workers: Any) -> _PassResult | None:
+    """Every process's shard on rank 0, in dataset order (`stems`); None on the other ranks. Each sample is in
+    exactly one shard (`Workers.shard`), so nothing is duplicated or dropped."""
+    from accelerate.utils import gather_object
+
+    shards = gather_object([result])
+    if workers.rank != 0:
+        return None
+    position = {stem: i for i, stem in enumerate(stems)}
+    order = np.array([position[stem] for shard in shards for stem in shard.stems])
+    if sorted(order.tolist()) != list(range(len(stems))):
+        raise RuntimeError(f"sharded scoring: gathered {len(order)} samples for {len(stems)}")
+    inverse = np.argsort(order)
+    join = lambda arrays: np.concatenate(arrays)[inverse]  # noqa: E731
+    features = None
+    if result.features is not None:
+        features = (join([s.features[0] for s in shards]), join([s.features[1] for s in shards]))
+    return _PassResult(stems, {m: join([s.per_image[m] for s in shards]) for m in result.per_image},
+                       {k: v for s in shards for k, v in s.thumbnails.items()},
+                       join([s.hole_ratio for s in shards]), features)
+
+
+def _fill_set_metrics(set_metrics: dict[str, dict[str, Any]], scopes: dict[str, np.ndarray],
+                      features: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """Every set-metric instance gets its scope's paired rows, in dataset order (KID subsets index rows)."""
+    for scope, instances in set_metrics.items():
+        for instance in instances.values():
+            instance.update(features[0][scopes[scope]], features[1][scopes[scope]])
 
 
 def _compute_set_metrics(set_metrics: dict[str, dict[str, Any]], active: tuple[str, ...],
@@ -274,10 +300,14 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     `.per_image.csv` beside it. Metrics whose weights are missing are listed under "unavailable" with the fix
     (or raise with `config.strict`). dataset_kind: "MISATO", "Places2" or "custom" (leaderboard grouping).
     """
+    from misato.runner import current_workers
+
     config = config or ScoreConfig()
     protocol = get_protocol(config.protocol)
     metrics = config.selected()
-    device = resolve_device(config.device)  # checked before any work
+    check_device(config.device)  # before any work
+    workers = current_workers(config.device)
+    device = resolve_device(config.device, workers.device)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     predictions_dir = predictions_folder(predictions_dir)
@@ -290,13 +320,24 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     timer = Timer(device)
     cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None, config.use_cache)
     needed = {METRICS[m].source for m in active}
-    sources = {name: cls(dataset, protocol, resolved, device, cache) for name, cls in SOURCES.items() if name in needed}
+    base = result_stem(method, dataset.name, protocol.name)
+    # Under `accelerate launch` each process scores its shard (index i % world size); rank 0 gathers every row
+    # and computes the rest, exactly as one process would.
+    mine = dataset if workers.world_size == 1 else dataset.subset(workers.shard(stems))
+    own = {s.stem: p for s, p in zip(dataset.samples, checked.predictions)}
+    sources = {name: cls(mine, protocol, resolved, device, cache) for name, cls in SOURCES.items() if name in needed}
+    pass_result = _scoring_pass(mine, [own[s.stem] for s in mine.samples], protocol, config, active, sources, timer,
+                                method, thumbnail_stems)
+    if workers.world_size > 1:
+        pass_result = _gather(pass_result, stems, workers)
+        if pass_result is None:  # not rank 0: wait for its files, return what it wrote
+            workers.barrier()
+            return _read_result(out_dir / f"{base}.json")
     scopes = _scopes(dataset)
     pca_dim = _ids_pca_dim(protocol, dataset) if "inception" in sources else None
     set_metrics = _set_metric_instances(active, scopes, len(dataset), protocol, pca_dim)
-    base = result_stem(method, dataset.name, protocol.name)
-    pass_result = _scoring_pass(dataset, checked.predictions, protocol, config, active, sources, set_metrics, timer,
-                                method, thumbnail_stems)
+    if set_metrics:
+        _fill_set_metrics(set_metrics, scopes, pass_result.features)
     per_image = pass_result.per_image
     left_out = _degenerate_left_out(per_image, dataset, checked, config.paste_back)
 
@@ -312,7 +353,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         rows[name] = row
     bootstrap = BootstrapConfig(config.bootstrap, config.set_bootstrap, config.bootstrap_seed)
     stopwatch = Stopwatch()
-    intervals = _intervals(scopes, kept, set_metrics, sources.get("inception"), bootstrap)
+    intervals = _intervals(scopes, kept, set_metrics, pass_result.features, bootstrap)
     bootstrap_record = {**bootstrap.record(), "seconds": round(stopwatch.seconds(), 3)}
     by_hole_ratio = _by_hole_ratio(kept, pass_result.hole_ratio)
     seconds_total = time.perf_counter() - seconds_start
@@ -348,7 +389,8 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         ids_pca_dim=pca_dim,
         config={k: v for k, v in asdict(config).items() if k != "weights"},
         device=str(device),
-        timing={"total_s": seconds_total, "forward_s": timer.seconds, "images_per_s": len(dataset) / seconds_total},
+        timing={"total_s": seconds_total, "forward_s": timer.seconds, "images_per_s": len(dataset) / seconds_total,
+                "processes": workers.world_size},
         git_commit=git.get("commit"),
         git_dirty=git.get("dirty"),
         created=utc_now(),
@@ -359,7 +401,16 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     atomic_write_json(json_path, record.to_json())
     if unavailable:  # recorded in the result; the CLIs print them once
         log.debug("unavailable metrics: %s", ", ".join(unavailable))
+    workers.barrier()
     return ScoreResult(record, json_path, csv_path)
+
+
+def _read_result(json_path: Path) -> ScoreResult:
+    """A result file written by rank 0, as `score` returns it."""
+    import json
+
+    record = ResultRecord.from_json(json.loads(json_path.read_text()), str(json_path))
+    return ScoreResult(record, json_path, json_path.parent / (record.per_image_csv or ""))
 
 
 def _thumbnail_stems(dataset: Dataset, config: ScoreConfig) -> set[str]:
@@ -429,7 +480,8 @@ def _ids_pca_dim(protocol: Protocol, dataset: Dataset) -> int | None:
 
 
 def _intervals(scopes: dict[str, np.ndarray], kept: dict[str, np.ndarray], set_metrics: dict[str, dict[str, Any]],
-               inception: Any, bootstrap: BootstrapConfig) -> dict[str, dict[str, list[float]]]:
+               features: tuple[np.ndarray, np.ndarray] | None,
+               bootstrap: BootstrapConfig) -> dict[str, dict[str, list[float]]]:
     """Per scope, [low, high] of every metric that has one (see `evaluators.bootstrap`). Resample r of a scope is
     the same for every metric and every method scored on the same images with the same seed (paired). A domain
     holding every sample has no set-metric instances of its own: it takes the overall intervals, as its values."""
@@ -443,7 +495,7 @@ def _intervals(scopes: dict[str, np.ndarray], kept: dict[str, np.ndarray], set_m
             count = bootstrap.resamples if instance.per_resample_cost == "image" else bootstrap.set_resamples
             if count and instance.computed:
                 indices = resample_indices(len(rows), count, bootstrap.seed)
-                found.update(instance.intervals(inception.real[rows], inception.fake[rows], indices, bootstrap.level))
+                found.update(instance.intervals(features[0][rows], features[1][rows], indices, bootstrap.level))
         out[scope] = {m: [low, high] for m, interval in found.items() if interval is not None
                       for low, high in [interval]}
     for scope, rows in scopes.items():

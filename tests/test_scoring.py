@@ -317,3 +317,43 @@ def mean_abs_error_of(sample, predictions) -> float:
     gt = read_rgb(sample.image_path)
     composite = composite_uint8(read_rgb(predictions / f"{sample.stem}.png"), gt, read_mask(sample.mask_path))
     return float(np.abs(composite.astype(float) - gt.astype(float)).mean())
+
+
+def test_two_processes_score_like_one(tiny_dataset, tiny_predictions, tmp_path, random_weights):
+    """`accelerate launch` with 2 processes (gloo on CPU): each scores its shard, rank 0 gathers every row and
+    writes the result, which equals the one-process result (every sample once, in dataset order)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_runner import REPO, free_port
+
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    args = ["score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--method", "m",
+            "--metrics", "psnr,ssim,lpips,fid,u_ids,p_ids,kid", "--device", "cpu", "--batch-size", "3",
+            "--bootstrap", "100", "--set-bootstrap", "0", "--no-progress", "--no-cache"]
+    for key in ("inception-tf", "alexnet-torchvision"):
+        args += ["--weight", f"{key}={random_weights[key]}"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "misato", *args, "--out", str(tmp_path / "one")], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+               "-m", "misato", *args, "--out", str(tmp_path / "two")]
+    two = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = (json.loads(next((tmp_path / d).glob("*.json")).read_text()) for d in ("one", "two"))
+    assert b["timing"]["processes"] == 2 and a["timing"]["processes"] == 1
+    for scope in ("overall", "landscape", "indoor"):
+        rows_a = a["metrics"]["overall"] if scope == "overall" else a["metrics"]["per_domain"][scope]
+        rows_b = b["metrics"]["overall"] if scope == "overall" else b["metrics"]["per_domain"][scope]
+        assert rows_b == pytest.approx(rows_a, rel=1e-5, abs=1e-7), scope
+        for metric, pair in a["intervals"][scope].items():
+            assert b["intervals"][scope][metric] == pytest.approx(pair, rel=1e-5, abs=1e-7), (scope, metric)
+    csv_a, csv_b = (list(csv.DictReader(next((tmp_path / d).glob("*.csv")).open())) for d in ("one", "two"))
+    assert [r["stem"] for r in csv_b] == [r["stem"] for r in csv_a]  # every sample once, in dataset order
+    assert [float(r["psnr"]) for r in csv_b] == [float(r["psnr"]) for r in csv_a]
+    assert set(b["thumbnails"]) == set(a["thumbnails"])
