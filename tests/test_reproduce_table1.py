@@ -55,3 +55,34 @@ def test_paper_preset_names_the_unreleased_files(tmp_path, capsys):
     assert "--set SD-prompt.prompt_file=PATH" in capsys.readouterr().err
     paper = load_preset("paper")
     assert len(paper["methods"]) == 9 and set(paper["datasets"]) == {"MISATO", "Places2"}
+
+
+def test_status_states(tmp_path, capsys):
+    """scored / inpainted / running / stopped / missing, read from manifests, results and reproduce.json."""
+    from datetime import datetime, timedelta, timezone
+
+    from misato.status import folder_status
+    from result_fixtures import ROWS, record
+
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
+    out = tmp_path / "run"
+    (out / "results").mkdir(parents=True)
+    row = next(r for r in ROWS if r["method"] == "lama" and r["kind"] == "MISATO")
+    (out / "results" / "lama__misato-512__comod.json").write_text(json.dumps(record(row, 0, out / "results").to_json()))
+    manifests = {"lama": ("complete", 4, now), "telea": ("complete", 4, now), "sd": ("partial", 2, now - timedelta(
+        seconds=30)), "mat": ("partial", 1, now - timedelta(hours=2))}
+    for method, (status, finished, updated) in manifests.items():
+        folder = out / "predictions" / "misato-512" / method
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({
+            "status": status, "num_finished": finished, "updated": updated.isoformat(timespec="seconds"),
+            "dataset": {"name": "misato-512", "num_selected": 4}}))
+    (out / "reproduce.json").write_text(json.dumps({"preset": {"name": "512", "datasets": {"MISATO": {}},
+                                                               "methods": {"lama": {}, "comod": {}}}}))
+    states = {(s.dataset, s.method): (s.state, s.finished, s.total) for s in folder_status(out, now)}
+    assert states == {("misato-512", "lama"): ("scored", 4, 4), ("misato-512", "telea"): ("inpainted", 4, 4),
+                      ("misato-512", "sd"): ("running", 2, 4), ("misato-512", "mat"): ("stopped", 1, 4),
+                      ("misato-512", "comod"): ("missing", 0, None)}
+    assert main(["status", str(out)]) == 0
+    assert "1 scored" in capsys.readouterr().out
+    assert main(["status", str(tmp_path / "nope")]) == 1
