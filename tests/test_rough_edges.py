@@ -316,8 +316,15 @@ def test_shared_flags_mean_the_same_in_every_command():
     for name in ("inpaint", "run"):
         option = next(a for a in commands[name]._actions if a.dest == "option")  # noqa: SLF001
         assert option.type is parse_option, name
-    for name in ("inpaint", "run", "score", "train", "reproduce", "demo"):
-        flags = {s for a in commands[name]._actions for s in a.option_strings}  # noqa: SLF001
-        assert {"--weight", "--allow-download"} <= flags, name
+    tables = next(a for a in commands["reproduce"]._actions if a.dest == "table").choices  # noqa: SLF001
+    parsers = {**{name: commands[name] for name in ("inpaint", "run", "score", "train", "demo", "build")},
+               **{f"reproduce {t}": p for t, p in tables.items()}}
+    for name, parser in parsers.items():
+        actions = {s: a for a in parser._actions for s in a.option_strings}  # noqa: SLF001
+        assert "--no-progress" in actions, name
+        if name != "build":
+            assert {"--weight", "--allow-download"} <= set(actions), name
+        if "--device" in actions:  # one meaning and one default everywhere
+            assert actions["--device"].default == "auto" and "accelerate" in actions["--device"].help, name
     args = commands["inpaint"].parse_args(["--option", "radius=5", "--option", "name=x", "--weight", "k=/p"])
     assert dict(args.option) == {"radius": 5, "name": "x"} and args.weight == ["k=/p"]
