@@ -54,11 +54,13 @@ def folder_status(out: str | Path, now: datetime | None = None) -> list[PairStat
         found[(dataset, method)] = PairStatus(dataset, method, state, finished, total, updated)
     wanted = out / "reproduce.json"
     if wanted.is_file():
+        from misato.reproduce.table1 import dataset_label
+
         summary = json.loads(wanted.read_text())
         preset = summary.get("preset", {})
         for key in preset.get("datasets", {}):
             for method in preset.get("methods", {}):
-                name = f"{key.lower()}-{preset.get('name')}"
+                name = dataset_label(key, preset.get("name", ""))
                 found.setdefault((name, method), PairStatus(name, method, "missing", 0, None))
     return [found[k] for k in sorted(found)]
 

@@ -24,6 +24,11 @@ PRESET_DIR = Path(__file__).parent
 SOURCES = ("misato", "places2", "embedded")
 
 
+def dataset_label(key: str, preset: str) -> str:
+    """The name a preset's dataset gets in the run folder (predictions/<name>/, results): e.g. misato-paper."""
+    return f"{key.lower()}-{preset}"
+
+
 def preset_names() -> list[str]:
     return sorted(p.stem.removeprefix("table1_") for p in PRESET_DIR.glob("table1_*.json"))
 
@@ -131,7 +136,7 @@ def run_table1(inputs: Table1Inputs) -> dict[str, Any]:
         base = RunConfig(methods=[], datasets=[], out_dir=out, score=score, device=inputs.device, seed=preset["seed"],
                          kind=spec["kind"], embedded_size=spec.get("embedded_size", 512), progress=inputs.progress,
                          reuse_scores=True)
-        dataset, _ = open_dataset(DatasetEntry(source, label=f"{key.lower()}-{inputs.preset}"), base)
+        dataset, _ = open_dataset(DatasetEntry(source, label=dataset_label(key, inputs.preset)), base)
         for label, method in methods.items():
             config = replace(base, batch_size=method["batch_size"], options=dict(method["options"]))
             outcomes.append(run_one(dataset, spec["kind"], MethodEntry(label, method["spec"]), config))
