@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from evaluators.bootstrap import BootstrapConfig, Stopwatch, mean_interval, resample_indices
+from evaluators.bootstrap import BootstrapConfig, Stopwatch, count_for, mean_interval, resample_indices
 from evaluators.cache import FeatureCache
 from evaluators.inputs import check_inputs
 from evaluators.metrics import METRICS, SCORED, check_metrics
@@ -55,8 +55,8 @@ class ScoreConfig:
     thumbnail_samples: sample ids whose thumbnails the result keeps for the report; None = the first of each
       domain (or the first 4).
     progress: show a progress bar.
-    bootstrap / set_bootstrap / bootstrap_seed: resamples for the 95% intervals of per-image means (and U/P-IDS,
-      see `evaluators.set_metrics`) and of FID and KID (each a full recomputation); 0 turns them off.
+    bootstrap / set_bootstrap / kid_bootstrap / bootstrap_seed: resamples for the 95% intervals of per-image
+      means and U/P-IDS, of FID, and of KID (see `evaluators.bootstrap.BootstrapConfig` for their costs); 0: none.
     """
 
     protocol: str = PROTOCOL
@@ -75,11 +75,13 @@ class ScoreConfig:
     progress: bool = True
     bootstrap: int = 1000
     set_bootstrap: int = 20
+    kid_bootstrap: int = 0
     bootstrap_seed: int = 0
 
     def selected(self) -> tuple[str, ...]:
         """The metrics to compute, checked (with the other settings that would otherwise fail late)."""
-        for flag, value in (("--bootstrap", self.bootstrap), ("--set-bootstrap", self.set_bootstrap)):
+        for flag, value in (("--bootstrap", self.bootstrap), ("--set-bootstrap", self.set_bootstrap),
+                            ("--kid-bootstrap", self.kid_bootstrap)):
             if value < 0:
                 raise ValueError(f"{flag} must be 0 (no intervals) or a number of resamples, got {value}")
         return check_metrics(tuple(self.metrics or SCORED))
@@ -351,7 +353,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
             row[metric] = _finite_mean(values[rows_index], f"{name}.{metric}", notes)
         row.update(set_values.get(name, set_values.get("overall", {})))  # a domain of every sample: overall's
         rows[name] = row
-    bootstrap = BootstrapConfig(config.bootstrap, config.set_bootstrap, config.bootstrap_seed)
+    bootstrap = BootstrapConfig(config.bootstrap, config.set_bootstrap, config.kid_bootstrap, config.bootstrap_seed)
     stopwatch = Stopwatch()
     intervals = _intervals(scopes, kept, set_metrics, pass_result.features, bootstrap)
     bootstrap_record = {**bootstrap.record(), "seconds": round(stopwatch.seconds(), 3)}
@@ -492,7 +494,7 @@ def _intervals(scopes: dict[str, np.ndarray], kept: dict[str, np.ndarray], set_m
             indices = resample_indices(len(rows), bootstrap.resamples, bootstrap.seed)
             found.update({m: mean_interval(values[rows], indices, bootstrap.level) for m, values in kept.items()})
         for instance in set_metrics.get(scope, {}).values():
-            count = bootstrap.resamples if instance.per_resample_cost == "image" else bootstrap.set_resamples
+            count = count_for(bootstrap, instance.per_resample_cost)
             if count and instance.computed:
                 indices = resample_indices(len(rows), count, bootstrap.seed)
                 found.update(instance.intervals(features[0][rows], features[1][rows], indices, bootstrap.level))

@@ -6,8 +6,8 @@ the metric raises ValueError (the scorer records the reason and writes null). Th
 forms in `evaluators.functional`, so a result equals a direct call on the same features.
 
 `intervals(real, fake, indices, level)` gives bootstrap intervals (`evaluators.bootstrap`) from all the rows and
-resampled image indices (R, N). `per_resample_cost` says which resample count applies: "set" (a full
-recomputation per resample, bounded by `BootstrapConfig.set_resamples`) or "image" (cheap, `resamples`).
+resampled image indices (R, N). `per_resample_cost` says which `BootstrapConfig` count applies: "image"
+(cheap), "set" (FID, a recomputation per resample) or "kid" (KID, the costliest).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from evaluators.bootstrap import mean_interval, set_intervals
-from evaluators.functional.frechet import GaussianStats, fid_from_stats, frechet_distance
+from evaluators.functional.frechet import GaussianStats, fid_from_stats, frechet_distance_of_rows
 from evaluators.functional.ids import discriminative_decisions, scores_from_decisions
 from evaluators.functional.kid import kernel_inception_distance
 from evaluators.protocols import Protocol
@@ -71,8 +71,7 @@ class FrechetInceptionDistance:
     @staticmethod
     def intervals(real: np.ndarray, fake: np.ndarray, indices: np.ndarray, level: float) -> dict[str, Interval]:
         def fid(rows: np.ndarray) -> dict[str, float]:
-            r, f = real[rows].astype(np.float64), fake[rows].astype(np.float64)
-            return {"fid": frechet_distance(r.mean(0), np.cov(r, rowvar=False), f.mean(0), np.cov(f, rowvar=False))}
+            return {"fid": frechet_distance_of_rows(real[rows], fake[rows])}
 
         return set_intervals(fid, indices, level)
 
@@ -103,7 +102,7 @@ class DiscriminativeScores(_PairedRows):
 class KernelInceptionDistance(_PairedRows):
     """KID mean and std over the protocol's seeded subsets; needs 2 images."""
 
-    per_resample_cost = "set"
+    per_resample_cost = "kid"
 
     def compute(self) -> dict[str, float]:
         real, fake = self.rows()

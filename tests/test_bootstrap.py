@@ -45,7 +45,7 @@ def test_win_probability_is_paired():
 
 def test_scorer_records_intervals_for_every_metric(tiny_dataset, tiny_predictions, tmp_path, tiny_features):
     dataset = load_dataset(tiny_dataset)
-    config = dict(weights=tiny_features, protocol="tiny-features", device="cpu", bootstrap=200, set_bootstrap=10,
+    config = dict(weights=tiny_features, protocol="tiny-features", device="cpu", bootstrap=200, set_bootstrap=10, kid_bootstrap=3,
                   metrics=("psnr", "ssim", "lpips", "fid", "u_ids", "p_ids", "kid"))
     result = score(dataset, tiny_predictions, "m", tmp_path, ScoreConfig(batch_size=3, **config))
     record = result.record

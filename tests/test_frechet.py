@@ -95,3 +95,15 @@ def test_shape_errors():
         frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
     with pytest.raises(ValueError, match="expected features"):
         GaussianStats(4).update(np.zeros((2, 5)))
+
+
+@pytest.mark.parametrize("n,dim", [(40, 64), (120, 64), (64, 64)])
+def test_frechet_of_rows_equals_the_covariance_form(n, dim):
+    """The nuclear-norm form (fewer rows than dimensions) and the covariance form give the same FID."""
+    from evaluators.functional.frechet import frechet_distance, frechet_distance_of_rows
+
+    rng = np.random.default_rng(n)
+    real = rng.normal(size=(n, dim))
+    fake = 0.8 * real + rng.normal(0.1, 0.5, size=(n, dim))
+    expected = frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
+    assert frechet_distance_of_rows(real, fake) == pytest.approx(expected, rel=1e-7)

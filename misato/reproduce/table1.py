@@ -128,7 +128,8 @@ def run_table1(inputs: Table1Inputs) -> dict[str, Any]:
     boot = preset.get("bootstrap", {})
     score = ScoreConfig(protocol=preset["protocol"], device=inputs.device, weights=dict(inputs.weights),
                         allow_download=inputs.allow_download, progress=inputs.progress,
-                        bootstrap=boot.get("resamples", 1000), set_bootstrap=boot.get("set_resamples", 20))
+                        bootstrap=boot.get("resamples", 1000), set_bootstrap=boot.get("set_resamples", 20),
+                        kid_bootstrap=boot.get("kid_resamples", 0))
     score.selected()
     outcomes = []
     for key, spec in preset["datasets"].items():
