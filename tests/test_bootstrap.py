@@ -26,9 +26,14 @@ def test_mean_interval_covers_the_true_mean_at_about_the_nominal_rate():
 
 def test_mean_interval_leaves_out_non_finite_values_and_is_seeded():
     values = np.array([1.0, 2.0, np.inf, 3.0, np.nan, 4.0])
-    first = mean_interval(values, resample_indices(6, 300, seed=5))
+    indices = resample_indices(6, 300, seed=5)
+    first = mean_interval(values, indices)
     assert first == mean_interval(values, resample_indices(6, 300, seed=5))
-    assert 1.0 <= first[0] <= first[1] <= 4.0
+    # by hand: each resample's mean over its finite values only (a resample with none has no mean), then the
+    # 2.5th and 97.5th percentiles
+    means = [np.mean(kept) for row in indices if (kept := [values[i] for i in row if np.isfinite(values[i])])]
+    assert first == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), rel=1e-12)
+    assert first != mean_interval(values, resample_indices(6, 300, seed=6))  # the seed decides the resamples
 
 
 def test_win_probability_is_paired():
