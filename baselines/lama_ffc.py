@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from baselines.ffc import ConcatParts, FFCBNReLU, FFCResnetBlock
+from misato.checkpoints import sub_state
 
 # Prefix of the generator's entries in the authors' training-module state dict (`module.generator.model`).
 GENERATOR_PREFIX = "generator."
@@ -110,7 +111,7 @@ def generator_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.T
     Every other entry (discriminator, losses, evaluators) is ignored on purpose; an exact `generator.` prefix is
     required, so an averaged copy (`generator_average.`) would not be picked by mistake.
     """
-    return {key[len(GENERATOR_PREFIX):]: value for key, value in state.items() if key.startswith(GENERATOR_PREFIX)}
+    return sub_state(state, GENERATOR_PREFIX)
 
 
 def authors_state_dict(generator: FFCResNetGenerator) -> dict[str, torch.Tensor]:

@@ -29,8 +29,11 @@ Relative paths (`dataset.root`, `predictions`, `per_image_csv`, thumbnails) are 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 2
@@ -112,6 +115,19 @@ class ResultRecord:
                 out["metrics"] = {"overall": self.overall, "per_domain": self.per_domain}
         _check_finite(out, "")
         return out
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "ResultRecord":
+        """Read and validate a result file; FileNotFoundError when absent, `ResultFileError` naming the file for
+        anything else."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ResultFileError(f"{path}: not a readable JSON file ({error})") from error
+        return cls.from_json(data, str(path))
 
     @classmethod
     def from_json(cls, data: Any, source: str) -> "ResultRecord":

@@ -334,7 +334,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         pass_result = _gather(pass_result, stems, workers)
         if pass_result is None:  # not rank 0: wait for its files, return what it wrote
             workers.barrier()
-            return _read_result(out_dir / f"{base}.json")
+            return read_result(out_dir / f"{base}.json")
     scopes = _scopes(dataset)
     pca_dim = _ids_pca_dim(protocol, dataset) if "inception" in sources else None
     set_metrics = _set_metric_instances(active, scopes, len(dataset), protocol, pca_dim)
@@ -407,11 +407,9 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     return ScoreResult(record, json_path, csv_path)
 
 
-def _read_result(json_path: Path) -> ScoreResult:
-    """A result file written by rank 0, as `score` returns it."""
-    import json
-
-    record = ResultRecord.from_json(json.loads(json_path.read_text()), str(json_path))
+def read_result(json_path: Path) -> ScoreResult:
+    """A result file as `score` returns it (rank 0 wrote it, or an earlier run did)."""
+    record = ResultRecord.read(json_path)
     return ScoreResult(record, json_path, json_path.parent / (record.per_image_csv or ""))
 
 

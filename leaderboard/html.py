@@ -206,11 +206,11 @@ def _sample_row(stem: str, domain: str | None, columns: list[_Column]) -> list[s
     return cells + [_figure(uri, f"ground truth {label}", "ground truth", why)]
 
 
-def _domains(members: list[Result]) -> dict[str, str | None]:
-    """Sample id -> domain, from the per-image CSVs' domain column where there is one."""
+def _domains(columns: list[_Column]) -> dict[str, str | None]:
+    """Sample id -> domain, from the columns' per-image scores (already read) where they have a domain column."""
     out: dict[str, str | None] = {}
-    for r in members:
-        scores, _ = per_image_scores(r)
+    for column in columns:
+        scores = column.scores
         if scores is not None and "domain" in scores.columns:
             out.update({stem: (d or None) for stem, d in scores["domain"].items()})
     return out
@@ -235,7 +235,7 @@ def build_grids(results: list[Result], samples: list[str] | None = None) -> list
         if absent:
             notes.append(f"no thumbnails of {', '.join(absent)} in the {name} results (re-score with "
                          "`--thumbnail-samples`)")
-        domains = _domains(members)
+        domains = _domains(columns)
         rows = [_sample_row(stem, domains.get(stem), columns) for stem in wanted if stem in available]
         grids.append(Grid(f"Qualitative comparison: {name}", ["Masked input", *[c.label for c in columns],
                                                                 "Ground truth"], rows, notes))

@@ -99,13 +99,7 @@ def _beside(value: str | None, base: Path) -> Path | None:
 def load_result(path: str | os.PathLike) -> Result:
     """Read and validate one result file; raises `ResultFileError` naming the file and the key."""
     path = Path(path).resolve()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ResultFileError(f"{path}: not a readable JSON file ({error})") from error
-    record = ResultRecord.from_json(data, str(path))
+    record = ResultRecord.read(path)
     base = path.parent
     thumbnails = {stem: {role: _beside(p, base) for role, p in roles.items()} for stem, roles in record.thumbnails.items()}
     return Result(path, record, _beside(record.per_image_csv, base), thumbnails)

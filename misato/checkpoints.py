@@ -105,6 +105,12 @@ def convert_to_safetensors(src: str | os.PathLike, dest: str | os.PathLike, stat
     return dest
 
 
+def sub_state(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of `state` under `prefix` (e.g. "generator." of a training module), with the prefix removed;
+    every other entry is left out."""
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+
+
 def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike,
                       what: str, allow_missing: tuple[str, ...] = ()) -> torch.nn.Module:
     """Load `state` into `module` strictly, or raise ValueError naming `source` (the file), `what` (the

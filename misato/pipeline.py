@@ -308,8 +308,7 @@ def _reused_result(folder: Path, method: str, dataset: Dataset, config: RunConfi
     """With `config.reuse_scores`, the existing result of (method, dataset, protocol) when it is newer than every
     raw output of the inpainting (a resumed run that had nothing to do rewrites its manifest, not its outputs) and
     scored the same dataset content; else None (score again)."""
-    from evaluators.record import ResultRecord
-    from evaluators.scoring import ScoreResult, result_stem
+    from evaluators.scoring import read_result, result_stem
 
     path = folder / f"{result_stem(method, dataset.name, config.score.protocol)}.json"
     if not config.reuse_scores or not path.is_file():
@@ -317,13 +316,11 @@ def _reused_result(folder: Path, method: str, dataset: Dataset, config: RunConfi
     newest = max((p.stat().st_mtime_ns for p in (manifest.parent / "raw").iterdir()), default=0)
     if path.stat().st_mtime_ns < newest:
         return None
-    import json
-
-    record = ResultRecord.from_json(json.loads(path.read_text()), str(path))
-    if record.dataset.content_hash != dataset.content_hash():
+    result = read_result(path)
+    if result.record.dataset.content_hash != dataset.content_hash():
         return None
     log.info("%s on %s: reusing %s", method, dataset.name, path)
-    return ScoreResult(record, path, folder / (record.per_image_csv or ""))
+    return result
 
 
 def run_benchmark(config: RunConfig) -> RunReport:

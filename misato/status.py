@@ -35,7 +35,7 @@ def folder_status(out: str | Path, now: datetime | None = None) -> list[PairStat
         raise ValueError(f"{out}: not a folder")
     scored = set()
     for path in sorted((out / "results").glob("*.json")):
-        record = ResultRecord.from_json(json.loads(path.read_text()), str(path))
+        record = ResultRecord.read(path)
         scored.add((record.dataset.name, record.method))
     found: dict[tuple[str, str], PairStatus] = {}
     for path in sorted((out / "predictions").glob("*/*/manifest.json")):

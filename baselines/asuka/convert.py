@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from misato.checkpoints import load_checkpoint
+from misato.checkpoints import load_checkpoint, sub_state
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def ldm_decoder_to_ours(state: dict[str, torch.Tensor], prefix: str = "decoder."
     (prefix ""). `up_layers.*` (unused in the release) are dropped; the 1x1 attention convs become linears.
     An unknown decoder key raises ValueError (nothing is dropped silently).
     """
-    own = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    own = sub_state(state, prefix)
     if not own:
         raise ValueError(f"no key starts with {prefix!r}; first keys: {list(state)[:5]}")
     levels = _levels_of(list(own), r"up\.(\d+)\.")

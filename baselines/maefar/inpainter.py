@@ -38,6 +38,7 @@ from baselines.maefar.network import (
     masked_position_encoding,
 )
 from baselines.maefar.prior import mae_far_prior
+from misato.checkpoints import sub_state
 
 WEIGHT_KEY = "mae-far-places2"
 # Parameters of ASUKA's fine-tuned MAE that the plain MAE of MAE-FAR does not have (and `mae_far_prior` never uses).
@@ -51,8 +52,7 @@ def split_lightning_state(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, 
     Other entries (the EMA copy 'acr_ema.*', the discriminator, loss networks) are ignored, as the release's
     `test.py` does. The released test loads `acr.*`, not the EMA copy.
     """
-    mae = {key[len("mae."):]: value for key, value in state.items() if key.startswith("mae.")}
-    acr = {key[len("acr."):]: value for key, value in state.items() if key.startswith("acr.")}
+    mae, acr = (sub_state(state, prefix) for prefix in PREFIXES)
     return mae, acr
 
 

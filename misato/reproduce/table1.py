@@ -92,14 +92,14 @@ def _check_paths(preset: dict[str, Any], inputs: Table1Inputs) -> None:
         if dataset["source"] != "embedded" and (folder is None or not Path(folder).is_dir()):
             raise ValueError(f"{key} needs --{dataset['source']} DIR (a folder), got {folder!r}")
     for label, method in preset["methods"].items():
-        for key in ("prompt_file", "model"):
-            value = method["options"].get(key)
-            if key == "prompt_file" and value is not None and not Path(value).is_file():
-                raise ValueError(f"{label}: prompt_file {value} does not exist; train it (`misato train prompt`) "
-                                 f"and pass --set {label}.prompt_file=PATH")
-            if key == "model" and method["spec"] == "asuka-sd" and not Path(value or "").exists():
-                raise ValueError(f"{label}: model {value} does not exist; train ASUKA-SD (`misato train`) and pass "
-                                 f"--set {label}.model=RUN")
+        prompt_file = method["options"].get("prompt_file")
+        if prompt_file is not None and not Path(prompt_file).is_file():
+            raise ValueError(f"{label}: prompt_file {prompt_file} does not exist; train it (`misato train prompt`) "
+                             f"and pass --set {label}.prompt_file=PATH")
+        model = method["options"].get("model")
+        if method["spec"] == "asuka-sd" and not Path(model or "").exists():
+            raise ValueError(f"{label}: model {model} does not exist; train ASUKA-SD (`misato train`) and pass "
+                             f"--set {label}.model=RUN")
 
 
 def run_table1(inputs: Table1Inputs) -> dict[str, Any]:
