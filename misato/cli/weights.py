@@ -32,7 +32,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "convert", help="unpickle a checkpoint YOU TRUST once and save its tensors as .safetensors",
         description="Checkpoints are loaded with torch.load(weights_only=True) or safetensors only. A publisher's "
         "file that needs the full unpickler (it can run code) is converted once with this command, on a file you "
-        "trust; the .safetensors it writes is then used like the original (--weight KEY=DEST).")
+        "trust; the .safetensors it writes is then used like the original (--weight KEY=DEST).",
+        epilog="examples:\n  misato weights convert big-lama/models/best.ckpt big-lama-best.safetensors --state-key state_dict\n"
+               "  misato weights convert mae_far_places2.ckpt mae_far_places2.safetensors --state-key state_dict",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     convert.add_argument("src", help="the publisher's checkpoint (.ckpt/.pth/.pt)")
     convert.add_argument("dest", help="the .safetensors file to write")
     convert.add_argument("--state-key", default=None,
