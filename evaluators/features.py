@@ -13,6 +13,7 @@ from unittest import mock
 import numpy as np
 import torch
 
+from misato.devices import to_inference_layout
 from misato.weights import ResolvedWeight
 
 
@@ -116,7 +117,7 @@ class InceptionTF(FeatureExtractor):
 
     def __init__(self, weights: ResolvedWeight, device: torch.device):
         super().__init__(weights, device)
-        self.net = build_tf_inception(weights.path).to(device)
+        self.net = to_inference_layout(build_tf_inception(weights.path), device)
 
     def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
         return _to_chw_uint8
@@ -157,7 +158,7 @@ class InceptionTorchvision(FeatureExtractor):
 
     def __init__(self, weights: ResolvedWeight, device: torch.device):
         super().__init__(weights, device)
-        self.net = build_torchvision_inception(weights.path).to(device)
+        self.net = to_inference_layout(build_torchvision_inception(weights.path), device)
 
     def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
         return _TorchvisionInceptionTransform()

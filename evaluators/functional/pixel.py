@@ -30,12 +30,30 @@ def psnr_unit_eps(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def ssim_gaussian_rgb(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Wang et al. SSIM: 11x11 Gaussian window (sigma 1.5), population statistics, per RGB channel, mean."""
-    return float(
-        structural_similarity(
-            pred, gt, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1, data_range=255
-        )
-    )
+    """Wang et al. SSIM: 11x11 Gaussian window (sigma 1.5), population statistics, per RGB channel, mean.
+
+    The value of skimage's `structural_similarity(pred, gt, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, channel_axis=-1, data_range=255)` (tested equal to 1e-12). Own code (why): skimage
+    runs 15 scipy float64 filters per image (0.17 s at 512 on one core, the largest cost of scoring outside
+    network forwards); the same float64 statistics through OpenCV's Gaussian blur take 0.05 s. Window as skimage's:
+    radius int(3.5 sigma + 0.5) = 5, so after skimage's crop of 5 pixels no border value enters the mean.
+    pred, gt: uint8 (H, W, 3) with H, W >= 11.
+    """
+    sigma, radius = 1.5, int(3.5 * 1.5 + 0.5)
+    if min(pred.shape[:2]) < 2 * radius + 1:
+        raise ValueError(f"SSIM needs images of at least {2 * radius + 1}x{2 * radius + 1}, got {pred.shape}")
+    x, y = pred.astype(np.float64), gt.astype(np.float64)
+
+    def blur(image: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(image, (2 * radius + 1, 2 * radius + 1), sigma, sigmaY=sigma,
+                                borderType=cv2.BORDER_REFLECT)
+
+    ux, uy = blur(x), blur(y)
+    vx, vy, vxy = blur(x * x) - ux * ux, blur(y * y) - uy * uy, blur(x * y) - ux * uy
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    s = s[radius:-radius, radius:-radius]
+    return float(np.mean([s[..., channel].mean(dtype=np.float64) for channel in range(s.shape[-1])]))
 
 
 def ssim_uniform_gray(pred: np.ndarray, gt: np.ndarray) -> float:
