@@ -9,7 +9,9 @@ dataset content, protocol and weights were scored before.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -36,7 +38,8 @@ from misato.data import Dataset
 from misato.defaults import PROTOCOL, SCORE_BATCH_SIZE
 from misato.devices import check_device, resolve_device
 from misato.environment import git_state, package_versions, utc_now
-from misato.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_mask_gray, read_rgb
+from misato.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, read_mask_gray, read_rgb,
+                       sha256_file)
 from misato.weights import ResolvedWeight, WeightsNotFoundError, fix_text, resolve
 
 log = logging.getLogger(__name__)
@@ -212,6 +215,28 @@ class _PassResult:
     hole_ratio: np.ndarray
     features: tuple[np.ndarray, np.ndarray] | None
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat named arrays for `FeatureCache.save_arrays` (no pickles): thumbnails by stem position and role."""
+        arrays = {"stems": np.array(self.stems), "hole_ratio": self.hole_ratio,
+                  **{f"per_image.{m}": v for m, v in self.per_image.items()},
+                  **{f"thumb.{self.stems.index(stem)}.{role}": np.frombuffer(data, np.uint8)
+                     for stem, roles in self.thumbnails.items() for role, data in roles.items()}}
+        if self.features is not None:
+            arrays["real"], arrays["fake"] = self.features
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "_PassResult":
+        stems = [str(stem) for stem in arrays["stems"]]
+        thumbs: dict[str, dict[str, bytes]] = {}
+        for name, data in arrays.items():
+            if name.startswith("thumb."):
+                _, position, role = name.split(".", 2)
+                thumbs.setdefault(stems[int(position)], {})[role] = data.tobytes()
+        features = (arrays["real"], arrays["fake"]) if "real" in arrays else None
+        return cls(stems, {name.removeprefix("per_image."): v for name, v in arrays.items()
+                           if name.startswith("per_image.")}, thumbs, arrays["hole_ratio"], features)
+
 
 def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol, config: ScoreConfig,
                   active: tuple[str, ...], sources: dict[str, Source], timer: Timer, method: str,
@@ -241,6 +266,24 @@ def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol,
     features = (inception.real, inception.fake) if inception is not None else None
     return _PassResult([s.stem for s in dataset.samples], {m: per_image[m] for m in active if m in per_image},
                        thumbs, hole_ratio, features)
+
+
+def _pass_key(shard: Dataset, predictions: list[Path], protocol: Protocol, config: ScoreConfig,
+              active: tuple[str, ...], resolved: dict[str, ResolvedWeight], thumbnail_stems: set[str]) -> str:
+    """Cache key of one scoring pass over `shard`: sha256 of everything that decides its arrays (the shard's
+    images and masks, every prediction file's bytes, the protocol, the metrics, paste-back, the weight files, the
+    thumbnails kept, the package version). Reading the predictions twice costs about 1% of a pass."""
+    from misato import __version__
+
+    described = {
+        "format": 1, "version": __version__, "shard": shard.content_hash(),
+        "predictions": [sha256_file(path) for path in predictions], "protocol": protocol.record(),
+        "metrics": sorted(active), "paste_back": config.paste_back,
+        "weights": {key: weight.sha256 for key, weight in sorted(resolved.items())},
+        "thumbnails": sorted(thumbnail_stems & {s.stem for s in shard.samples}),
+    }
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+    return f"pass_{digest[:40]}"
 
 
 def _gather(result: _PassResult, stems: list[str], workers: Any) -> _PassResult | None:
@@ -327,16 +370,25 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     # and computes the rest, exactly as one process would.
     mine = dataset if workers.world_size == 1 else dataset.subset(workers.shard(stems))
     own = {s.stem: p for s, p in zip(dataset.samples, checked.predictions)}
-    sources = {name: cls(mine, protocol, resolved, device, cache) for name, cls in SOURCES.items() if name in needed}
-    pass_result = _scoring_pass(mine, [own[s.stem] for s in mine.samples], protocol, config, active, sources, timer,
-                                method, thumbnail_stems)
+    mine_predictions = [own[s.stem] for s in mine.samples]
+    # A shard scored before with the same inputs and settings (an interrupted or repeated run) is not redone.
+    pass_key = _pass_key(mine, mine_predictions, protocol, config, active, resolved, thumbnail_stems)
+    cached = cache.load_arrays(pass_key)
+    if cached is not None:
+        pass_result = _PassResult.from_arrays(cached)
+    else:
+        sources = {name: cls(mine, protocol, resolved, device, cache) for name, cls in SOURCES.items()
+                   if name in needed}
+        pass_result = _scoring_pass(mine, mine_predictions, protocol, config, active, sources, timer, method,
+                                    thumbnail_stems)
+        cache.save_arrays(pass_key, pass_result.to_arrays())
     if workers.world_size > 1:
         pass_result = _gather(pass_result, stems, workers)
         if pass_result is None:  # not rank 0: wait for its files, return what it wrote
             workers.barrier()
             return read_result(out_dir / f"{base}.json")
     scopes = _scopes(dataset)
-    pca_dim = _ids_pca_dim(protocol, dataset) if "inception" in sources else None
+    pca_dim = _ids_pca_dim(protocol, dataset) if "inception" in needed else None
     set_metrics = _set_metric_instances(active, scopes, len(dataset), protocol, pca_dim)
     if set_metrics:
         _fill_set_metrics(set_metrics, scopes, pass_result.features)
@@ -392,7 +444,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         config={k: v for k, v in asdict(config).items() if k != "weights"},
         device=str(device),
         timing={"total_s": seconds_total, "forward_s": timer.seconds, "images_per_s": len(dataset) / seconds_total,
-                "processes": workers.world_size},
+                "processes": workers.world_size, "pass_from_cache": cached is not None},
         git_commit=git.get("commit"),
         git_dirty=git.get("dirty"),
         created=utc_now(),
