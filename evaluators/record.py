@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,12 @@ SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 # dataset.kind as written (case-insensitive) -> the kind used for grouping; "custom" groups by dataset name.
 KINDS: dict[str, str] = {"misato": "MISATO", "places2": "Places2", "custom": "custom"}
 THUMBNAIL_ROLES: tuple[str, ...] = ("input", "scored", "truth")
+
+
+def result_stem(method: str, dataset: str, protocol: str) -> str:
+    """File stem `<method>__<dataset>__<protocol>` of a result, with unsafe characters replaced."""
+    safe = lambda text: re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"  # noqa: E731
+    return f"{safe(method)}__{safe(dataset)}__{safe(protocol)}"
 
 
 class ResultFileError(ValueError):

@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from evaluators.metrics import METRICS, SCORED, check_metrics
 from evaluators.networks import SOURCES, Source, Timer
 from evaluators.pixel_metrics import Decoded
 from evaluators.protocols import Protocol, get_protocol
-from evaluators.record import DatasetInfo, ResultRecord
+from evaluators.record import DatasetInfo, ResultRecord, result_stem
 from evaluators.thumbnails import default_stems, thumbnails
 from misato.composite import composite_uint8
 from misato.data import Dataset
@@ -95,12 +94,6 @@ class ScoreResult:
     record: ResultRecord
     json_path: Path
     csv_path: Path
-
-
-def result_stem(method: str, dataset: str, protocol: str) -> str:
-    """File stem `<method>__<dataset>__<protocol>` with unsafe characters replaced."""
-    safe = lambda text: re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"  # noqa: E731
-    return f"{safe(method)}__{safe(dataset)}__{safe(protocol)}"
 
 
 def predictions_folder(path: str | Path) -> Path:

@@ -308,7 +308,8 @@ def _reused_result(folder: Path, method: str, dataset: Dataset, config: RunConfi
     """With `config.reuse_scores`, the existing result of (method, dataset, protocol) when it is newer than every
     raw output of the inpainting (a resumed run that had nothing to do rewrites its manifest, not its outputs) and
     scored the same dataset content; else None (score again)."""
-    from evaluators.scoring import read_result, result_stem
+    from evaluators.record import result_stem
+    from evaluators.scoring import read_result
 
     path = folder / f"{result_stem(method, dataset.name, config.score.protocol)}.json"
     if not config.reuse_scores or not path.is_file():

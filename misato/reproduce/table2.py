@@ -181,7 +181,8 @@ def _inpaint_and_score(preset: dict[str, Any], inputs: Table2Inputs, out: Path, 
                        summary: dict[str, Any]) -> dict[str, Any]:
     """Inpaint and score every run (each once); returns {run: Result}."""
     from baselines.asuka.trained import compose_asuka_sd
-    from evaluators.scoring import ScoreConfig, result_stem, score
+    from evaluators.record import result_stem
+    from evaluators.scoring import ScoreConfig, score
     from leaderboard.results import load_result
     from misato.runner import inpaint_dataset
 
