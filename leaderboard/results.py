@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from evaluators.metrics import spec
 from evaluators.record import ResultFileError, ResultRecord
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,12 @@ class Result:
     @property
     def unavailable(self) -> dict[str, str]:
         return self.record.unavailable
+
+    @property
+    def is_study(self) -> bool:
+        """A user-study result (`misato study tally`): every metric of its overall row is a study metric."""
+        names = [key for key in self.record.overall if key != "n"]
+        return bool(names) and all(spec(name).aggregate == "study" for name in names)
 
 
 def _beside(value: str | None, base: Path) -> Path | None:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from leaderboard import paper as paper_data
-from evaluators.metrics import PER_IMAGE, SCORED, TABLE1, spec
+from evaluators.metrics import METRICS, PER_IMAGE, SCORED, TABLE1, spec
 from leaderboard.results import Result, ResultFileError
 
 MEASURED, PAPER, DIFF = "measured", "paper", "diff"
@@ -189,36 +190,10 @@ def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, 
     """Paper Table 1 layout: rows = methods (measured, then paper and diff rows where the paper has the
     method), columns = column group x {LPIPS, FID, U-IDS, P-IDS}."""
     groups = group_results(results)
-    methods = _methods(groups)
     higher = directions(results, list(metrics))
-    columns = pd.MultiIndex.from_tuples([(g.label, m) for g in groups for m in metrics], names=["group", "metric"])
-    rows, kinds, values, widths = [], [], [], []
-    matched: list[str] = []
-    for method in methods:
-        measured = [g.results[method].overall.get(m, math.nan) if method in g.results else math.nan
-                    for g in groups for m in metrics]
-        rows.append((method, MEASURED))
-        kinds.append(MEASURED)
-        values.append(measured)
-        widths.append([half_width(g.results[method], m) if method in g.results else math.nan
-                       for g in groups for m in metrics])
-        name = paper_data.paper_name(method) if paper else None
-        if name is None:
-            continue
-        reported = []
-        for g in groups:
-            for m in metrics:
-                value = paper_data.table1_value(name, g.key.kind, m)
-                reported.append(math.nan if value is None else value)
-        if all(math.isnan(v) for v in reported):
-            continue
-        matched.append(f"{method} = {name}")
-        rows += [(method, PAPER), (method, DIFF)]
-        kinds += [PAPER, DIFF]
-        values += [reported, [a - b for a, b in zip(measured, reported)]]
-        widths += [[math.nan] * len(reported), widths[-1]]  # a diff's uncertainty is the measured value's
-    frame = pd.DataFrame(values, index=pd.MultiIndex.from_tuples(rows, names=["method", "source"]),
-                         columns=columns, dtype=float)
+    frame, kinds, widths, matched = _measured_and_paper(
+        groups, metrics, (lambda name, group, metric: paper_data.table1_value(name, group.key.kind, metric))
+        if paper else None)
     best = best_mask(frame, higher, np.array([k == MEASURED for k in kinds]))
     caption = ["Quantitative comparison (layout of the paper's Table 1). "
                "Arrows: lower (↓) or higher (↑) is better. Bold: best measured value per column."]
@@ -234,6 +209,40 @@ def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, 
                        "bootstrap settings).")
     return Table("table1", "Table 1: overall results", " ".join(caption), frame, best, kinds, higher, notes,
                  _half_width_frame(frame, widths))
+
+
+def _measured_and_paper(groups: list[_Group], metrics: tuple[str, ...] | list[str],
+                        reported: Callable[[str, _Group, str], float | None] | None
+                        ) -> tuple[pd.DataFrame, list[str], list[list[float]], list[str]]:
+    """Rows = methods (measured, then paper and diff rows where `reported(paper name, group, metric)` has a figure
+    for the method), columns = group x metric: (frame, row kinds, half-widths, "method = paper name" matches).
+    reported None: measured rows only."""
+    columns = pd.MultiIndex.from_tuples([(g.label, m) for g in groups for m in metrics], names=["group", "metric"])
+    rows, kinds, values, widths = [], [], [], []
+    matched: list[str] = []
+    for method in _methods(groups):
+        measured = [g.results[method].overall.get(m, math.nan) if method in g.results else math.nan
+                    for g in groups for m in metrics]
+        rows.append((method, MEASURED))
+        kinds.append(MEASURED)
+        values.append(measured)
+        widths.append([half_width(g.results[method], m) if method in g.results else math.nan
+                       for g in groups for m in metrics])
+        name = paper_data.paper_name(method) if reported else None
+        if name is None:
+            continue
+        figures = [reported(name, g, m) for g in groups for m in metrics]
+        figures = [math.nan if value is None else value for value in figures]
+        if all(math.isnan(v) for v in figures):
+            continue
+        matched.append(f"{method} = {name}")
+        rows += [(method, PAPER), (method, DIFF)]
+        kinds += [PAPER, DIFF]
+        values += [figures, [a - b for a, b in zip(measured, figures)]]
+        widths += [[math.nan] * len(figures), widths[-1]]  # a diff's uncertainty is the measured value's
+    frame = pd.DataFrame(values, index=pd.MultiIndex.from_tuples(rows, names=["method", "source"]),
+                         columns=columns, dtype=float)
+    return frame, kinds, widths, matched
 
 
 def half_width(result: Result, metric: str, scope: str = "overall") -> float:
@@ -410,6 +419,47 @@ def paper_table2c() -> Table:
                  [PAPER] * len(frame), higher)
 
 
+STUDY_METRICS: tuple[str, ...] = tuple(name for name, s in METRICS.items() if s.aggregate == "study")
+
+
+def build_table2c(results: list[Result], paper: bool = True) -> Table:
+    """Measured Table 2 (c) from user-study results (`misato study tally`): rows = methods (measured, then the
+    paper's figures and measured - paper where the paper has the method), columns = group x the study metrics.
+    The results of one column group must come from one study (their `config.study.study_id`)."""
+    groups = group_results(results)
+    for group in groups:
+        studies = {r.record.config.get("study", {}).get("study_id"): r.path for r in group.results.values()}
+        if len(studies) > 1:
+            raise ResultFileError(f"user-study results of different studies in one column group ({group.label}): "
+                                  f"{', '.join(str(p) for p in studies.values())}; tabulate one study at a time")
+    reported = paper_data.table2c_user_study().set_index("method")
+    frame, kinds, widths, matched = _measured_and_paper(
+        groups, STUDY_METRICS, (lambda name, group, metric: float(reported.loc[name, metric])
+                                if name in reported.index else None) if paper else None)
+    higher = directions(results, list(STUDY_METRICS))
+    best = best_mask(frame, higher, np.array([k == MEASURED for k in kinds]))
+    caption = ["User study (layout of the paper's Table 2 (c)): top-1 selection ratio in %, the share of answers "
+               "picking each method, per question. Bold: best measured value per column."]
+    for group in groups:
+        counts = next(iter(group.results.values())).record.config.get("study", {})
+        rate = counts.get("attention_failure_rate")
+        caption.append(
+            f"{group.label}: dataset {group.key.dataset}, {len(group.results)} methods, "
+            f"{counts.get('tallied', '?')} participants tallied ({counts.get('answers', '?')} answers), "
+            f"{counts.get('partial', '?')} partial left out, {counts.get('excluded_attention', '?')} excluded by the "
+            f"attention checks" + (f" (failure rate {100 * rate:.1f}%)." if rate is not None else "."))
+    if any(r.record.intervals for g in groups for r in g.results.values()):
+        caption.append("± = half-width of the 95% bootstrap interval (participants resampled).")
+    if matched:
+        caption.append(f"Paper rows: the ASUKA paper's Table 2 (c) ({len(reported)} methods, 40 images, 100 "
+                       "answers), never ranked; diff = measured - paper. Shares depend on which methods compete: "
+                       "compare with the paper only when the same methods do.")
+    notes = ([f"Paper rows matched by name: {', '.join(matched)}."] if matched else []) + _notes(
+        groups, list(STUDY_METRICS))
+    return Table("table2c", "Table 2 (c): user study", " ".join(caption), frame, best, kinds, higher, notes,
+                 _half_width_frame(frame, widths))
+
+
 def build_paired_table(results: list[Result]) -> Table | None:
     """Paired comparison with the best method of each column: P(method beats the best) under the paired bootstrap
     (`evaluators.bootstrap.win_probability`: both methods' per-image values on the same images, resampled
@@ -462,12 +512,18 @@ def build_paired_table(results: list[Result]) -> Table | None:
 
 
 def build_tables(results: list[Result], paper: bool = True) -> list[Table]:
-    """Every table a report shows, in order: Table 1, all metrics, per-domain, paired comparison, then the
-    paper's tables."""
-    tables = [build_table1(results, paper=paper), build_metrics_table(results), *build_domain_tables(results)]
-    paired = build_paired_table(results)
-    if paired is not None:
-        tables.append(paired)
+    """Every table a report shows, in order: Table 1, all metrics, per-domain, paired comparison (of the scored
+    results), the measured Table 2 (c) (of the user-study results), then the paper's tables."""
+    scored = [r for r in results if not r.is_study]
+    study = [r for r in results if r.is_study]
+    tables = []
+    if scored:
+        tables += [build_table1(scored, paper=paper), build_metrics_table(scored), *build_domain_tables(scored)]
+        paired = build_paired_table(scored)
+        if paired is not None:
+            tables.append(paired)
+    if study:
+        tables.append(build_table2c(study, paper=paper))
     if paper:
         tables += [paper_table1(), paper_table2(), paper_table2c()]
     return tables

@@ -1,0 +1,133 @@
+"""`misato study create | serve | tally`: a blind preference study of inpainting runs (Table 2 (c))."""
+
+from __future__ import annotations
+
+import argparse
+
+from misato.cli._common import parse_csv
+
+HELP = "run a blind user study of inpainting runs (the paper's Table 2 (c)): create, serve, tally"
+
+EPILOG = """examples:
+  misato study create --runs runs/ --methods asuka-sd,sd,lama --images 40 --seed 0 --out study/
+  misato study create --runs runs/ --methods telea,ns --images 20 --attention-checks 3 --out study/
+  misato study serve study/ --port 8000                 (participants open the printed URL)
+  misato study tally study/ --out results/ && misato table results/ --out leaderboard/
+
+`serve` needs the web extra: pip install -e ".[study]"."""
+
+CREATE_EPILOG = """RUNS is the --out of `misato run` / `misato reproduce` (RUNS/predictions/<dataset>/<method>/) or a
+folder of `misato inpaint` outputs (RUNS/<method>/). The images are the composited outputs (prediction inside the
+hole, ground truth outside), resized to --max-side and saved under random names; the masked input shows the hole
+in grey. The same --seed picks the same images (stratified over the MISATO domains); ids and file names are random.
+An attention check shows the untouched ground truth in place of one method's output: a participant who picks it in
+fewer than --attention-pass of the check questions is excluded by `tally` (and counted).
+
+examples:
+  misato study create --runs runs/ --methods asuka-sd,sd,lama --images 40 --attention-checks 4 --out study/
+  misato study create --runs runs/ --methods a,b --dataset misato-512 --dataset-root /data/MISATO --images 40 --out s/"""
+
+SERVE_EPILOG = """Binds 127.0.0.1 unless --host says otherwise (--host 0.0.0.0: every interface; put it behind an HTTPS
+proxy for a public study). Prints the participants' URL and a fresh organiser token; the results (GET /results)
+and the export of every answer (GET /export, CSV) need `Authorization: Bearer TOKEN`. Answers are stored in
+STUDY/answers.sqlite as they are given; stopping and restarting the server loses nothing.
+
+examples:
+  misato study serve study/                             (http://127.0.0.1:8000/)
+  misato study serve study/ --host 0.0.0.0 --port 8080  (reachable from other machines)"""
+
+TALLY_EPILOG = """Writes one result file per method (<method>__<dataset>__user-study.json): the top-1 selection ratio (%)
+per question over the participants who answered every item and passed the attention checks, 95% bootstrap
+intervals over participants, and the counts (participants, complete, partial, excluded, attention-check failure
+rate). `misato table RESULTS` renders it as the measured Table 2 (c) beside the paper's.
+
+examples:
+  misato study tally study/ --out results/ && misato table results/ --out leaderboard/
+  misato study tally study/ --out results/ --bootstrap 5000 --seed 1"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    sub = parser.add_subparsers(dest="study_command", metavar="STEP", required=True)
+    formatter = argparse.RawDescriptionHelpFormatter
+
+    create = sub.add_parser("create", help="pick the images and write the study folder", epilog=CREATE_EPILOG,
+                            description="pick the images and write the study folder", formatter_class=formatter)
+    create.add_argument("--runs", required=True, help="the runs folder (see below)")
+    create.add_argument("--methods", required=True, type=parse_csv, help="comma-separated method folder names")
+    create.add_argument("--images", required=True, type=int, help="images in the study (the paper: 40)")
+    create.add_argument("--out", required=True, help="the study folder to create (absent or empty)")
+    create.add_argument("--seed", type=int, default=0, help="picks the images and the attention checks (default 0)")
+    create.add_argument("--attention-checks", type=int, default=0, metavar="K",
+                        help="extra items whose candidates include the untouched ground truth (default 0)")
+    create.add_argument("--attention-pass", type=float, default=0.5, metavar="FRACTION",
+                        help="share of attention-check questions a participant must answer with the ground truth "
+                             "(default 0.5)")
+    create.add_argument("--dataset", help="the dataset's name when the runs folder holds several")
+    create.add_argument("--dataset-root", help="the dataset's folder when it moved since the runs (default: the "
+                                               "folder their manifests record)")
+    create.add_argument("--max-side", type=int, default=512, help="largest side of the web images (default 512)")
+    create.set_defaults(handler=run_create)
+
+    serve = sub.add_parser("serve", help="serve the study to participants", epilog=SERVE_EPILOG,
+                           description="serve the study to participants", formatter_class=formatter)
+    serve.add_argument("study", help="a folder written by `misato study create`")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    serve.set_defaults(handler=run_serve)
+
+    tally = sub.add_parser("tally", help="tally the answers into result files", epilog=TALLY_EPILOG,
+                           description="tally the answers into result files", formatter_class=formatter)
+    tally.add_argument("study", help="the study folder")
+    tally.add_argument("--out", required=True, help="results folder (created if needed)")
+    tally.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                       help="bootstrap resamples of participants for the 95%% intervals (default 1000; 0: none)")
+    tally.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; recorded)")
+    tally.set_defaults(handler=run_tally)
+
+
+def run_create(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from misato.study.create import CreateConfig, create_study
+
+    study = create_study(CreateConfig(
+        runs=Path(args.runs), methods=tuple(args.methods), images=args.images, out=Path(args.out), seed=args.seed,
+        attention_checks=args.attention_checks, attention_pass_fraction=args.attention_pass, dataset=args.dataset,
+        dataset_root=Path(args.dataset_root) if args.dataset_root else None, max_side=args.max_side))
+    print(f"study {study.study_id}: {len(study.items)} items ({study.attention_checks} attention checks), "
+          f"{len(study.methods)} methods, dataset {study.source['dataset']['name']} -> {args.out}")
+    print(f"next: misato study serve {args.out}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        from misato.study.server import StudyApp, bind_socket, new_token, server, summary
+    except ImportError as error:
+        raise ValueError(f"serve needs the web extra ({error.name} is missing): pip install -e \".[study]\"") \
+            from error
+
+    from misato.study.design import load_study
+
+    load_study(args.study)  # a bad folder is reported before the port is taken and the database created
+    token = new_token()
+    sock = bind_socket(args.host, args.port)
+    app = StudyApp(args.study, token)
+    print(summary(app, sock, token), flush=True)
+    server(app).run(sockets=[sock])
+    return 0
+
+
+def run_tally(args: argparse.Namespace) -> int:
+    from misato.study.tally import write_results
+
+    result, written = write_results(args.study, args.out, args.bootstrap, args.seed)
+    counts = result.counts
+    rate = counts["attention_failure_rate"]
+    print(f"{counts['tallied']} participant(s) tallied ({counts['answers']} answers); {counts['complete']} complete, "
+          f"{counts['partial']} partial, {counts['excluded_attention']} excluded by the attention checks"
+          + (f" (failure rate {100 * rate:.1f}%)" if rate is not None else ""))
+    for path in written:
+        print(f"  {path}")
+    return 0
