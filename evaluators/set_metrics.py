@@ -24,7 +24,8 @@ Interval = tuple[float, float] | None
 
 
 class _PairedRows:
-    """Keeps every paired row (float64): the SVM and the KID subsets need them all, in update order."""
+    """Keeps every paired row as given (the scorer's float32 features: 16 KiB per image at D = 2048, not a float64
+    copy per instance): the SVM and the KID subsets need them all, in update order; `rows()` is float64."""
 
     def __init__(self, protocol: Protocol, pca_dim: int | None) -> None:
         self.protocol, self.pca_dim = protocol, pca_dim
@@ -33,7 +34,7 @@ class _PairedRows:
         self.computed = False  # set by a successful `compute` (intervals need it)
 
     def update(self, real: np.ndarray, fake: np.ndarray) -> None:
-        real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+        real, fake = np.asarray(real), np.asarray(fake)
         if real.shape != fake.shape or real.ndim != 2:
             raise ValueError(f"real and fake rows must be paired (N, D), got {real.shape} and {fake.shape}")
         self.real.append(real)
@@ -42,7 +43,7 @@ class _PairedRows:
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.real:
             raise ValueError("no features were added")
-        return np.concatenate(self.real), np.concatenate(self.fake)
+        return np.concatenate(self.real).astype(np.float64), np.concatenate(self.fake).astype(np.float64)
 
 
 class FrechetInceptionDistance:
@@ -66,8 +67,8 @@ class FrechetInceptionDistance:
         self.real.update(real)
         self.fake.update(fake)
         if self.rows is not None:
-            self.rows[0].append(np.asarray(real, np.float64))
-            self.rows[1].append(np.asarray(fake, np.float64))
+            self.rows[0].append(np.asarray(real))
+            self.rows[1].append(np.asarray(fake))
             if self.real.n >= self.real.dim:
                 self.rows = None
 
