@@ -6,7 +6,8 @@ Data only (no torch, no network imports), so the leaderboard can read it without
 A metric's `source` says what feeds it:
   "pixels":    computed in the data-loader workers from the decoded images; `implementation` names a function
                `(Decoded, Protocol) -> float` (see `evaluators.pixel_metrics`);
-  "lpips", "clip": a network in `evaluators.networks.SOURCES` that yields the per-image values itself;
+  "lpips", "clip", "detector": a network in `evaluators.networks.SOURCES` that yields the per-image values
+               itself (the detector yields two: `hallucination` and `hallucination_area`);
   "inception": a set metric over paired Inception features; `implementation` names a class in the
                torchmetrics shape (`update(real, fake)` over float64 state, `compute() -> dict`, see
                `evaluators.set_metrics`); metrics sharing an implementation (U-IDS and P-IDS, one SVM) are
@@ -75,6 +76,20 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
                "cosine similarity of CLIP embeddings of the hole region, result vs truth (per image, mean)"),
     MetricSpec("kid", "KID", False, 4, "set", "inception", "evaluators.set_metrics:KernelInceptionDistance",
                "kernel Inception distance (seeded subsets)", extra_values=("kid_std",)),
+    # CIEDE2000 units (about 1 = just noticeable); definitions in evaluators.functional.color
+    MetricSpec("color_shift", "Colour shift", False, 2, "per_image", "pixels", "evaluators.pixel_metrics:color_shift",
+               "visual consistency: mean CIEDE2000 between low-passed result and truth over the hole (per image, mean)"),
+    MetricSpec("color_shift_raw", "Colour shift (raw)", False, 2, "per_image", "pixels",
+               "evaluators.pixel_metrics:color_shift_raw",
+               "color_shift of the raw output over the whole image, before paste-back (per image, mean)"),
+    MetricSpec("seam", "Seam", False, 2, "per_image", "pixels", "evaluators.pixel_metrics:seam",
+               "visual consistency: CIEDE2000 step across the hole's edge beyond the truth's own (per image, mean)",
+               needs_boundary=True),
+    # definitions in evaluators.detection
+    MetricSpec("hallucination", "Halluc. objects", False, 3, "per_image", "detector", "",
+               "context stability: detected objects mostly inside the hole with no match in the truth (per image, mean)"),
+    MetricSpec("hallucination_area", "Halluc. area", False, 3, "per_image", "detector", "",
+               "context stability: share of the hole covered by those hallucinated objects (per image, mean)"),
     MetricSpec("context_stability_pct", "Context stability (%)", True, 2, "study", "study", "",
                "user study: share of answers picking this method for context stability"),
     MetricSpec("visual_consistency_pct", "Visual consistency (%)", True, 2, "study", "study", "",
@@ -84,6 +99,8 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
 # Metrics the scorer computes, in the order tables show them.
 SCORED: tuple[str, ...] = tuple(name for name, spec in METRICS.items() if spec.aggregate != "study")
 PER_IMAGE: tuple[str, ...] = tuple(name for name, spec in METRICS.items() if spec.aggregate == "per_image")
+# The automatic context-stability and visual-consistency scores (the HTML report lists each method's worst images).
+CONSISTENCY: tuple[str, ...] = ("color_shift", "color_shift_raw", "seam", "hallucination", "hallucination_area")
 # Table 1 of the paper, in its column order.
 TABLE1: tuple[str, ...] = ("lpips", "fid", "u_ids", "p_ids")
 
@@ -104,5 +121,6 @@ def check_metrics(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 def metrics_help() -> str:
     """One line per scored metric, for `--help`."""
-    return "\n".join(f"  {name:<11} {'higher' if METRICS[name].higher_is_better else 'lower'} is better: "
+    width = max(len(name) for name in SCORED)
+    return "\n".join(f"  {name:<{width}} {'higher' if METRICS[name].higher_is_better else 'lower'} is better: "
                      f"{METRICS[name].description}" for name in SCORED)

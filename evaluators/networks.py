@@ -1,4 +1,5 @@
-"""The networks that feed metrics (metric sources "lpips", "clip", "inception"), one class each, in `SOURCES`.
+"""The networks that feed metrics (metric sources "lpips", "clip", "inception", "detector"), one class each, in
+`SOURCES`.
 
 A source splits its work like the scorer's data flow: `prepare` runs in the data-loader workers on one
 `Decoded` sample (CPU preprocessing, picklable), `update` runs the network on a batch in the main process,
@@ -231,4 +232,49 @@ class LpipsPairs(Source):
         return {"name": self.name}
 
 
-SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (InceptionFeatures, ClipHoleEmbeddings, LpipsPairs)}
+class HallucinationDetections(Source):
+    """The protocol's detector (`evaluators.detection.DETECTORS`) on the scored image and on the ground truth, in
+    one call per batch; per-image `hallucination` and `hallucination_area` (`evaluators.detection`)."""
+
+    name = "detector"
+
+    @classmethod
+    def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
+        from evaluators.detection import get_detector
+
+        return get_detector(protocol.detector).weight_keys
+
+    def __init__(self, dataset, protocol, resolved, device, cache) -> None:
+        from evaluators.detection import get_detector
+
+        super().__init__(dataset, protocol, resolved, device, cache)
+        detector = get_detector(protocol.detector)
+        files = {key: resolved[key] for key in detector.weight_keys}
+        self.detector = shared_network(
+            ("detector", detector.key, protocol.detector_score, *((w.path, w.sha256) for w in files.values()),
+             str(device)),
+            lambda: detector(files, device, protocol.detector_score))
+        self.counts, self.areas = np.full(self.n, np.nan), np.full(self.n, np.nan)
+
+    def prepare(self, sample: Decoded) -> dict[str, Any]:
+        chw = lambda image: torch.from_numpy(image).permute(2, 0, 1).contiguous()  # noqa: E731
+        return {"detector_scored": chw(sample.scored), "detector_gt": chw(sample.gt), "detector_hole": sample.hole}
+
+    def update(self, timer: Timer, batch: list[dict], index: np.ndarray) -> None:
+        from evaluators.detection import hallucination_values
+
+        images = [item["detector_scored"] for item in batch] + [item["detector_gt"] for item in batch]
+        found = timer.run(self.detector.detect, images)
+        for row, item in enumerate(batch):
+            self.counts[index[row]], self.areas[index[row]] = hallucination_values(
+                found[row], found[len(batch) + row], item["detector_hole"], self.protocol)
+
+    def values(self) -> dict[str, np.ndarray]:
+        return {"hallucination": self.counts, "hallucination_area": self.areas}
+
+    def __getstate__(self) -> dict:
+        return {"name": self.name}
+
+
+SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (InceptionFeatures, ClipHoleEmbeddings, LpipsPairs,
+                                                              HallucinationDetections)}

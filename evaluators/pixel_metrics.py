@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evaluators.functional.color import low_pass_color_shift, seam_color_step
 from evaluators.functional.pixel import PSNR_VARIANTS, SSIM_VARIANTS, boundary_gradient_error
 from evaluators.protocols import Protocol
 
@@ -48,3 +49,21 @@ def grad_error(sample: Decoded, protocol: Protocol) -> float:
         soft = sample.gray.astype(np.float64)[..., None] / 255.0
         result = sample.pred * soft + sample.gt * (1.0 - soft)
     return boundary_gradient_error(result, sample.gt, sample.gray)
+
+
+def color_shift(sample: Decoded, protocol: Protocol) -> float:
+    """Low-frequency colour shift of what is scored, over the hole (`low_pass_color_shift`, sigma
+    `protocol.color_sigma` pixels at 512)."""
+    return low_pass_color_shift(sample.scored, sample.gt, sample.hole, protocol.color_sigma)
+
+
+def color_shift_raw(sample: Decoded, protocol: Protocol) -> float:
+    """Low-frequency colour shift of the raw prediction over the whole image: the shift a method applies to the
+    known pixels as well (a VAE decoder's), which paste-back hides from `color_shift`."""
+    return low_pass_color_shift(sample.pred, sample.gt, np.ones_like(sample.hole), protocol.color_sigma)
+
+
+def seam(sample: Decoded, protocol: Protocol) -> float:
+    """Colour step across the hole's edge beyond the ground truth's (`seam_color_step`, bands of
+    `protocol.seam_band` pixels at 512)."""
+    return seam_color_step(sample.scored, sample.gt, sample.hole, protocol.seam_band)

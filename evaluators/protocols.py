@@ -19,6 +19,12 @@ class Protocol:
     psnr / ssim: keys in `evaluators.functional.pixel` (PSNR_VARIANTS / SSIM_VARIANTS).
     grad_soft_mask: boundary-gradient composite with the soft mask m/255 (asuka) instead of the binary one.
     kid_*: KID subsets (seeded; torch-fidelity's defaults).
+    color_sigma: Gaussian sigma of `color_shift` / `color_shift_raw` in pixels at 512 (scaled by min(H, W) / 512).
+    seam_band: width of the inner and outer bands of `seam` in pixels at 512 (scaled, rounded, at least 1).
+    detector: key in `evaluators.detection.DETECTORS`, the detector of `hallucination`.
+    detector_score: detections (of prediction and ground truth) below this score are ignored.
+    hallucination_inside: a detection counts when at least this fraction of its area (mask, else box) is hole.
+    hallucination_iou: box IoU at which a ground-truth detection of the same class matches (not hallucinated).
     """
 
     name: str
@@ -39,6 +45,12 @@ class Protocol:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     kid_seed: int = 2020
+    color_sigma: float = 8.0
+    seam_band: float = 8.0
+    detector: str = "maskrcnn-coco"
+    detector_score: float = 0.5
+    hallucination_inside: float = 0.5
+    hallucination_iou: float = 0.5
     departures: tuple[str, ...] = field(default=())
 
     def record(self) -> dict:

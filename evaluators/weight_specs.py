@@ -62,4 +62,13 @@ WEIGHTS = [
         sha256="b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
         description="OpenAI CLIP ViT-L/14 (open_clip 'ViT-L-14', pretrained='openai'); CLIP score and MISATO selection.",
     ),
+    WeightSpec(
+        key="maskrcnn-resnet50-fpn-coco",
+        filename="maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+        url="https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+        sha256="",
+        description="torchvision Mask R-CNN ResNet-50 FPN (COCO_V1); the detector of the hallucination metrics "
+        "(protocol detector 'maskrcnn-coco'). Only the 8-hex prefix bf2d0c1e is published: the full sha256 is "
+        "recorded on first use, not checked.",
+    ),
 ]

@@ -9,6 +9,10 @@ scored image (the composite when its result says paste_back) | ground truth; und
 from the method's per-image CSV. Images are the thumbnails the scorer wrote beside each result
 (`evaluators.thumbnails`): the report reads result folders only. Anything missing (a thumbnail not written, a
 moved file) becomes a visible note in its cell, never an exception.
+
+Worst images: per result, the 5 images with the worst per-image value of each context-stability and
+visual-consistency metric (`evaluators.metrics.CONSISTENCY`), from its per-image CSV, with the scored thumbnail
+where the result kept one.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluators.metrics import PER_IMAGE, spec
+from evaluators.metrics import CONSISTENCY, PER_IMAGE, spec
 from leaderboard.render import format_cell, format_value, half_widths, metric_header
 from leaderboard.results import Result, per_image_scores
 from leaderboard.tables import Table
@@ -289,12 +293,64 @@ def hole_ratio_html(results: list[Result]) -> str:
     return "\n".join(sections)
 
 
+# ---------------------------------------------------------------- worst images
+WORST_COUNT = 5
+
+
+def worst_images(scores: pd.DataFrame, metric: str, count: int = WORST_COUNT) -> list[tuple[str, str | None, float]]:
+    """The `count` worst images of one method for `metric`: [(stem, domain or None, value)], worst first (highest
+    values when lower is better, lowest otherwise; ties in CSV order); images without a finite value are skipped.
+    scores: a per-image CSV indexed by stem (`leaderboard.results.per_image_scores`)."""
+    if metric not in scores.columns:
+        return []
+    values = pd.to_numeric(scores[metric], errors="coerce")
+    values = values[values.abs() < float("inf")]  # NaN and infinities compare False
+    ordered = values.sort_values(ascending=spec(metric).higher_is_better, kind="stable").head(count)
+    domains = scores["domain"] if "domain" in scores.columns else pd.Series(dtype=str)
+    return [(str(stem), (domains.get(stem) or None), float(value)) for stem, value in ordered.items()]
+
+
+def worst_images_html(results: list[Result], count: int = WORST_COUNT) -> str:
+    """Per result with per-image scores of the consistency metrics (`evaluators.metrics.CONSISTENCY`): a table,
+    one row per metric, of its `count` worst images (stem, domain, value; the scored thumbnail when the result
+    kept one for that stem). Unreadable per-image files become notes."""
+    sections = []
+    for result in results:
+        scores, problem = per_image_scores(result)
+        title = f"Worst {count} images: {result.method} on {result.dataset_name} ({result.protocol_label})"
+        if problem:
+            if any(m in result.overall for m in CONSISTENCY):
+                sections.append(f'<section class="worst"><h2>{_e(title)}</h2><ul class="notes"><li>{_e(problem)}'
+                                "</li></ul></section>")
+            continue
+        rows = []
+        for metric in CONSISTENCY:
+            worst = worst_images(scores, metric, count) if scores is not None else []
+            if not worst:
+                continue
+            label, arrow = metric_header(metric, result.record.higher_is_better, ("↑", "↓"))
+            cells = [f'<th scope="row">{_e(label)} {arrow}</th>']
+            for stem, domain, value in worst:
+                caption = f"{stem}" + (f" ({domain})" if domain else "") + f": {format_value(value, metric)}"
+                path = result.thumbnails.get(stem, {}).get("scored")
+                if path is None:  # thumbnails are kept for a few samples only: the caption alone
+                    cells.append(f"<td><figure><figcaption>{_e(caption)}</figcaption></figure></td>")
+                    continue
+                uri, why = _image_uri(path)
+                cells.append(_figure(uri, f"{result.method} {stem}", caption, why))
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        if rows:
+            sections.append(f'<section class="worst"><h2>{_e(title)}</h2><div class="scroll"><table class="grid">'
+                            f'<tbody>{"".join(rows)}</tbody></table></div></section>')
+    return "\n".join(sections)
+
+
 def render_html(tables: list[Table], grids: list[Grid], sources: list[Result],
                 title: str = "MISATO-bench leaderboard") -> str:
     """The whole report as one HTML string (UTF-8, no external resources, no scripts)."""
     files = "".join(_provenance(r) for r in sources)
     body = "\n".join([*(table_html(t, n) for t, n in zip(tables, new_notes(tables))), hole_ratio_html(sources),
-                      *(grid_html(g) for g in grids)])
+                      *(grid_html(g) for g in grids), worst_images_html(sources)])
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

@@ -35,8 +35,9 @@ def test_result_files_and_layout(tiny_dataset, tiny_predictions, tmp_path, rando
     assert record["protocol"]["name"] == "comod" and record["protocol"]["feature_net"] == "inception-tf"
     assert set(record["metrics"]["per_domain"]) == {"landscape", "indoor"}
     assert record["metrics"]["overall"]["n"] == 8 and record["metrics"]["per_domain"]["indoor"]["n"] == 4
-    assert set(METRICS) <= set(record["metrics"]["overall"])
-    assert record["unavailable"] == {}
+    detector = {"hallucination", "hallucination_area"}  # no detector weights among the random stand-ins
+    assert set(METRICS) - detector <= set(record["metrics"]["overall"])
+    assert set(record["unavailable"]) == detector
     assert record["weights"]["inception-tf"]["matches"] is False  # random stand-in, recorded as a mismatch
     assert record["weights"]["lpips-alex-lin"]["matches"] is True  # the real file shipped in the lpips wheel
     assert record["versions"]["torch"] and record["seeds"]["kid"] == 2020
@@ -111,7 +112,7 @@ def test_second_method_reuses_ground_truth_cache(tiny_dataset, tiny_predictions,
     other.mkdir()
     for path in sorted(tiny_predictions.glob("*.png")):
         Image.fromarray(255 - read_rgb(path)).save(other / path.name)
-    second = score(dataset, other, "second", tmp_path, config)
+    score(dataset, other, "second", tmp_path, config)
     assert sum(calls) == 8  # fake only: real features came from the cache
     calls.clear()
     (tiny_dataset / "image" / "0000.png").write_bytes((tiny_dataset / "image" / "0001.png").read_bytes())
@@ -154,7 +155,8 @@ def test_missing_weights_are_listed_with_the_fix(tiny_dataset, tiny_predictions,
     result = score(dataset, tiny_predictions, "m", tmp_path, ScoreConfig(device="cpu"))
     overall = result.record.overall
     assert {"psnr", "ssim", "grad_error"} <= set(overall) and np.isfinite(overall["psnr"])
-    assert {"lpips", "fid", "u_ids", "p_ids", "kid", "clip_score"} == set(result.record.unavailable)
+    assert {"lpips", "fid", "u_ids", "p_ids", "kid", "clip_score", "hallucination",
+            "hallucination_area"} == set(result.record.unavailable)
     assert "misato weights fetch inception-tf" in result.record.unavailable["fid"]
     assert "weights-inception-2015-12-05-6726825d.pth" in result.record.unavailable["fid"]
     with pytest.raises(WeightsNotFoundError, match="alexnet-owt-7be5be79.pth"):
