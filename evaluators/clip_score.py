@@ -26,7 +26,7 @@ class ClipEmbedder:
     def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
         return _HoleOnly(self._preprocess)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) preprocessed -> float32 (B, E) unit-norm embeddings on the CPU."""
         features = self.model.encode_image(batch.to(self.device)).float()

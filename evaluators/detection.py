@@ -153,7 +153,7 @@ class MaskRCNNCoco(Detector):
     def detect(self, images):
         import torch
 
-        with torch.no_grad():
+        with torch.inference_mode():
             outputs = self.model([image.to(self.device).float() / 255.0 for image in images])
         return [Detections(out["boxes"].cpu().numpy().astype(np.float64), out["labels"].cpu().numpy(),
                            out["scores"].cpu().numpy().astype(np.float64), (out["masks"][:, 0] > 0.5).cpu().numpy())

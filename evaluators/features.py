@@ -122,7 +122,7 @@ class InceptionTF(FeatureExtractor):
     def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
         return _to_chw_uint8
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.net(batch.to(self.device))[0].float().cpu()
 
@@ -135,7 +135,7 @@ class InceptionTFClean(InceptionTF):
     def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
         return _CleanResize()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return tf_inception_float_forward(self.net, batch.to(self.device)).float().cpu()
 
@@ -163,7 +163,7 @@ class InceptionTorchvision(FeatureExtractor):
     def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
         return _TorchvisionInceptionTransform()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.net(batch.to(self.device)).float().cpu()
 

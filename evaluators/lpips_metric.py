@@ -36,7 +36,7 @@ def build_lpips(backbone: ResolvedWeight, lin: ResolvedWeight, net: str = "alex"
     return model.eval().requires_grad_(False)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def lpips_distance(model: torch.nn.Module, pred: torch.Tensor, gt: torch.Tensor, value_range=(-1.0, 1.0)) -> torch.Tensor:
     """Per-image LPIPS of uint8 (B, 3, H, W) tensors, rescaled to `value_range` -> float32 (B,) on the CPU."""
     if pred.dtype != torch.uint8 or gt.dtype != torch.uint8:
