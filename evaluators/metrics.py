@@ -37,6 +37,8 @@ class MetricSpec:
     description: one line for `--help` and the docs.
     extra_values: other keys the implementation writes beside the metric (KID's std).
     needs_boundary: meaningless when the mask has no boundary (an empty or a full hole).
+    default: computed when no metrics are named; False makes a metric opt-in (`--metrics NAME`) where its cost
+      would surprise a default run (the detector: about 9 s per image pair on 2 CPU cores).
     """
 
     name: str
@@ -49,6 +51,7 @@ class MetricSpec:
     description: str
     extra_values: tuple[str, ...] = ()
     needs_boundary: bool = False
+    default: bool = True
 
     def load(self) -> Any:
         """The object `implementation` names (imported on first use)."""
@@ -87,9 +90,11 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
                needs_boundary=True),
     # definitions in evaluators.detection
     MetricSpec("hallucination", "Halluc. objects", False, 3, "per_image", "detector", "",
-               "context stability: detected objects mostly inside the hole with no match in the truth (per image, mean)"),
+               "context stability: detected objects mostly inside the hole with no match in the truth (per image, mean)",
+               default=False),
     MetricSpec("hallucination_area", "Halluc. area", False, 3, "per_image", "detector", "",
-               "context stability: share of the hole covered by those hallucinated objects (per image, mean)"),
+               "context stability: share of the hole covered by those hallucinated objects (per image, mean)",
+               default=False),
     MetricSpec("context_stability_pct", "Context stability (%)", True, 2, "study", "study", "",
                "user study: share of answers picking this method for context stability"),
     MetricSpec("visual_consistency_pct", "Visual consistency (%)", True, 2, "study", "study", "",
@@ -98,6 +103,8 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
 
 # Metrics the scorer computes, in the order tables show them.
 SCORED: tuple[str, ...] = tuple(name for name, spec in METRICS.items() if spec.aggregate != "study")
+# Metrics computed when none are named (`ScoreConfig.metrics=None`, no `--metrics`).
+DEFAULT: tuple[str, ...] = tuple(name for name in SCORED if METRICS[name].default)
 PER_IMAGE: tuple[str, ...] = tuple(name for name, spec in METRICS.items() if spec.aggregate == "per_image")
 # The automatic context-stability and visual-consistency scores (the HTML report lists each method's worst images).
 CONSISTENCY: tuple[str, ...] = ("color_shift", "color_shift_raw", "seam", "hallucination", "hallucination_area")
@@ -123,4 +130,4 @@ def metrics_help() -> str:
     """One line per scored metric, for `--help`."""
     width = max(len(name) for name in SCORED)
     return "\n".join(f"  {name:<{width}} {'higher' if METRICS[name].higher_is_better else 'lower'} is better: "
-                     f"{METRICS[name].description}" for name in SCORED)
+                     f"{METRICS[name].description}{'' if METRICS[name].default else ' [opt-in]'}" for name in SCORED)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from evaluators.bootstrap import BootstrapConfig, Stopwatch, count_for, mean_interval, resample_indices
 from evaluators.cache import FeatureCache
 from evaluators.inputs import check_inputs
-from evaluators.metrics import METRICS, SCORED, check_metrics
+from evaluators.metrics import DEFAULT, METRICS, check_metrics
 from evaluators.networks import SOURCES, Source, Timer
 from evaluators.pixel_metrics import Decoded
 from evaluators.protocols import Protocol, get_protocol
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 class ScoreConfig:
     """Options of one scoring run (the CLI flags of `misato score` map one to one).
 
-    metrics: subset of `evaluators.metrics.SCORED`; None = all.
+    metrics: subset of `evaluators.metrics.SCORED`; None = `evaluators.metrics.DEFAULT` (all but the opt-in ones).
     device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
     paste_back: score `pred*hole + gt*(1-hole)` (default) or the raw predictions.
     weights: explicit weight paths by key (highest priority in misato.weights.resolve).
@@ -86,7 +86,7 @@ class ScoreConfig:
                             ("--kid-bootstrap", self.kid_bootstrap)):
             if value < 0:
                 raise ValueError(f"{flag} must be 0 (no intervals) or a number of resamples, got {value}")
-        return check_metrics(tuple(self.metrics or SCORED))
+        return check_metrics(tuple(self.metrics or DEFAULT))
 
 
 @dataclass

@@ -12,6 +12,7 @@ from misato.composite import composite_uint8
 from evaluators.functional.ids import inception_discriminative_scores
 from evaluators.inputs import InputError
 from evaluators.lpips_metric import build_lpips, lpips_distance
+from evaluators.metrics import DEFAULT
 from evaluators.metrics import SCORED as METRICS
 from evaluators.scoring import ScoreConfig, score
 from misato.data import load_dataset
@@ -35,9 +36,10 @@ def test_result_files_and_layout(tiny_dataset, tiny_predictions, tmp_path, rando
     assert record["protocol"]["name"] == "comod" and record["protocol"]["feature_net"] == "inception-tf"
     assert set(record["metrics"]["per_domain"]) == {"landscape", "indoor"}
     assert record["metrics"]["overall"]["n"] == 8 and record["metrics"]["per_domain"]["indoor"]["n"] == 4
-    detector = {"hallucination", "hallucination_area"}  # no detector weights among the random stand-ins
-    assert set(METRICS) - detector <= set(record["metrics"]["overall"])
-    assert set(record["unavailable"]) == detector
+    assert set(DEFAULT) <= set(record["metrics"]["overall"])
+    opt_in = set(METRICS) - set(DEFAULT)
+    assert opt_in == {"hallucination", "hallucination_area"} and not opt_in & set(record["metrics"]["overall"])
+    assert record["unavailable"] == {}
     assert record["weights"]["inception-tf"]["matches"] is False  # random stand-in, recorded as a mismatch
     assert record["weights"]["lpips-alex-lin"]["matches"] is True  # the real file shipped in the lpips wheel
     assert record["versions"]["torch"] and record["seeds"]["kid"] == 2020
@@ -155,8 +157,7 @@ def test_missing_weights_are_listed_with_the_fix(tiny_dataset, tiny_predictions,
     result = score(dataset, tiny_predictions, "m", tmp_path, ScoreConfig(device="cpu"))
     overall = result.record.overall
     assert {"psnr", "ssim", "grad_error"} <= set(overall) and np.isfinite(overall["psnr"])
-    assert {"lpips", "fid", "u_ids", "p_ids", "kid", "clip_score", "hallucination",
-            "hallucination_area"} == set(result.record.unavailable)
+    assert {"lpips", "fid", "u_ids", "p_ids", "kid", "clip_score"} == set(result.record.unavailable)
     assert "misato weights fetch inception-tf" in result.record.unavailable["fid"]
     assert "weights-inception-2015-12-05-6726825d.pth" in result.record.unavailable["fid"]
     with pytest.raises(WeightsNotFoundError, match="alexnet-owt-7be5be79.pth"):

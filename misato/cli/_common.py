@@ -55,13 +55,14 @@ def add_device_arguments(parser: argparse.ArgumentParser, batch_size: int = SCOR
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """The scoring flags of `misato score` and `misato run` (one definition: they mean the same in both)."""
-    from evaluators.metrics import SCORED, metrics_help
+    from evaluators.metrics import DEFAULT, SCORED, metrics_help
 
     parser.epilog = f"{parser.epilog or ''}\n\nmetrics (--metrics):\n{metrics_help()}".strip("\n")
     group = parser.add_argument_group("scoring")
     group.add_argument("--protocol", default=PROTOCOL, help=f"comod, clean or asuka (default {PROTOCOL})")
     group.add_argument("--metrics", default=None, type=parse_csv,
-                       help=f"comma-separated subset of {', '.join(SCORED)} (default: all)")
+                       help=f"comma-separated subset of {', '.join(SCORED)} (default: all but the opt-in "
+                       f"{', '.join(m for m in SCORED if m not in DEFAULT)})")
     group.add_argument("--no-paste-back", action="store_true", help="score raw predictions, without compositing")
     group.add_argument("--allow-degenerate-masks", action="store_true",
                        help="score samples with empty or full masks (left out of the means they would bias)")
