@@ -132,7 +132,3 @@ class AnswerStore:
             rows = db.execute("SELECT participant, item, question, option, shown, created FROM answers "
                               "ORDER BY participant, item, question").fetchall()
         return [Answer(p, i, q, o, tuple(json.loads(s)), c) for p, i, q, o, s, c in rows]
-
-    def participant_count(self) -> int:
-        with self._connect() as db:
-            return int(db.execute("SELECT COUNT(*) FROM participants").fetchone()[0])
