@@ -6,6 +6,8 @@ full masks are errors unless `allow_degenerate_masks` is set, and then they are 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ class CheckedInputs:
     """Predictions matched to samples by stem, in dataset order, plus what the checks found."""
 
     predictions: list[Path]
+    prediction_sha256: dict[str, str] = field(default_factory=dict)  # by stem, of the bytes the checks read
     empty_masks: list[str] = field(default_factory=list)
     full_masks: list[str] = field(default_factory=list)
     non_binary_masks: list[str] = field(default_factory=list)  # gray levels other than 0 and 255 (anti-aliased)
@@ -77,7 +80,12 @@ def check_inputs(
         sizes = {}
         for role, path in (("prediction", pred_path), ("image", sample.image_path), ("mask", sample.mask_path)):
             try:
-                with Image.open(path) as image:
+                source: Path | io.BytesIO = path
+                if role == "prediction":  # read once: verified here, hashed for the scorer's pass cache
+                    data = path.read_bytes()
+                    checked.prediction_sha256[sample.stem] = hashlib.sha256(data).hexdigest()
+                    source = io.BytesIO(data)
+                with Image.open(source) as image:
                     sizes[role] = image.size
                     problem = _mask_mode_problem(path, image) if role == "mask" else _mode_problem(path, image)
                     if problem:
