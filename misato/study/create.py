@@ -33,6 +33,7 @@ from misato.composite import composite_uint8
 from misato.data import Dataset, DatasetError, Sample, load_dataset
 from misato.environment import utc_now
 from misato.io import atomic_write_bytes, read_mask, read_rgb
+from misato.outputs import MANIFEST_SCHEMA, OutputFolder
 from misato.study.design import (MEDIA_DIR, QUESTIONS, STUDY_FILE, Item, Option, Study, write_study)
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,9 @@ class MethodRun:
 
     def finished(self) -> set[str]:
         """Stems the manifest lists as finished whose composite (or raw output) is on disk."""
+        folder = OutputFolder(self.folder)
         return {stem for stem in self.manifest.get("samples", {})
-                if any((self.folder / kind / f"{stem}.png").is_file() for kind in ("composite", "raw"))}
+                if any((kind / f"{stem}.png").is_file() for kind in (folder.composite, folder.raw))}
 
 
 def find_runs(runs: Path) -> list[MethodRun]:
@@ -88,7 +90,8 @@ def find_runs(runs: Path) -> list[MethodRun]:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"{path}: unreadable manifest ({error})") from error
-        if isinstance(manifest, dict) and str(manifest.get("schema", "")).startswith("misato.inpaint/"):
+        schema = str(manifest.get("schema", "")) if isinstance(manifest, dict) else ""
+        if schema.rpartition("/")[0] == MANIFEST_SCHEMA.rpartition("/")[0]:  # any version of the runner's manifest
             found.append(MethodRun(path.parent.name, path.parent, manifest))
     if not found:
         raise ValueError(f"--runs {runs}: no method folders (RUNS/predictions/<dataset>/<method>/manifest.json or "
@@ -180,11 +183,12 @@ class _Names:
 
 
 def _composite(run: MethodRun, sample: Sample, truth: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    path = run.folder / "composite" / f"{sample.stem}.png"
+    folder = OutputFolder(run.folder)
+    path = folder.composite / f"{sample.stem}.png"
     if path.is_file():
         image = read_rgb(path)
     else:
-        image = composite_uint8(read_rgb(run.folder / "raw" / f"{sample.stem}.png"), truth, hole)
+        image = composite_uint8(read_rgb(folder.raw / f"{sample.stem}.png"), truth, hole)
     if image.shape != truth.shape:
         raise ValueError(f"{path}: size {image.shape[1]}x{image.shape[0]} differs from the ground truth's "
                          f"{truth.shape[1]}x{truth.shape[0]}")
