@@ -275,6 +275,17 @@ def project(args: argparse.Namespace) -> dict:
     }
 
 
+def _counts(text: str) -> list[int]:
+    """`--counts 500,2000`: positive integers."""
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if min(counts) < 2:
+        raise argparse.ArgumentTypeError(f"every count must be at least 2, got {text!r}")
+    return counts
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_memory_one":  # the child process of `memory`
         n, size, device, workers = sys.argv[2:6]
@@ -282,7 +293,7 @@ def main() -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["memory", "bootstrap", "project"])
-    parser.add_argument("--counts", type=lambda text: [int(x) for x in text.split(",")], default=None)
+    parser.add_argument("--counts", type=_counts, default=None, help="comma-separated image counts")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=2, help="data-loader workers (memory)")
