@@ -54,20 +54,20 @@ def main() -> int:
         images = torch.rand(b, 3, 256, 256, device=device, dtype=dtype)
         masks = torch.zeros(b, 1, 256, 256, device=device, dtype=dtype)
         masks[:, :, 64:192, 40:200] = 1
-        results["mae_prior_s"] = timed(lambda: mae.prior(images, masks), args.repeats, sync)
+        results["mae_prior_s"] = timed(lambda m=mae: m.prior(images, masks), args.repeats, sync)
         prior = mae.prior(images, masks)
         del mae
         widths = {"alignment_768_s": 768} if args.skip_t5 else {"alignment_768_s": 768, "alignment_4096_s": 4096}
         for name, dim in widths.items():
             alignment = AsukaAlignment(dim).to(device, dtype).eval()
-            results[name] = timed(lambda: alignment(prior), args.repeats, sync)
+            results[name] = timed(lambda a=alignment: a(prior), args.repeats, sync)
             del alignment
         z = torch.randn(b, 4, s // 8, s // 8, device=device, dtype=dtype)
         image = torch.rand(b, 3, s, s, device=device, dtype=dtype) * 2 - 1
         mask = torch.zeros(b, 1, s, s, device=device, dtype=dtype)
         mask[:, :, s // 4: 3 * s // 4, s // 8: 5 * s // 8] = 1
         plain = build_decoder("vae", "sd15").to(device, dtype).eval()
-        results["decoder_vae_s"] = timed(lambda: plain(z), args.repeats, sync)
+        results["decoder_vae_s"] = timed(lambda d=plain: d(z), args.repeats, sync)
         del plain
         ours = build_decoder("asuka", "sd15").to(device, dtype).eval()
         results["decoder_asuka_s"] = timed(lambda: ours(z, image, mask), args.repeats, sync)

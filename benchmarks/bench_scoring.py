@@ -59,8 +59,11 @@ def random_weights(folder: Path, clip: bool) -> dict[str, str]:
         FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None
     ):
         tf_net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
-    paths = {"inception-tf": folder / "inception.pth", "alexnet-torchvision": folder / "alexnet.pth"}
+    paths = {"inception-tf": folder / "inception.pth", "alexnet-torchvision": folder / "alexnet.pth",
+             "inception-torchvision": folder / "inception_torchvision.pth"}
     torch.save(tf_net.state_dict(), paths["inception-tf"])
+    tv_net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+    torch.save(tv_net.state_dict(), paths["inception-torchvision"])
     torch.save(torchvision.models.alexnet().state_dict(), paths["alexnet-torchvision"])
     paths["lpips-alex-lin"] = Path(lpips.__file__).parent / "weights/v0.1/alex.pth"
     if clip:
@@ -78,6 +81,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--protocol", default="comod", help="scoring protocol (asuka: the official scripts' own)")
     parser.add_argument("--clip", action="store_true", help="include the CLIP ViT-L/14 score")
     args = parser.parse_args()
 
@@ -91,7 +95,7 @@ def main() -> None:
         metrics = ("lpips", "fid", "u_ids", "p_ids", "kid", "psnr", "ssim", "grad_error") + (("clip_score",) if args.clip else ())
         dataset = load_dataset(data_dir)
         config = ScoreConfig(metrics=metrics, weights=weights, device=args.device, batch_size=args.batch_size,
-                             num_workers=args.num_workers, cache_dir=str(tmp / "cache"))
+                             num_workers=args.num_workers, cache_dir=str(tmp / "cache"), protocol=args.protocol)
         # Warm-up on two other images (own cache key): builds the networks once, as `misato run` keeps them.
         warm_data, warm_pred, _ = make_inputs(tmp / "warm", 2, args.size)
         score(load_dataset(warm_data), warm_pred, "warmup", tmp / "res", config)
@@ -102,7 +106,10 @@ def main() -> None:
         second = score(dataset, pred_b, "b", tmp / "res", config)
         second_wall = time.perf_counter() - start
     forward = first.record.timing["forward_s"]
-    print(f"device {first.record.device}, {args.n} images at {args.size}, metrics {','.join(metrics)}")
+    print(f"device {first.record.device}, {args.n} images at {args.size}, protocol {args.protocol}, "
+          f"metrics {','.join(metrics)}")
+    if first.record.unavailable:
+        print(f"unavailable: {first.record.unavailable}")
     print(f"first method : {first_wall:.1f} s wall, {args.n / first_wall:.2f} images/s, forward {forward:.1f} s, "
           f"overhead (wall - forward) / forward = {(first_wall - forward) / forward:.1%}")
     print(f"second method: {second_wall:.1f} s wall, forward {second.record.timing['forward_s']:.1f} s, "

@@ -44,11 +44,9 @@ def ssim(sample: Decoded, protocol: Protocol) -> float:
 def grad_error(sample: Decoded, protocol: Protocol) -> float:
     """Boundary gradient error; the asuka protocol composites with the soft mask m/255 in float64, unrounded,
     as its cal_grad.py does."""
-    result = sample.scored
     if protocol.grad_soft_mask and sample.paste_back:
-        soft = sample.gray.astype(np.float64)[..., None] / 255.0
-        result = sample.pred * soft + sample.gt * (1.0 - soft)
-    return boundary_gradient_error(result, sample.gt, sample.gray)
+        return boundary_gradient_error(sample.pred, sample.gt, sample.gray, soft=True)
+    return boundary_gradient_error(sample.scored, sample.gt, sample.gray)
 
 
 def color_shift(sample: Decoded, protocol: Protocol) -> float:

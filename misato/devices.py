@@ -42,9 +42,26 @@ def resolve_device(requested: str | None, process_device: "torch.device | None" 
     return torch.device(requested)
 
 
+def fold_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` (in eval mode) with every Inception `BasicConv2d` (conv -> batch norm -> ReLU, torchvision's and
+    torch-fidelity's) folded into one biased convolution by torch's `fuse_conv_bn_eval`; the batch norm becomes
+    an identity. Same function up to float rounding (tested: 1e-6 of the features' scale, as the layout change);
+    the Inception forward is about 8% faster on 2 CPU cores (0.141 -> 0.13 s per image at 299)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d as FidelityBasicConv2d
+    from torchvision.models.inception import BasicConv2d
+
+    for block in module.modules():
+        if isinstance(block, (BasicConv2d, FidelityBasicConv2d)) and isinstance(block.bn, torch.nn.BatchNorm2d):
+            block.conv = fuse_conv_bn_eval(block.conv, block.bn)
+            block.bn = torch.nn.Identity()
+    return module
+
+
 def to_inference_layout(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """`module` on `device` with its 4-d weights in channels-last (NHWC) memory format. Convolutional metric
-    networks run faster so (TF-Inception at 512: 0.119 -> 0.091 s per image, LPIPS-Alex at 512: 0.126 -> 0.104 s
-    per pair on 2 CPU cores); outputs agree with the default layout to float rounding (tested). Inputs need no
-    conversion: a convolution with channels-last weights returns channels-last outputs."""
-    return module.to(device=device, memory_format=torch.channels_last)
+    """`module` in eval mode on `device`, batch norms folded into their convolutions (`fold_batch_norms`), 4-d
+    weights in channels-last (NHWC) memory format. Convolutional metric networks run faster so (TF-Inception at
+    512: 0.119 -> 0.091 s per image, LPIPS-Alex at 512: 0.126 -> 0.104 s per pair on 2 CPU cores); outputs agree
+    with the default layout to float rounding (tested). Inputs need no conversion: a convolution with
+    channels-last weights returns channels-last outputs."""
+    return fold_batch_norms(module.eval()).to(device=device, memory_format=torch.channels_last)

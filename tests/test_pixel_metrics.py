@@ -75,12 +75,24 @@ def _official_gradient(result, gt, mask):
 
 
 def test_boundary_gradient_equals_official_formula(pair):
+    """Sobel at the edge pixels only equals the official full-image filters, including edges on the image border
+    (OpenCV's reflect-101) and the soft composite formed at the pixels read."""
     pred, gt, mask = pair
-    soft = mask[:, :, None] / 255.0
-    result = pred * soft + gt * (1 - soft)
-    value = boundary_gradient_error(result, gt, mask)
-    assert value == pytest.approx(_official_gradient(result, gt, mask), rel=1e-12)
-    assert value > 0
+    border = mask.copy()
+    border[:30, :12] = 255  # touches the top and left borders
+    border[-9:, 50:] = 255  # and the bottom and right ones
+    rng = np.random.default_rng(1)
+    blobs = (cv2.GaussianBlur(rng.random(gt.shape[:2]), (0, 0), 4) > 0.5).astype(np.uint8) * 255
+    for m in (mask, border, blobs):
+        assert cv2.Canny(m, 100, 200).any()
+        soft = m[:, :, None] / 255.0
+        result = pred * soft + gt * (1 - soft)
+        expected = _official_gradient(result, gt, m)
+        assert boundary_gradient_error(result, gt, m) == pytest.approx(expected, rel=1e-12)
+        assert boundary_gradient_error(pred, gt, m, soft=True) == pytest.approx(expected, rel=1e-12)
+        hard = np.where(m[:, :, None] >= 128, pred, gt)
+        assert boundary_gradient_error(hard, gt, m) == pytest.approx(_official_gradient(hard, gt, m), rel=1e-12)
+        assert expected > 0
 
 
 def test_boundary_gradient_zero_without_edges(pair):

@@ -70,22 +70,49 @@ SSIM_VARIANTS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
-def boundary_gradient_error(result: np.ndarray, gt: np.ndarray, mask_uint8: np.ndarray) -> float:
+def _reflect101(index: np.ndarray, n: int) -> np.ndarray:
+    """OpenCV's default border (BORDER_REFLECT_101, "gfedcb|abcdefgh|gfedcba") for indices in [-1, n]."""
+    index = np.abs(index)
+    return np.where(index >= n, 2 * (n - 1) - index, index)
+
+
+def _neighbourhood_index(shape: tuple[int, ...], ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Flat pixel indices of the 3x3 neighbourhoods of the points (ys, xs), borders as OpenCV's: (3, 3, K)."""
+    h, w = shape[:2]
+    rows = np.stack([_reflect101(ys + d, h) for d in (-1, 0, 1)])
+    cols = np.stack([_reflect101(xs + d, w) for d in (-1, 0, 1)])
+    return rows[:, None, :] * w + cols[None, :, :]
+
+
+def _sobel3(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.Sobel(..., CV_64F, ksize=3) in x and in y at the centres of 3x3 neighbourhoods p (3, 3, K, C) float64."""
+    gx = (p[0, 2] - p[0, 0]) + 2 * (p[1, 2] - p[1, 0]) + (p[2, 2] - p[2, 0])
+    gy = (p[2, 0] - p[0, 0]) + 2 * (p[2, 1] - p[0, 1]) + (p[2, 2] - p[0, 2])
+    return gx, gy
+
+
+def boundary_gradient_error(result: np.ndarray, gt: np.ndarray, mask_uint8: np.ndarray, soft: bool = False) -> float:
     """Mean over RGB channels of the mean Sobel-gradient difference on the mask's Canny edge.
 
     Own code (why): the metric exists only in the asuka-misato scripts. Per channel: 3x3 Sobel (CV_64F) in x
     and y of `result` minus that of `gt`, magnitude, mean over pixels where cv2.Canny(mask, 100, 200) > 0;
-    0 when the mask has no edge (as the official script does).
+    0 when the mask has no edge (as the official script does). The Sobel responses are computed at the edge
+    pixels only (a few thousand of 262,144 at 512: 0.2 of the 28 ms the full-image filters took), with OpenCV's
+    border; equal to the full-image computation to 1e-12 (test).
     result: (H, W, 3) float64 or uint8 composite; gt: (H, W, 3) uint8; mask_uint8: (H, W) uint8 0..255.
+    soft: `result` is the raw prediction, and the error is taken on its soft composite
+    result * m + gt * (1 - m), m = mask / 255 in float64, unrounded (asuka's cal_grad.py), formed at the pixels
+    the Sobel reads.
     """
-    edges = cv2.Canny(mask_uint8, 100, 200) > 0
-    if not edges.any():
+    ys, xs = np.nonzero(cv2.Canny(mask_uint8, 100, 200))
+    if ys.size == 0:
         return 0.0
-    values = []
-    for channel in range(3):
-        r = np.ascontiguousarray(result[:, :, channel])
-        g = np.ascontiguousarray(gt[:, :, channel])
-        dx = cv2.Sobel(r, cv2.CV_64F, 1, 0, ksize=3) - cv2.Sobel(g, cv2.CV_64F, 1, 0, ksize=3)
-        dy = cv2.Sobel(r, cv2.CV_64F, 0, 1, ksize=3) - cv2.Sobel(g, cv2.CV_64F, 0, 1, ksize=3)
-        values.append(np.sqrt(dx**2 + dy**2)[edges].mean())
-    return float(np.mean(values))
+    index = _neighbourhood_index(gt.shape, ys, xs)
+    r = result.reshape(-1, result.shape[-1])[index].astype(np.float64)
+    g = gt.reshape(-1, gt.shape[-1])[index].astype(np.float64)
+    if soft:
+        m = mask_uint8.reshape(-1)[index].astype(np.float64)[..., None] / 255.0
+        r = r * m + g * (1.0 - m)
+    (rx, ry), (gx, gy) = _sobel3(r), _sobel3(g)
+    dx, dy = rx - gx, ry - gy
+    return float(np.mean(np.sqrt(dx**2 + dy**2).mean(axis=0)))
