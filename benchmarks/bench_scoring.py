@@ -7,12 +7,27 @@ masks. Prints:
   overhead = (wall - forward) / forward for that run (decode, compositing, pixel metrics, statistics, SVM, I/O),
   speed-up of a second method on the same dataset (ground-truth features from the cache).
 
+With --official-eval DIR (an asuka-misato checkout's asuka-flux/eval folder; nothing of it is shipped here), the
+same inputs and weights also go through the official scripts cal_psnr_lpips_ssim.py, cal_ids.py and cal_grad.py,
+each in its own process as commands.sh runs them, and through `misato score --protocol asuka` with the same metrics
+as fresh processes (cold: empty feature cache; warm: a second method, ground-truth features cached). Prints the
+walls, the speed-ups and both sets of values. The official scripts find the random weights where they look
+(TORCH_HOME's hub cache, ckpt/alex.pth); a sitecustomize makes `.cuda()` a no-op where there is no GPU (cal_ids.py
+calls it unconditionally); below 512 pairs cal_ids.py runs with --resolution 2048 (no PCA: PCA to 512 needs 512
+rows) and U/P-IDS are not compared.
+
     python benchmarks/bench_scoring.py --n 64 --clip
+    python benchmarks/bench_scoring.py --n 64 --protocol asuka --num-workers 0 --official-eval ../asuka-misato/asuka-flux/eval
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +64,24 @@ def make_inputs(root: Path, n: int, size: int) -> tuple[Path, Path, Path]:
     return root / "data", root / "pred_a", root / "pred_b"
 
 
+def calibrated_inception() -> torch.nn.Module:
+    """torchvision's Inception with random weights and batch-norm statistics measured on random inputs (not the
+    constructor's mean 0 / variance 1, under which activations grow without bound through the 94 layers and FID
+    reaches 1e21), so that features and FID have realistic magnitudes for the value comparison."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # running statistics = the cumulative average over the calibration batches
+    net.train()
+    with torch.no_grad():
+        for _ in range(2):
+            net(torch.rand(8, 3, 299, 299) * 4 - 2)
+    return net.eval()
+
+
 def random_weights(folder: Path, clip: bool) -> dict[str, str]:
     import lpips
     import torchvision
@@ -62,8 +95,7 @@ def random_weights(folder: Path, clip: bool) -> dict[str, str]:
     paths = {"inception-tf": folder / "inception.pth", "alexnet-torchvision": folder / "alexnet.pth",
              "inception-torchvision": folder / "inception_torchvision.pth"}
     torch.save(tf_net.state_dict(), paths["inception-tf"])
-    tv_net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    torch.save(tv_net.state_dict(), paths["inception-torchvision"])
+    torch.save(calibrated_inception().state_dict(), paths["inception-torchvision"])
     torch.save(torchvision.models.alexnet().state_dict(), paths["alexnet-torchvision"])
     paths["lpips-alex-lin"] = Path(lpips.__file__).parent / "weights/v0.1/alex.pth"
     if clip:
@@ -72,6 +104,86 @@ def random_weights(folder: Path, clip: bool) -> dict[str, str]:
         paths["clip-vit-l-14-openai"] = folder / "clip.pth"
         torch.save(open_clip.create_model("ViT-L-14", pretrained=None).state_dict(), paths["clip-vit-l-14-openai"])
     return {k: str(v) for k, v in paths.items()}
+
+
+OFFICIAL_METRICS = ("lpips", "fid", "u_ids", "p_ids", "psnr", "ssim", "grad_error")  # what the three scripts report
+
+
+def official_workspace(root: Path, weights: dict[str, str]) -> dict[str, str]:
+    """The environment the official scripts need, holding our random weights: the torchvision files in a
+    TORCH_HOME hub cache under the names torchvision looks for, the LPIPS heads in root/ckpt/alex.pth (their
+    working directory is root), and a sitecustomize that makes `.cuda()` a no-op without a GPU."""
+    hub = root / "torch_home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    shutil.copy(weights["alexnet-torchvision"], hub / "alexnet-owt-7be5be79.pth")
+    shutil.copy(weights["inception-torchvision"], hub / "inception_v3_google-0cc3c7bd.pth")
+    (root / "ckpt").mkdir()
+    shutil.copy(weights["lpips-alex-lin"], root / "ckpt" / "alex.pth")
+    shim = root / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(
+        "import sklearn.svm  # cal_ids.py calls sklearn.svm after a bare `import sklearn`\n"
+        "import torch\n"
+        "if not torch.cuda.is_available():\n"
+        "    torch.Tensor.cuda = lambda self, *args, **kwargs: self\n"
+        "    torch.nn.Module.cuda = lambda self, *args, **kwargs: self\n")
+    return dict(os.environ, TORCH_HOME=str(root / "torch_home"), PYTHONPATH=str(shim))
+
+
+def run_official(eval_dir: Path, root: Path, data_dir: Path, pred: Path, n: int, env: dict[str, str]) -> tuple[float, dict]:
+    """Wall seconds of the three official scripts in turn, and the values they print."""
+    gt_dir = root / "512"  # the scripts read the resolution from the folder name
+    if not gt_dir.exists():
+        gt_dir.symlink_to(data_dir.resolve())
+    ids_resolution = "512" if n >= 512 else "2048"
+    outputs, total = {}, 0.0
+    for script, extra in (("cal_psnr_lpips_ssim.py", []), ("cal_ids.py", ["--resolution", ids_resolution]),
+                          ("cal_grad.py", ["--resolution", "512"])):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, str(eval_dir / script), "--generated_dir", str(pred), "--gt_dir",
+                               str(gt_dir), *extra], cwd=root, env=env, capture_output=True, text=True)
+        total += time.perf_counter() - start
+        if done.returncode:
+            raise SystemExit(f"{eval_dir / script} failed:\n{done.stderr[-2000:]}")
+        outputs[script] = done.stdout
+    psnr, ssim, lpips_value = (float(v) for v in outputs["cal_psnr_lpips_ssim.py"].strip().splitlines()[-1].split())
+    fid, u_ids, p_ids = (float(v) for v in re.search(r"full: (\S+) (\S+) (\S+)", outputs["cal_ids.py"]).groups())
+    grad = float(outputs["cal_grad.py"].strip().splitlines()[-1].split()[-1])
+    values = {"psnr": psnr, "ssim": ssim, "lpips": lpips_value, "fid": fid, "grad_error": grad}
+    if n >= 512:
+        values.update(u_ids=u_ids, p_ids=p_ids)
+    return total, values
+
+
+def run_cli(data_dir: Path, pred: Path, method: str, out: Path, cache: Path, weights: dict[str, str],
+            args: argparse.Namespace) -> float:
+    """Wall seconds of one `misato score` process (start-up, imports and network builds included)."""
+    command = [sys.executable, "-m", "misato", "score", "--dataset", str(data_dir), "--predictions", str(pred),
+               "--method", method, "--out", str(out), "--protocol", "asuka", "--metrics", ",".join(OFFICIAL_METRICS),
+               "--cache-dir", str(cache), "--device", args.device, "--batch-size", str(args.batch_size),
+               "--num-workers", str(args.num_workers), "--no-progress"]
+    for key in ("alexnet-torchvision", "lpips-alex-lin", "inception-torchvision"):
+        command += ["--weight", f"{key}={weights[key]}"]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def compare_official(eval_dir: Path, root: Path, data_dir: Path, pred_a: Path, pred_b: Path,
+                     weights: dict[str, str], args: argparse.Namespace) -> None:
+    """The official scripts against `misato score --protocol asuka` as fresh processes, on the same files."""
+    from evaluators.record import ResultRecord
+
+    env = official_workspace(root / "official", weights)
+    official_s, official = run_official(eval_dir, root / "official", data_dir, pred_a, args.n, env)
+    cache, out = root / "cli_cache", root / "cli_out"
+    cold_s = run_cli(data_dir, pred_a, "a", out, cache, weights, args)
+    warm_s = run_cli(data_dir, pred_b, "b", out, cache, weights, args)
+    ours = ResultRecord.read(next(out.glob("a*.json"))).overall
+    print(f"official scripts (3 processes): {official_s:.1f} s; misato score (fresh process): cold {cold_s:.1f} s "
+          f"({official_s / cold_s:.2f}x faster), warm {warm_s:.1f} s ({official_s / warm_s:.2f}x faster)")
+    for metric, value in official.items():
+        print(f"  {metric:10s} official {value:.6g}  misato {ours[metric]:.6g}")
 
 
 def main() -> None:
@@ -83,6 +195,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--protocol", default="comod", help="scoring protocol (asuka: the official scripts' own)")
     parser.add_argument("--clip", action="store_true", help="include the CLIP ViT-L/14 score")
+    parser.add_argument("--official-eval", type=Path,
+                        help="asuka-misato's asuka-flux/eval folder: also time its scripts on the same inputs")
     args = parser.parse_args()
 
     from evaluators.scoring import ScoreConfig, score
@@ -105,6 +219,8 @@ def main() -> None:
         start = time.perf_counter()
         second = score(dataset, pred_b, "b", tmp / "res", config)
         second_wall = time.perf_counter() - start
+        if args.official_eval:
+            compare_official(args.official_eval, tmp, data_dir, pred_a, pred_b, weights, args)
     forward = first.record.timing["forward_s"]
     print(f"device {first.record.device}, {args.n} images at {args.size}, protocol {args.protocol}, "
           f"metrics {','.join(metrics)}")
