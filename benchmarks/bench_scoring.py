@@ -107,6 +107,7 @@ def random_weights(folder: Path, clip: bool) -> dict[str, str]:
 
 
 OFFICIAL_METRICS = ("lpips", "fid", "u_ids", "p_ids", "psnr", "ssim", "grad_error")  # what the three scripts report
+OFFICIAL_SCRIPTS = ("cal_psnr_lpips_ssim.py", "cal_ids.py", "cal_grad.py")
 
 
 def official_workspace(root: Path, weights: dict[str, str]) -> dict[str, str]:
@@ -137,8 +138,10 @@ def run_official(eval_dir: Path, root: Path, data_dir: Path, pred: Path, n: int,
         gt_dir.symlink_to(data_dir.resolve())
     ids_resolution = "512" if n >= 512 else "2048"
     outputs, total = {}, 0.0
-    for script, extra in (("cal_psnr_lpips_ssim.py", []), ("cal_ids.py", ["--resolution", ids_resolution]),
-                          ("cal_grad.py", ["--resolution", "512"])):
+    extras = {"cal_psnr_lpips_ssim.py": [], "cal_ids.py": ["--resolution", ids_resolution],
+              "cal_grad.py": ["--resolution", "512"]}
+    for script in OFFICIAL_SCRIPTS:
+        extra = extras[script]
         start = time.perf_counter()
         done = subprocess.run([sys.executable, str(eval_dir / script), "--generated_dir", str(pred), "--gt_dir",
                                str(gt_dir), *extra], cwd=root, env=env, capture_output=True, text=True)
@@ -198,6 +201,14 @@ def main() -> None:
     parser.add_argument("--official-eval", type=Path,
                         help="asuka-misato's asuka-flux/eval folder: also time its scripts on the same inputs")
     args = parser.parse_args()
+    if args.official_eval:
+        missing = [name for name in OFFICIAL_SCRIPTS if not (args.official_eval / name).is_file()]
+        if missing:
+            parser.error(f"--official-eval {args.official_eval}: no {', '.join(missing)} there (expected an "
+                         f"asuka-misato checkout's asuka-flux/eval folder)")
+        if args.size != 512:
+            parser.error("--official-eval needs --size 512 (the official scripts name their data folder 512 or 1024 "
+                         "and read 1024 masks under other names)")
 
     from evaluators.scoring import ScoreConfig, score
     from misato.data import load_dataset

@@ -45,8 +45,9 @@ def resolve_device(requested: str | None, process_device: "torch.device | None" 
 def fold_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
     """`module` (in eval mode) with every Inception `BasicConv2d` (conv -> batch norm -> ReLU, torchvision's and
     torch-fidelity's) folded into one biased convolution by torch's `fuse_conv_bn_eval`; the batch norm becomes
-    an identity. Same function up to float rounding (tested: 1e-6 of the features' scale, as the layout change);
-    the Inception forward is about 8% faster on 2 CPU cores (0.141 -> 0.13 s per image at 299)."""
+    an identity. Same function up to float rounding (measured 1e-6 of the features' scale, test bound 1e-5); the
+    torchvision Inception forward at 299 takes 0.121 instead of 0.146 s per image on 2 CPU cores (channels-last
+    both, mean of 4 alternating runs)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
     from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d as FidelityBasicConv2d
     from torchvision.models.inception import BasicConv2d
