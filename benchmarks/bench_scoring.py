@@ -82,22 +82,31 @@ def calibrated_inception() -> torch.nn.Module:
     return net.eval()
 
 
-def random_weights(folder: Path, clip: bool) -> dict[str, str]:
+def random_weights(folder: Path, clip: bool, protocol: str = "comod") -> dict[str, str]:
+    """Random weight files for the networks `protocol` scores with (its Inception only: the other one costs
+    time and, in `bench_table1_scale memory`, the peak memory being measured), LPIPS, and CLIP with `clip`."""
     import lpips
     import torchvision
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from evaluators.features import EXTRACTORS
+    from evaluators.protocols import get_protocol
 
     torch.manual_seed(0)
-    with mock.patch.object(torch, "load", lambda *a, **k: {}), mock.patch.object(
-        FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None
-    ):
-        tf_net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
-    paths = {"inception-tf": folder / "inception.pth", "alexnet-torchvision": folder / "alexnet.pth",
-             "inception-torchvision": folder / "inception_torchvision.pth"}
-    torch.save(tf_net.state_dict(), paths["inception-tf"])
-    torch.save(calibrated_inception().state_dict(), paths["inception-torchvision"])
+    paths = {"alexnet-torchvision": folder / "alexnet.pth"}
     torch.save(torchvision.models.alexnet().state_dict(), paths["alexnet-torchvision"])
     paths["lpips-alex-lin"] = Path(lpips.__file__).parent / "weights/v0.1/alex.pth"
+    if EXTRACTORS[get_protocol(protocol).feature_net].weight_key == "inception-torchvision":
+        paths["inception-torchvision"] = folder / "inception_torchvision.pth"
+        torch.save(calibrated_inception().state_dict(), paths["inception-torchvision"])
+    else:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        with mock.patch.object(torch, "load", lambda *a, **k: {}), mock.patch.object(
+            FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None
+        ):
+            tf_net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
+        paths["inception-tf"] = folder / "inception.pth"
+        torch.save(tf_net.state_dict(), paths["inception-tf"])
     if clip:
         import open_clip
 
@@ -190,13 +199,16 @@ def compare_official(eval_dir: Path, root: Path, data_dir: Path, pred_a: Path, p
 
 
 def main() -> None:
+    from evaluators.protocols import PROTOCOLS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--protocol", default="comod", help="scoring protocol (asuka: the official scripts' own)")
+    parser.add_argument("--protocol", default="comod", choices=sorted(PROTOCOLS),
+                        help="scoring protocol (asuka: the official scripts' own)")
     parser.add_argument("--clip", action="store_true", help="include the CLIP ViT-L/14 score")
     parser.add_argument("--official-eval", type=Path,
                         help="asuka-misato's asuka-flux/eval folder: also time its scripts on the same inputs")
@@ -206,6 +218,8 @@ def main() -> None:
         if missing:
             parser.error(f"--official-eval {args.official_eval}: no {', '.join(missing)} there (expected an "
                          f"asuka-misato checkout's asuka-flux/eval folder)")
+        if args.protocol != "asuka":
+            parser.error("--official-eval compares with the official scripts' own conventions: add --protocol asuka")
         if args.size != 512:
             parser.error("--official-eval needs --size 512 (the official scripts name their data folder 512 or 1024 "
                          "and read 1024 masks under other names)")
@@ -216,7 +230,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data_dir, pred_a, pred_b = make_inputs(tmp, args.n, args.size)
-        weights = random_weights(tmp, args.clip)
+        weights = random_weights(tmp, args.clip, args.protocol)
         metrics = ("lpips", "fid", "u_ids", "p_ids", "kid", "psnr", "ssim", "grad_error") + (("clip_score",) if args.clip else ())
         dataset = load_dataset(data_dir)
         config = ScoreConfig(metrics=metrics, weights=weights, device=args.device, batch_size=args.batch_size,
