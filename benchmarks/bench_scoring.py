@@ -198,14 +198,27 @@ def compare_official(eval_dir: Path, root: Path, data_dir: Path, pred_a: Path, p
         print(f"  {metric:10s} official {value:.6g}  misato {ours[metric]:.6g}")
 
 
+def _at_least(low: int):
+    """An argparse type: an integer no smaller than `low`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
 def main() -> None:
     from evaluators.protocols import PROTOCOLS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=64)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--n", type=_at_least(2), default=64, help="image pairs (at least 2: covariances)")
+    parser.add_argument("--size", type=_at_least(64), default=512, help="image side")
+    parser.add_argument("--batch-size", type=_at_least(1), default=8)
+    parser.add_argument("--num-workers", type=_at_least(0), default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--protocol", default="comod", choices=sorted(PROTOCOLS),
                         help="scoring protocol (asuka: the official scripts' own)")
