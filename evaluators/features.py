@@ -13,7 +13,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from misato.devices import to_inference_layout
+from misato.devices import build_empty, check_loaded, to_inference_layout
 from misato.weights import ResolvedWeight
 
 
@@ -144,10 +144,10 @@ def build_torchvision_inception(weights_path) -> torch.nn.Module:
     """torchvision inception_v3 as `inception_v3(weights=IMAGENET1K_V1)` builds it, with fc = Identity."""
     from torchvision.models import inception_v3
 
-    net = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
-    net.load_state_dict(_load_state_dict(weights_path))
+    net = build_empty(lambda: inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False))
+    net.load_state_dict(_load_state_dict(weights_path), assign=True)
     net.fc = torch.nn.Identity()
-    return net.eval()
+    return check_loaded(net, str(weights_path)).eval()
 
 
 class InceptionTorchvision(FeatureExtractor):

@@ -13,17 +13,24 @@ _BACKBONE_PREFIX = "features."
 def build_lpips(backbone: ResolvedWeight, lin: ResolvedWeight, net: str = "alex") -> torch.nn.Module:
     """lpips.LPIPS(net, version 0.1) with the torchvision backbone file `backbone` and the linear heads `lin`.
 
-    The package would fetch the backbone through torchvision's hub cache; we build it with random backbone
-    weights (`pnet_rand=True`) and load the resolved file weights-only instead, so the path and hash are ours.
+    The package would fetch the backbone through torchvision's hub cache and load the heads itself; we build it
+    empty (`misato.devices.build_empty`) and load both resolved files weights-only, so the paths and hashes are ours.
     Call the result with two (B, 3, H, W) tensors in [-1, 1]; it returns (B, 1, 1, 1).
     """
     import warnings
 
     import lpips
 
+    from misato.devices import build_empty, check_loaded
+
     with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
         warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, model_path=str(lin.path), verbose=False)
+        model = build_empty(lambda: lpips.LPIPS(net=net, version="0.1", pretrained=False, pnet_rand=True, verbose=False))
+    model.scaling_layer = lpips.ScalingLayer()  # its constants are in no file
+    heads = torch.load(lin.path, map_location="cpu", weights_only=True)
+    unexpected = model.load_state_dict(heads, strict=False, assign=True).unexpected_keys
+    if unexpected:
+        raise ValueError(f"{lin.path}: not LPIPS linear heads for {net!r} (unexpected {', '.join(unexpected[:5])})")
     state = torch.load(backbone.path, map_location="cpu", weights_only=True)
     mapped = {}
     for name, _ in list(model.net.named_parameters()) + list(model.net.named_buffers()):
@@ -32,7 +39,8 @@ def build_lpips(backbone: ResolvedWeight, lin: ResolvedWeight, net: str = "alex"
         if source not in state:
             raise ValueError(f"{backbone.path}: no {source!r} for LPIPS backbone parameter {name!r}")
         mapped[name] = state[source]
-    model.net.load_state_dict(mapped)
+    model.net.load_state_dict(mapped, assign=True)
+    check_loaded(model, f"{backbone.path} + {lin.path}")
     return model.eval().requires_grad_(False)
 
 

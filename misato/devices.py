@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from itertools import chain
+from typing import Callable
+
 import torch
 
 SUPPORTED = ("cpu", "cuda")
@@ -40,6 +43,23 @@ def resolve_device(requested: str | None, process_device: "torch.device | None" 
     if requested == "cuda" and process_device is not None and torch.device(process_device).type == "cuda":
         return torch.device(process_device)
     return torch.device(requested)
+
+
+def build_empty(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """`build()` with every parameter and buffer on the meta device: no memory and no random initialisation
+    (drawing it costs 0.4-0.6 s for Inception or AlexNet on 2 CPU cores, only to be overwritten). Fill it with
+    `module.load_state_dict(state, assign=True)`, then call `check_loaded`."""
+    with torch.device("meta"):
+        return build()
+
+
+def check_loaded(module: torch.nn.Module, source: str) -> torch.nn.Module:
+    """`module` in float32 (as loading into an initialised float32 module gives) once no tensor is left on the meta
+    device; else ValueError naming `source` and the first names without values."""
+    empty = [name for name, tensor in chain(module.named_parameters(), module.named_buffers()) if tensor.is_meta]
+    if empty:
+        raise ValueError(f"{source}: no values for {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
+    return module.float()
 
 
 def fold_batch_norms(module: torch.nn.Module) -> torch.nn.Module:

@@ -49,6 +49,31 @@ def test_lpips_refuses_float_inputs(random_weights):
         lpips_distance(ours, torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))
 
 
+def test_networks_built_empty_refuse_files_with_missing_tensors(random_weights, tmp_path):
+    """Networks are built on the meta device and filled from their files: a file lacking a tensor is named in the
+    error, never left uninitialised or filled with random values."""
+    import lpips
+
+    heads = torch.load(Path(lpips.__file__).parent / "weights/v0.1/alex.pth", map_location="cpu", weights_only=True)
+    del heads["lin3.model.1.weight"]
+    torch.save(heads, tmp_path / "heads.pth")
+    backbone = resolve("alexnet-torchvision", random_weights["alexnet-torchvision"])
+    with pytest.raises(ValueError, match=r"heads\.pth: no values for lin3\.model\.1\.weight"):
+        build_lpips(backbone, resolve("lpips-alex-lin", tmp_path / "heads.pth"))
+    heads["lin3.model.1.weight"], heads["lin9.model.1.weight"] = torch.zeros(1, 256, 1, 1), torch.zeros(1, 4, 1, 1)
+    torch.save(heads, tmp_path / "heads.pth")
+    with pytest.raises(ValueError, match=r"heads\.pth: not LPIPS linear heads .*lin9"):
+        build_lpips(backbone, resolve("lpips-alex-lin", tmp_path / "heads.pth"))
+    state = torch.load(random_weights["inception-torchvision"], weights_only=True)
+    del state["Mixed_7c.branch_pool.conv.weight"]
+    torch.save(state, tmp_path / "inception.pth")
+    with pytest.raises(RuntimeError, match="Missing key.*Mixed_7c.branch_pool.conv.weight"):
+        build_torchvision_inception(tmp_path / "inception.pth")
+    model = build_lpips(backbone, resolve("lpips-alex-lin"))
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    torch.testing.assert_close(model.scaling_layer.shift.flatten(), torch.tensor([-0.030, -0.088, -0.188]))
+
+
 def test_torchvision_inception_equals_official_loading(random_weights, monkeypatch, tmp_path):
     """The asuka extractor equals `inception_v3(weights=IMAGENET1K_V1)` + fc=Identity + weights.transforms()."""
     from torchvision.models import Inception_V3_Weights, inception_v3

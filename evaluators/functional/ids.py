@@ -7,8 +7,6 @@ written here to state the pairing rule explicitly.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.svm import LinearSVC
 
 
 def discriminative_decisions(
@@ -21,6 +19,11 @@ def discriminative_decisions(
     fake (label 0) together (no held-out split). pca_dim: the asuka protocol's PCA on the stacked features
     before the SVM (seeded).
     """
+    # Imported here: scikit-learn takes 2-3 s to import, and a scoring run that computes no U/P-IDS (another
+    # metric set, or too few rows for the protocol's PCA) would pay it before its first image.
+    from sklearn.decomposition import PCA
+    from sklearn.svm import LinearSVC
+
     real, fake = np.asarray(real), np.asarray(fake)
     if real.shape != fake.shape or real.ndim != 2:
         raise ValueError(f"real and fake features must be paired (N, D) arrays, got {real.shape} and {fake.shape}")
