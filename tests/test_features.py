@@ -43,6 +43,26 @@ def test_lpips_equals_lpips_package(random_weights, monkeypatch, tmp_path):
     assert float(got.min()) > 0
 
 
+def test_lpips_distance_is_the_package_forward_bit_for_bit(random_weights):
+    """The table-driven input scaling and in-place head give `lpips.LPIPS.forward`'s values exactly, for both value
+    ranges, in both memory layouts, on bytes 0 to 255."""
+    from misato.devices import to_inference_layout
+
+    built = build_lpips(resolve("alexnet-torchvision", random_weights["alexnet-torchvision"]), resolve("lpips-alex-lin"))
+    a = torch.arange(3 * 3 * 64 * 72).reshape(3, 3, 64, 72).remainder(256).to(torch.uint8)
+    b = torch.from_numpy(np.stack(_images(3, size=72))[:, :64]).permute(0, 3, 1, 2).contiguous()
+    for model in (built, to_inference_layout(copy.deepcopy(built), torch.device("cpu"))):
+        for low, high in ((-1.0, 1.0), (0.0, 1.0)):
+            scale = lambda x: x.float() / 255.0 * (high - low) + low  # noqa: E731
+            with torch.inference_mode():
+                expected = model(scale(a), scale(b)).flatten()
+            got = lpips_distance(model, a, b, (low, high))
+            assert torch.equal(got, expected), (low, high, got - expected)
+    built.spatial = True
+    with pytest.raises(ValueError, match="spatial average only"):
+        lpips_distance(built, a, b)
+
+
 def test_lpips_refuses_float_inputs(random_weights):
     ours = build_lpips(resolve("alexnet-torchvision", random_weights["alexnet-torchvision"]), resolve("lpips-alex-lin"))
     with pytest.raises(ValueError, match="uint8"):

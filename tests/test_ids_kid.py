@@ -80,3 +80,21 @@ def test_kid_is_seeded():
     real, fake = _paired(seed=4, n=80, d=8)
     assert kernel_inception_distance(real, fake, 5, 30, seed=1) == kernel_inception_distance(real, fake, 5, 30, seed=1)
     assert kernel_inception_distance(real, fake, 5, 30, seed=1) != kernel_inception_distance(real, fake, 5, 30, seed=2)
+
+
+def test_scikit_learn_is_imported_only_to_fit_the_svm() -> None:
+    """A scoring process that computes no U/P-IDS (here: too few rows for the PCA) never pays scikit-learn's
+    2-3 s import; the refusal names the row count."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, evaluators.scoring, evaluators.set_metrics\n"
+            "from evaluators.functional.ids import discriminative_decisions\n"
+            "try:\n"
+            "    discriminative_decisions(np.zeros((64, 2048)), np.zeros((64, 2048)), pca_dim=512)\n"
+            "except ValueError as error:\n"
+            "    print(error)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["PCA to 512 dimensions needs at least 512 feature rows (real+fake), got 128", "[]"]

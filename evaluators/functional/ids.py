@@ -19,20 +19,19 @@ def discriminative_decisions(
     fake (label 0) together (no held-out split). pca_dim: the asuka protocol's PCA on the stacked features
     before the SVM (seeded).
     """
-    # Imported here: scikit-learn takes 2-3 s to import, and a scoring run that computes no U/P-IDS (another
-    # metric set, or too few rows for the protocol's PCA) would pay it before its first image.
-    from sklearn.decomposition import PCA
-    from sklearn.svm import LinearSVC
-
     real, fake = np.asarray(real), np.asarray(fake)
     if real.shape != fake.shape or real.ndim != 2:
         raise ValueError(f"real and fake features must be paired (N, D) arrays, got {real.shape} and {fake.shape}")
     inputs = np.concatenate([real, fake])
-    if pca_dim is not None and pca_dim != inputs.shape[1]:
-        if inputs.shape[0] < pca_dim:
-            raise ValueError(
-                f"PCA to {pca_dim} dimensions needs at least {pca_dim} feature rows (real+fake), got {inputs.shape[0]}"
-            )
+    reduce = pca_dim is not None and pca_dim != inputs.shape[1]
+    if reduce and inputs.shape[0] < pca_dim:
+        raise ValueError(f"PCA to {pca_dim} dimensions needs at least {pca_dim} feature rows (real+fake), got {inputs.shape[0]}")
+    # Imported only now: scikit-learn takes 2-3 s to import, which a scoring run that computes no U/P-IDS (another
+    # metric set, or too few rows for the protocol's PCA) would otherwise pay before its first image.
+    from sklearn.decomposition import PCA
+    from sklearn.svm import LinearSVC
+
+    if reduce:
         inputs = PCA(pca_dim, random_state=pca_seed).fit_transform(inputs)
     targets = np.concatenate([np.ones(len(real)), np.zeros(len(fake))])
     svm = LinearSVC(dual=False)
