@@ -21,17 +21,18 @@ def build_lpips(backbone: ResolvedWeight, lin: ResolvedWeight, net: str = "alex"
 
     import lpips
 
+    from misato.checkpoints import load_checkpoint
     from misato.devices import build_empty, check_loaded
 
     with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
         warnings.simplefilter("ignore", UserWarning)
         model = build_empty(lambda: lpips.LPIPS(net=net, version="0.1", pretrained=False, pnet_rand=True, verbose=False))
     model.scaling_layer = lpips.ScalingLayer()  # its constants are in no file
-    heads = torch.load(lin.path, map_location="cpu", weights_only=True)
+    heads = load_checkpoint(lin.path)
     unexpected = model.load_state_dict(heads, strict=False, assign=True).unexpected_keys
     if unexpected:
         raise ValueError(f"{lin.path}: not LPIPS linear heads for {net!r} (unexpected {', '.join(unexpected[:5])})")
-    state = torch.load(backbone.path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(backbone.path)
     mapped = {}
     for name, _ in list(model.net.named_parameters()) + list(model.net.named_buffers()):
         _, index_and_param = name.split(".", 1)  # "slice1.0.weight" -> "0.weight"
