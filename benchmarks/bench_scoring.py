@@ -174,8 +174,8 @@ def run_cli(data_dir: Path, pred: Path, method: str, out: Path, cache: Path, wei
                "--method", method, "--out", str(out), "--protocol", "asuka", "--metrics", ",".join(OFFICIAL_METRICS),
                "--cache-dir", str(cache), "--device", args.device, "--batch-size", str(args.batch_size),
                "--num-workers", str(args.num_workers), "--no-progress"]
-    for key in ("alexnet-torchvision", "lpips-alex-lin", "inception-torchvision"):
-        command += ["--weight", f"{key}={weights[key]}"]
+    for key, path in weights.items():  # every file `random_weights` wrote for the protocol
+        command += ["--weight", f"{key}={path}"]
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     return time.perf_counter() - start
