@@ -85,8 +85,10 @@ def memory(args: argparse.Namespace) -> list[dict]:
     rows = []
     for n in args.counts:
         command = [sys.executable, __file__, "_memory_one", str(n), str(args.size), args.device, str(args.workers)]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"memory at {n} images failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
