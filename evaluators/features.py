@@ -144,8 +144,10 @@ def build_torchvision_inception(weights_path) -> torch.nn.Module:
     """torchvision inception_v3 as `inception_v3(weights=IMAGENET1K_V1)` builds it, with fc = Identity."""
     from torchvision.models import inception_v3
 
+    from misato.checkpoints import load_state_strict
+
     net = build_empty(lambda: inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False))
-    net.load_state_dict(_load_state_dict(weights_path), assign=True)
+    load_state_strict(net, _load_state_dict(weights_path), weights_path, "torchvision Inception v3", assign=True)
     net.fc = torch.nn.Identity()
     return check_loaded(net, str(weights_path)).eval()
 

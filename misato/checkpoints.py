@@ -112,10 +112,11 @@ def sub_state(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch
 
 
 def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike,
-                      what: str, allow_missing: tuple[str, ...] = ()) -> torch.nn.Module:
+                      what: str, allow_missing: tuple[str, ...] = (), assign: bool = False) -> torch.nn.Module:
     """Load `state` into `module` strictly, or raise ValueError naming `source` (the file), `what` (the
     architecture expected) and the first missing / unexpected keys and wrong shapes. `allow_missing`: keys the
-    publisher's file may lack (the module keeps its own values for them)."""
+    publisher's file may lack (the module keeps its own values for them). `assign`: take the file's tensors
+    instead of copying into the module's (for a module built on the meta device, `misato.devices.build_empty`)."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state and k not in allow_missing]
     unexpected = [k for k in state if k not in expected]
@@ -125,5 +126,5 @@ def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
         parts = [f"{label} {items[:5]} ({len(items)} in all)" for label, items in
                  (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)) if items]
         raise ValueError(f"{source}: not a {what} state dict: {'; '.join(parts)}")
-    module.load_state_dict(dict(state), strict=not allow_missing)
+    module.load_state_dict(dict(state), strict=not allow_missing, assign=assign)
     return module
