@@ -66,6 +66,20 @@ def test_device_is_checked_before_any_work(tiny_dataset, tiny_predictions, tmp_p
         assert "no CUDA GPU" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
+def test_weight_flag_with_an_unknown_key_or_missing_file_fails_before_any_work(tiny_dataset, tiny_predictions, tmp_path,
+                                                                                capsys):
+    """A typo in --weight's key or path used to be ignored (the metric recorded as unavailable, with a hint to pass
+    the very flag given); both now end the command before it writes anything."""
+    weight = tmp_path / "alex.pth"
+    weight.write_bytes(b"x")
+    args = ["score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--method", "m",
+            "--out", str(tmp_path / "r"), "--device", "cpu"]
+    assert main([*args, "--weight", f"lpips-alex-lni={weight}"]) == 1
+    assert "unknown weights key 'lpips-alex-lni'; did you mean lpips-alex-lin" in capsys.readouterr().err
+    assert main([*args, "--weight", f"lpips-alex-lin={tmp_path / 'nope.pth'}"]) == 1
+    assert "nope.pth: no such file" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
 def test_run_checks_protocol_and_out_before_inpainting(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--methods", "telea", "--dataset", str(tiny_dataset), "--out", str(out),

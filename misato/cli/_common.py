@@ -12,12 +12,24 @@ if TYPE_CHECKING:
 
 
 def parse_weight_overrides(values: list[str] | None) -> dict[str, str]:
-    """`--weight KEY=PATH` pairs -> {key: path}."""
+    """`--weight KEY=PATH` pairs -> {key: path}. ValueError for a malformed pair, a key the registry does not know
+    (a typo would otherwise be ignored) or a path that is not a file (the metric would otherwise be recorded as
+    unavailable, with a hint to pass the very flag given)."""
+    from pathlib import Path
+
+    from misato.weights import get_spec
+
     overrides = {}
     for value in values or []:
         key, sep, path = value.partition("=")
         if not sep or not key or not path:
             raise ValueError(f"--weight expects KEY=PATH, got {value!r}")
+        try:
+            get_spec(key)
+        except KeyError as error:
+            raise ValueError(f"--weight {value}: {error.args[0]}") from None
+        if not Path(path).is_file():
+            raise ValueError(f"--weight {value}: no such file")
         overrides[key] = path
     return overrides
 
