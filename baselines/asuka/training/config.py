@@ -4,8 +4,17 @@ A run's configuration is built in this order, each step overriding the previous 
   1. the dataclass defaults = the paper's values (Sec. 3.1-3.2 and 5) where the paper states them;
   2. the named presets, left to right (`--preset tiny,cross4`; a config file's "preset" key comes first);
   3. the fields of a config file (JSON or YAML, `--config`);
-  4. `--set FIELD=VALUE` pairs (values parsed as JSON, else kept as strings).
+  4. `--set FIELD=VALUE` pairs (the text read as the field's type, see below).
 Unknown presets and unknown fields are errors naming them. The resolved configuration is recorded in the run.
+
+Every value is checked against its field's type when it is given (preset, file or --set) and again when a config
+is built (`__post_init__`), one rule for all (`coerce_field`); a wrong one is a one-line ValueError naming the
+field, the expected type and where the value came from, before any work:
+  - bool: true/false, or (case-insensitive) the strings "true"/"false", "yes"/"no", "on"/"off" (YAML 1.1
+    spellings). Anything else, numbers 0/1 included, is refused ("no" is never taken as true).
+  - int: an integer, a float with no fractional part (1e4), or a string holding one; 10.7 is refused.
+  - float: a finite number, or a string holding one (YAML 1.1 reads `1e-4` as a string); "fast", NaN refused.
+  - str: a string. tuple[...]: a list of that many items (or its JSON text), each checked as above.
 
 Values the paper does not state are marked "(ours)" below; they are choices made once, recorded in every run.
 """
@@ -13,7 +22,10 @@ Values the paper does not state are marked "(ours)" below; they are choices made
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -58,6 +70,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     num_workers: int = 4
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            object.__setattr__(self, spec.name, coerce_field(type(self), spec.name, getattr(self, spec.name)))
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
@@ -290,11 +306,70 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _parse_value(text: str) -> Any:
+_TRUE, _FALSE = ("true", "yes", "on"), ("false", "no", "off")
+
+
+@functools.cache
+def field_types(cls: type[TrainConfig]) -> dict[str, Any]:
+    """{field name: its annotated type} of a config class (ClassVars excluded)."""
+    hints = typing.get_type_hints(cls)
+    return {spec.name: hints[spec.name] for spec in dataclasses.fields(cls)}
+
+
+def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {len(typing.get_args(kind))} values ({', '.join(_type_name(a) for a in typing.get_args(kind))})"
+    return {bool: "a boolean (true/false, yes/no, on/off)", int: "an integer", float: "a number",
+            str: "a string"}[kind]
+
+
+def _coerce(value: Any, kind: Any) -> Any:
+    """`value` as `kind` (bool, int, float, str or a fixed-length tuple of them); raises TypeError when it is not one."""
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise TypeError from None
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise TypeError
+        return tuple(_coerce(item, arg) for item, arg in zip(value, args))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise TypeError
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise TypeError from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise TypeError
+        return int(value)
+    return float(value)
+
+
+def coerce_field(cls: type[TrainConfig], name: str, value: Any, source: str = "") -> Any:
+    """`value` checked and converted to the type of field `name` of `cls` (the rules in the module docstring).
+
+    Raises ValueError "SOURCE: config field NAME expects TYPE, got VALUE" (one line) when it is not of that type.
+    """
+    kind = field_types(cls)[name]
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+        return _coerce(value, kind)
+    except TypeError:
+        where = f"{source}: " if source else ""
+        raise ValueError(f"{where}{cls.stage} config field {name} expects {_type_name(kind)}, got {value!r}") from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -332,26 +407,31 @@ def build_config(stage: str, presets: list[str] | tuple[str, ...] = (), config_f
         for part in (p.strip() for p in name.split(",") if p.strip()):
             if part not in PRESETS[stage]:
                 raise ValueError(f"unknown {stage} preset {part!r}; known: {sorted(PRESETS[stage])}")
-            values.update(PRESETS[stage][part])
+            values.update({key: coerce_field(cls, key, value, f"preset {part}")
+                           for key, value in PRESETS[stage][part].items()})
     source = f"config file {config_file}" if config_file else "config"
     for key, value in file_fields.items():
         if key not in names:
             raise ValueError(f"{source}: unknown {stage} config field {key!r}; known: {sorted(names)}")
-        values[key] = value
+        values[key] = coerce_field(cls, key, value, source)
     for pair in sets:
         key, sep, text = pair.partition("=")
         if not sep or key not in names:
             raise ValueError(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
-        values[key] = _parse_value(text)
-    for key in ("adam_betas", "crop_scale", "jitter", "latent_t_range"):
-        if key in values:
-            values[key] = tuple(values[key])
-    try:
-        config = cls(**values)
-    except TypeError as error:
-        raise ValueError(f"{stage} config: {error}") from error
+        values[key] = coerce_field(cls, key, _unquote(text), f"--set {pair}")
+    config = cls(**values)
     config.validate()
     return config
+
+
+def _unquote(text: str) -> str:
+    """A --set value as text: a JSON string literal ('"no"') unquoted, anything else as typed."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
 
 
 def preset_names(stage: str) -> list[str]:
@@ -360,4 +440,4 @@ def preset_names(stage: str) -> list[str]:
 
 __all__ = ["TrainConfig", "MAETrainConfig", "AlignmentTrainConfig", "PromptTrainConfig", "DecoderTrainConfig",
            "PRESETS", "CONFIGS",
-           "build_config", "read_config_file", "preset_names"]
+           "build_config", "read_config_file", "preset_names", "coerce_field", "field_types"]
