@@ -67,6 +67,11 @@ class PatchDiscriminator(nn.Module):
         return self.main(x)
 
 
+# The registry keys (backbone, linear heads) of the loss's LPIPS network, by `lpips_net`.
+LPIPS_LOSS_WEIGHTS: dict[str, tuple[str, str]] = {"vgg": ("vgg16-torchvision", "lpips-vgg-lin"),
+                                                  "alex": ("alexnet-torchvision", "lpips-alex-lin")}
+
+
 def build_lpips_loss(config: DecoderTrainConfig, inputs: TrainInputs) -> tuple[nn.Module | None, dict[str, Any]]:
     """The LPIPS network of the loss (frozen), weights through the registry; None when lpips_weight is 0."""
     if config.lpips_weight == 0:
@@ -74,9 +79,8 @@ def build_lpips_loss(config: DecoderTrainConfig, inputs: TrainInputs) -> tuple[n
     from evaluators.lpips_metric import build_lpips
     from misato.weights import resolve
 
-    keys = {"vgg": ("vgg16-torchvision", "lpips-vgg-lin"), "alex": ("alexnet-torchvision", "lpips-alex-lin")}
     backbone, lin = (resolve(k, path=inputs.weights.get(k), allow_download=inputs.allow_download)
-                     for k in keys[config.lpips_net])
+                     for k in LPIPS_LOSS_WEIGHTS[config.lpips_net])
     return build_lpips(backbone, lin, net=config.lpips_net), {"lpips": [backbone.record(), lin.record()]}
 
 
@@ -114,7 +118,7 @@ def build(config: DecoderTrainConfig, inputs: TrainInputs, accelerator: Any) -> 
     if config.init == "file" and not inputs.decoder_init:
         raise ValueError("init 'file' needs --decoder-init FILE (an asymmetric-decoder state dict)")
     device, dtype = accelerator.device, weight_dtype(accelerator)
-    sd = FrozenSD.load(config.sd_model, device, dtype, seed=config.seed)
+    sd = FrozenSD.load(config.sd_model, device, dtype, seed=config.seed, allow_download=inputs.allow_download)
     vae = sd.pipe.vae
     records.update(sd.record())
     lpips_net, lpips_records = build_lpips_loss(config, inputs)
