@@ -220,6 +220,8 @@ def inpaint_dataset(
         cls = REGISTRY.get(inpainter)
         chosen = choose_device(device, workers, cls.devices)
         extra = {"weight_paths": dict(weight_paths or {}), "allow_download": allow_download} if cls.weights else {}
+        if allow_download:  # hub models (the SD and FLUX pipelines) are downloaded only when this reaches them
+            extra["allow_download"] = True
         inpainter = REGISTRY.create(method_spec, chosen, **extra, **(options or {}))
     folder = OutputFolder(out_dir)
     expected = fingerprint(inpainter, seed)

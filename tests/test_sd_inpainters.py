@@ -285,3 +285,98 @@ def test_loading_from_local_diffusers_folders(tmp_path, repaint_parts):
                                                    jump_n_sample=1)
     images, masks = batch(1, size=REPAINT_SIZE)
     torch.testing.assert_close(repaint.inpaint(images, masks, [2]), reference.inpaint(images, masks, [2]))
+
+
+# ------------------------------------------------------------------------------------------ network and trained runs
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Hub access switched on as for a user (no HF_HUB_OFFLINE), but every name lookup and socket connection refused
+    and recorded, so nothing leaves the machine: a load that would reach the network shows up in the returned list."""
+    import socket
+
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    attempts: list[object] = []
+
+    def refuse(address):
+        attempts.append(address)
+        raise OSError(f"test: network disabled ({address})")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: refuse(host))
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address, *args: refuse(address))
+    monkeypatch.setattr(socket.socket, "connect_ex", lambda self, address, *args: refuse(address))
+    return attempts
+
+
+def prompt_file(tmp_path, tokens: int = 6):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "learned.safetensors"
+    save_file({"prompt_embeds": torch.randn(1, tokens, 32)}, str(path))
+    return path
+
+
+@pytest.mark.parametrize("name", ["sd", "sd-text", "sd-prompt", "sd-repaint"])
+def test_hub_models_are_never_fetched_without_allow_download(name, no_network, tmp_path):
+    """Without model= the default hub id is read from the Hugging Face cache only: a clear error naming the fix,
+    and no connection attempted (the old code asked the Hub)."""
+    from baselines.registry import create_inpainter
+
+    options = {"prompt_file": str(prompt_file(tmp_path))} if name == "sd-prompt" else {}
+    with pytest.raises(FileNotFoundError, match=r"not in the Hugging Face cache and downloads are off.*--allow-download"):
+        create_inpainter(name, steps=2, **options)
+    assert no_network == []
+
+
+def test_allow_download_reaches_the_hub(no_network, tmp_path):
+    """With allow_download the same load is allowed to connect (here refused by the test, so it fails)."""
+    from baselines.registry import create_inpainter
+
+    with pytest.raises(FileNotFoundError, match="Hugging Face model id"):
+        create_inpainter("sd", steps=2, allow_download=True)
+    assert no_network
+
+
+def make_prompt_run(folder, tokens: int = 6):
+    """A `misato train prompt --preset tiny` run folder as the trainer writes it: sd/ (tiny parts, no text
+    encoder) and prompt.safetensors with its manifest."""
+    from baselines.asuka.trained import save_sd_components, write_prompt_folder
+
+    folder.mkdir()
+    embeds = torch.randn(1, tokens, 32, generator=torch.Generator().manual_seed(3))
+    write_prompt_folder(folder, embeds, save_sd_components(tiny_inpaint_pipeline(), folder))
+    return embeds
+
+
+def test_sd_prompt_loads_a_prompt_training_run_as_model(no_network, tmp_path):
+    from baselines.registry import create_inpainter
+
+    run = tmp_path / "prompt-run"
+    embeds = make_prompt_run(run)
+    learned = create_inpainter("sd-prompt", model=str(run), steps=2)
+    torch.testing.assert_close(learned.prompt_embeds, embeds)
+    assert learned.options["trained_folder"] == str(run.resolve())
+    assert learned.options["sd_model"] == str(run.resolve() / "sd") and learned.config()["prompt_file_sha256"]
+    images, masks = batch(1)
+    check_contract(learned.inpaint(images, masks, [1]), images)
+    other = prompt_file(tmp_path, tokens=4)  # an explicit prompt_file overrides the run's
+    assert create_inpainter("sd-prompt", model=str(run), prompt_file=str(other), steps=2).prompt_embeds.shape[1] == 4
+    assert no_network == []
+
+    (run / "prompt.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"prompt-run: its prompt file .*prompt.safetensors is missing"):
+        create_inpainter("sd-prompt", model=str(run), steps=2)
+    make_prompt_run(tmp_path / "no-sd")
+    import shutil
+
+    shutil.rmtree(tmp_path / "no-sd" / "sd")
+    with pytest.raises(FileNotFoundError, match=r"no-sd: its SD folder .*sd is missing"):
+        create_inpainter("sd-prompt", model=str(tmp_path / "no-sd"), steps=2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty: a folder without sd_prompt.json"):
+        create_inpainter("sd-prompt", model=str(tmp_path / "empty"), steps=2)
+    assert no_network == []

@@ -202,6 +202,8 @@ def test_trained_alignment_and_prompt_load_into_the_inpainters(tmp_path, photos)
     assert torch.equal(prompt.prompt_embeds, load_file(str(tmp_path / "prompt" / "prompt.safetensors"))["prompt_embeds"])
     out = prompt.inpaint(images, masks, [1, 2])
     assert out.shape == images.shape and torch.isfinite(out).all()
+    run = create_inpainter("sd-prompt", model=str(tmp_path / "prompt"), steps=2)  # the run folder as it is
+    assert torch.equal(run.prompt_embeds, prompt.prompt_embeds) and torch.equal(run.inpaint(images, masks, [1, 2]), out)
 
 
 def test_unreadable_images_are_skipped_and_counted(tmp_path, photos):

@@ -211,7 +211,8 @@ class AsukaFluxInpainter(AsukaInpainterBase):
         null_txt = load_null(paths["asuka-flux-null-txt"], 3)
         from diffusers import FluxFillPipeline
 
-        flux = load_pretrained(FluxFillPipeline, model, "FLUX.1-Fill pipeline", text_encoder=None,
+        flux = load_pretrained(FluxFillPipeline, model, "FLUX.1-Fill pipeline",
+                               allow_download=bool(self.options.get("allow_download")), text_encoder=None,
                                text_encoder_2=None, tokenizer=None, tokenizer_2=None, **dtype_kwargs(torch_dtype))
         width = mae.config.decoder_embed_dim
         transformer = flux.transformer.config

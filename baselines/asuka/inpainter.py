@@ -165,7 +165,8 @@ class AsukaSDInpainter(AsukaInpainterBase):
             decoder_path = self._decoder_path(decoder, {})
         mae, self.mae_report = AsukaMAE.from_released(mae_path, mae_config)
         needs_null = float(condition_weight) != 1.0 or float(guidance) > 1.0
-        sd = load_inpaint_pipeline(model, self.device, torch_dtype, text_encoder=needs_null and null_file is None)
+        sd = load_inpaint_pipeline(model, self.device, torch_dtype, text_encoder=needs_null and null_file is None,
+                                   allow_download=bool(self.options.get("allow_download")))
         alignment = load_alignment_file(alignment_path, sd.unet.config.cross_attention_dim, alignment_variant,
                                         in_dim=mae.config.decoder_embed_dim)
         conditioned = None if decoder_path is None else load_decoder_file(decoder_path, sd.vae)

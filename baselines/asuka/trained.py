@@ -10,6 +10,7 @@
   (`decoders`: {"asuka": path, "cond": path, ...}); `asuka-sd --option decoder=NAME|PATH` picks one.
 - Learned prompt (`misato train prompt`): `prompt.safetensors` {prompt_embeds (1, L, D)}, the file `sd-prompt`
   reads (`--option prompt_file=...`), `sd_prompt.json` {format, sd_model, prompt_file}; `sd/` as above.
+  `sd-prompt --option model=FOLDER` loads the run as it is (`PromptFolder`).
 Paths in manifests are relative to the folder when inside it, else absolute.
 """
 
@@ -156,15 +157,42 @@ class AsukaSDFolder:
     def read(cls, folder: str | Path) -> "AsukaSDFolder":
         folder = Path(folder).expanduser().resolve()
         data = _read_manifest(folder, ASUKA_SD_MANIFEST, ASUKA_SD_FORMAT, "asuka-sd model")
-        sd_model = data["sd_model"]
-        local = _resolve(sd_model, folder)
-        return cls(folder, str(local) if local.exists() else sd_model, _resolve(data["alignment"], folder),
+        return cls(folder, _sd_model(data["sd_model"], folder, "asuka-sd model"), _resolve(data["alignment"], folder),
                    data["alignment_variant"], _resolve(data["mae"]["path"], folder), data["mae"]["sha256"],
                    data["mae"]["config"], {k: _resolve(v, folder) for k, v in data.get("decoders", {}).items()})
 
     @staticmethod
     def is_one(path: str | Path) -> bool:
         return (Path(path).expanduser() / ASUKA_SD_MANIFEST).is_file()
+
+
+def _sd_model(reference: str, folder: Path, what: str) -> str:
+    """The SD model a manifest names: its own `sd/` folder (tiny random parts; an error when it is missing, never
+    read as a hub id), another local folder as an absolute path, else a Hugging Face model id as written."""
+    local = _resolve(reference, folder)
+    if reference == SD_FOLDER and not local.is_dir():
+        raise FileNotFoundError(f"{what} {folder}: its SD folder {local} is missing (the run saved its tiny SD "
+                                "parts there)")
+    return str(local) if local.exists() else reference
+
+
+@dataclass(frozen=True)
+class PromptFolder:
+    """A read `sd_prompt.json` (a `misato train prompt` run): the SD model it trained against (hub id or absolute
+    folder) and the learned prompt file; both checked to exist (`sd-prompt --option model=RUN`)."""
+
+    folder: Path
+    sd_model: str
+    prompt_file: Path
+
+    @classmethod
+    def read(cls, folder: str | Path) -> "PromptFolder":
+        folder = Path(folder).expanduser().resolve()
+        data = _read_manifest(folder, PROMPT_MANIFEST, PROMPT_FORMAT, "sd-prompt model")
+        prompt_file = _resolve(data["prompt_file"], folder)
+        if not prompt_file.is_file():
+            raise FileNotFoundError(f"sd-prompt model {folder}: its prompt file {prompt_file} is missing")
+        return cls(folder, _sd_model(data["sd_model"], folder, "sd-prompt model"), prompt_file)
 
 
 def write_prompt_folder(folder: Path, embeds: torch.Tensor, sd_model: str) -> dict[str, str]:

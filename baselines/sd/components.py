@@ -8,8 +8,9 @@ The tiny random SD (`sd_model="tiny"`) is in `baselines.sd.tiny`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,26 +95,65 @@ def dtype_kwargs(dtype: torch.dtype) -> dict[str, torch.dtype]:
     return {"dtype": dtype}
 
 
-def load_pretrained(loader: Any, model: str, kind: str, **kwargs: Any) -> Any:
-    """`loader.from_pretrained(model, **kwargs)` with an error that says what was searched and how to fix it."""
+@contextlib.contextmanager
+def hub_offline(enabled: bool = True) -> Iterator[None]:
+    """huggingface_hub's offline switch (`constants.HF_HUB_OFFLINE`, what HF_HUB_OFFLINE=1 sets) on for the block.
+
+    `local_files_only=True` alone is not enough: huggingface_hub 2.x builds its request headers even then, and
+    building them fetches an agent registry from the Hub (`utils._detect_agent`), a connection to huggingface.co.
+    transformers reads the same switch. Restored on exit; enabled=False changes nothing.
+    """
+    if not enabled:
+        yield
+        return
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
     try:
-        return loader.from_pretrained(model, **kwargs)
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+def load_pretrained(loader: Any, model: str, kind: str, allow_download: bool = False, **kwargs: Any) -> Any:
+    """`loader.from_pretrained(model, **kwargs)` with an error that says what was searched and how to fix it.
+
+    model: a local diffusers folder or a Hugging Face model id. Without allow_download the load is
+    `local_files_only=True` (diffusers passes it to transformers and huggingface_hub): a local folder or the
+    Hugging Face cache only, never a connection; with it, a model missing from the cache is downloaded.
+    """
+    local = Path(model).expanduser()
+    if local.is_dir() and not (local / "model_index.json").is_file():
+        raise FileNotFoundError(f"cannot load the {kind} from local folder {model!r}: it has no model_index.json "
+                                "(not a diffusers pipeline folder). Fix: pass model=<local diffusers folder> or a "
+                                "Hugging Face model id")
+    try:
+        with hub_offline(not allow_download):
+            return loader.from_pretrained(model, local_files_only=not allow_download, **kwargs)
     except (OSError, ValueError) as error:
-        where = "local folder" if Path(model).expanduser().exists() else "Hugging Face model id"
-        raise FileNotFoundError(
-            f"cannot load the {kind} from {where} {model!r}: {error}\n"
-            f"Fix: pass model=<local diffusers folder>, or run `huggingface-cli download {model}` on a machine "
-            f"with internet (and accept the model licence) so that the Hugging Face cache has it."
-        ) from error
+        if local.exists():
+            raise FileNotFoundError(f"cannot load the {kind} from local folder {model!r}: {error}\n"
+                                    "Fix: pass model=<local diffusers folder> (as written by save_pretrained)") from error
+        fix = ("run `huggingface-cli download {model}` on a machine with internet (and accept the model licence) so "
+               "that the Hugging Face cache has it").format(model=model)
+        if not allow_download:
+            raise FileNotFoundError(
+                f"cannot load the {kind} {model!r}: not in the Hugging Face cache and downloads are off "
+                f"(no connection was made). Fix: pass model=<local diffusers folder>, allow downloads "
+                f"(--allow-download, option allow_download=true), or {fix}") from error
+        raise FileNotFoundError(f"cannot load the {kind} from Hugging Face model id {model!r}: {error}\n"
+                                f"Fix: pass model=<local diffusers folder>, or {fix}") from error
 
 
 def load_inpaint_pipeline(
-    model: str, device: torch.device, dtype: torch.dtype, text_encoder: bool = True
+    model: str, device: torch.device, dtype: torch.dtype, text_encoder: bool = True, allow_download: bool = False
 ) -> "StableDiffusionInpaintPipeline":
     """`StableDiffusionInpaintPipeline` from a hub id or a local folder, without the safety checker; model "tiny"
     (`baselines.sd.tiny.TINY`) is the tiny random SD of the CPU presets (seed 0).
 
     text_encoder=False skips the CLIP text encoder and tokenizer (callers pass `prompt_embeds`).
+    allow_download: False reads a local folder or the Hugging Face cache only (`load_pretrained`).
     """
     from diffusers import StableDiffusionInpaintPipeline
 
@@ -124,19 +164,21 @@ def load_inpaint_pipeline(
 
     extra: dict[str, Any] = {} if text_encoder else {"text_encoder": None, "tokenizer": None}
     pipe = load_pretrained(
-        StableDiffusionInpaintPipeline, model, "SD inpainting pipeline",
+        StableDiffusionInpaintPipeline, model, "SD inpainting pipeline", allow_download=allow_download,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False, **dtype_kwargs(dtype), **extra,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
 
-def load_base_pipeline(model: str, device: torch.device, dtype: torch.dtype) -> "StableDiffusionPipeline":
-    """`StableDiffusionPipeline` (4-channel UNet, VAE, text encoder, scheduler config) for RePaint."""
+def load_base_pipeline(model: str, device: torch.device, dtype: torch.dtype,
+                       allow_download: bool = False) -> "StableDiffusionPipeline":
+    """`StableDiffusionPipeline` (4-channel UNet, VAE, text encoder, scheduler config) for RePaint;
+    allow_download as `load_pretrained`."""
     from diffusers import StableDiffusionPipeline
 
     pipe = load_pretrained(
-        StableDiffusionPipeline, model, "SD text-to-image pipeline",
+        StableDiffusionPipeline, model, "SD text-to-image pipeline", allow_download=allow_download,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False, **dtype_kwargs(dtype),
     )
     pipe.set_progress_bar_config(disable=True)

@@ -89,7 +89,9 @@ class SDInpainter(Inpainter):
         super().__init__(device, model=model, steps=int(steps), guidance=guidance, scheduler=scheduler, **options)
         torch_dtype = resolve_dtype(self.device, dtype)
         self.options["dtype"] = dtype_name(torch_dtype)
-        pipe = load_inpaint_pipeline(model, self.device, torch_dtype, text_encoder=self._needs_text_encoder())
+        model = self._sd_model(model)
+        pipe = load_inpaint_pipeline(model, self.device, torch_dtype, text_encoder=self._needs_text_encoder(),
+                                     allow_download=bool(self.options.get("allow_download")))
         set_scheduler(pipe, scheduler)
         self._setup(pipe, *self._embeddings(pipe))
 
@@ -120,7 +122,11 @@ class SDInpainter(Inpainter):
         self._setup(pipeline, prompt_embeds, negative_prompt_embeds)
         return self
 
-    # -- prompt embeddings -------------------------------------------------------------------------------
+    # -- model and prompt embeddings ---------------------------------------------------------------------
+
+    def _sd_model(self, model: str) -> str:
+        """The SD inpainting model to load for option `model` (a hub id or a diffusers folder here)."""
+        return model
 
     def _needs_text_encoder(self) -> bool:
         return True
@@ -199,9 +205,11 @@ class SDTextInpainter(SDInpainter):
 class SDPromptInpainter(SDInpainter):
     """SD 1.5 inpainting with learned prompt embeddings from a file.
 
-    Option `prompt_file` (required): a `.safetensors` or torch file (read with weights_only=True) holding
-    `prompt_embeds` of shape (L, D) or (1, L, D) (a torch file may also be that one tensor) and optionally
-    `negative_prompt_embeds` of the same shape. Default guidance 1.0: the learned prompt is trained like
+    Option `model`: as `sd`, or a `misato train prompt` run folder (`baselines.asuka.trained.PromptFolder`): the SD
+    model it trained against (its own `sd/` folder for tiny runs) and its `prompt.safetensors` are used.
+    Option `prompt_file` (required unless model is a run folder, where it overrides the run's file): a
+    `.safetensors` or torch file (read with weights_only=True) holding `prompt_embeds` of shape (L, D) or
+    (1, L, D) (a torch file may also be that one tensor) and optionally `negative_prompt_embeds` of the same shape. Default guidance 1.0: the learned prompt is trained like
     ASUKA's alignment, which the paper runs without classifier-free guidance. With guidance > 1 and no
     negative embeddings in the file, the negative is the text encoder's "" embedding.
     """
@@ -211,10 +219,26 @@ class SDPromptInpainter(SDInpainter):
     extra_options: ClassVar[tuple[str, ...]] = ("prompt_file",)
     default_guidance: ClassVar[float] = 1.0
 
+    def _sd_model(self, model: str) -> str:
+        """A folder that is not a diffusers folder (no model_index.json) is read as a prompt training run: its SD
+        model, and its prompt file unless `prompt_file` is given; an error names what the folder lacks."""
+        folder = Path(model).expanduser()
+        if folder.is_dir() and not (folder / "model_index.json").is_file():
+            from baselines.asuka.trained import PromptFolder
+
+            run = PromptFolder.read(folder)
+            if not self.options.get("prompt_file"):
+                self.options["prompt_file"] = str(run.prompt_file)
+            self.options.update(trained_folder=str(run.folder), sd_model=run.sd_model)
+            model = run.sd_model
+        self._file_embeddings()  # the prompt file is read and checked before the model is loaded
+        return model
+
     def _file_embeddings(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         path = self.options.get("prompt_file")
         if not path:
-            raise ValueError("sd-prompt needs the option prompt_file=<.safetensors or .pt with prompt_embeds>")
+            raise ValueError("sd-prompt needs the option prompt_file=<.safetensors or .pt with prompt_embeds>, or "
+                             "model=<a `misato train prompt` run folder>")
         tensors = load_tensor_file(path, keys=("prompt_embeds",))
         if "prompt_embeds" not in tensors:
             raise ValueError(f"{path}: no 'prompt_embeds' tensor (found {sorted(tensors)})")

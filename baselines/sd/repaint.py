@@ -143,7 +143,7 @@ class SDRepaintInpainter(Inpainter):
     ) -> None:
         super().__init__(device, model=model, **options)
         torch_dtype = resolve_dtype(self.device, dtype)
-        pipe = load_base_pipeline(model, self.device, torch_dtype)
+        pipe = load_base_pipeline(model, self.device, torch_dtype, bool(self.options.get("allow_download")))
         positive = encode_text(pipe, prompt, self.device)
         negative = positive if prompt == "" else encode_text(pipe, "", self.device)
         self._setup(pipe.unet, pipe.vae, pipe.scheduler.config, positive, negative, steps, jump_length,

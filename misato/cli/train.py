@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         from baselines.asuka.training.latents import build_latent_cache
 
         index = build_latent_cache(config, args.data, args.out, progress=not args.no_progress,
-                                   device="cpu" if args.cpu else None)
+                                   device="cpu" if args.cpu else None, allow_download=args.allow_download)
         print(f"{LATENTS}: {len(index['entries'])} latents in {args.out} ({len(index['bad'])} unreadable files)")
         return 0
     inputs = TrainInputs(data=args.data, out=args.out, mae=args.mae, masks=args.masks,

@@ -156,7 +156,7 @@ def run_table2(inputs: Table2Inputs) -> dict[str, Any]:
         if kind == LATENTS:
             if state.is_main_process:
                 index = build_latent_cache(config, data, str(folder), progress=inputs.progress,
-                                           device=inputs.device)
+                                           device=inputs.device, allow_download=inputs.allow_download)
                 summary["stages"][name] = {"latents": len(index["entries"])}
             state.wait_for_everyone()
             continue

@@ -35,7 +35,7 @@ def build(config: AlignmentTrainConfig, inputs: TrainInputs, accelerator: Any) -
     mae, records = load_mae(config, inputs.mae)
     mae = mae.eval().requires_grad_(False).to(device, dtype)
     sd = FrozenSD.load(config.sd_model, device, dtype, seed=config.seed,
-                       gradient_checkpointing=config.gradient_checkpointing)
+                       gradient_checkpointing=config.gradient_checkpointing, allow_download=inputs.allow_download)
     alignment = AsukaAlignment(dim=sd.pipe.unet.config.cross_attention_dim, variant=config.variant,
                                in_dim=mae.config.decoder_embed_dim).train()
     records.update(sd.record())

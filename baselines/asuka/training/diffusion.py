@@ -21,11 +21,12 @@ from baselines.sd.tiny import TINY as TINY_SD
 
 
 def load_frozen_sd(sd_model: str, device: torch.device, dtype: torch.dtype, text_encoder: bool = False,
-                   seed: int = 0) -> Any:
+                   seed: int = 0, allow_download: bool = False) -> Any:
     """A `StableDiffusionInpaintPipeline` with every part frozen (requires_grad False, eval) on `device`.
 
-    sd_model "tiny": random tiny modules (diffusers' fast-test sizes), built from `seed`.
-    Else a hub id or diffusers folder (`baselines.sd.components.load_inpaint_pipeline`).
+    sd_model "tiny": random tiny modules (`baselines.sd.tiny`), built from `seed`.
+    Else a hub id or diffusers folder (`baselines.sd.components.load_inpaint_pipeline`; a hub id is read from the
+    Hugging Face cache only unless allow_download).
     """
     from baselines.sd.components import load_inpaint_pipeline
     from baselines.sd.tiny import tiny_inpaint_pipeline
@@ -33,7 +34,8 @@ def load_frozen_sd(sd_model: str, device: torch.device, dtype: torch.dtype, text
     if sd_model == TINY_SD:  # seeded here (the training seed), unlike load_inpaint_pipeline's seed 0
         pipe = tiny_inpaint_pipeline(seed=seed, text_encoder=text_encoder).to(device)
     else:
-        pipe = load_inpaint_pipeline(sd_model, device, torch.float32, text_encoder=text_encoder)
+        pipe = load_inpaint_pipeline(sd_model, device, torch.float32, text_encoder=text_encoder,
+                                     allow_download=allow_download)
     if pipe.unet.config.in_channels != 9:
         raise ValueError(f"{sd_model}: the UNet has {pipe.unet.config.in_channels} input channels; an SD inpainting "
                          "UNet (9: latents, mask, masked-image latents) is needed")
@@ -93,8 +95,9 @@ class FrozenSD:
 
     @classmethod
     def load(cls, sd_model: str, device: torch.device, dtype: torch.dtype, text_encoder: bool = False,
-             seed: int = 0, gradient_checkpointing: bool = False) -> "FrozenSD":
-        pipe = load_frozen_sd(sd_model, device, dtype, text_encoder=text_encoder, seed=seed)
+             seed: int = 0, gradient_checkpointing: bool = False, allow_download: bool = False) -> "FrozenSD":
+        pipe = load_frozen_sd(sd_model, device, dtype, text_encoder=text_encoder, seed=seed,
+                              allow_download=allow_download)
         if gradient_checkpointing:
             pipe.unet.enable_gradient_checkpointing()
         return cls(pipe, noise_scheduler(pipe), sd_reference(sd_model))

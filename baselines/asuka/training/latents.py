@@ -65,8 +65,9 @@ def one_step_estimate(unet: Any, scheduler: Any, z0: torch.Tensor, noise: torch.
 
 
 def build_latent_cache(config: DecoderTrainConfig, data: str, out: str, progress: bool = True,
-                       device: str | None = None) -> dict[str, Any]:
-    """Compute (or complete) the cache in `out`; returns the index. Safe to interrupt and rerun."""
+                       device: str | None = None, allow_download: bool = False) -> dict[str, Any]:
+    """Compute (or complete) the cache in `out`; returns the index. Safe to interrupt and rerun.
+    allow_download: a hub SD model missing from the Hugging Face cache may be downloaded (else an error)."""
     from tqdm.auto import tqdm
 
     from baselines.asuka.training.diffusion import FrozenSD
@@ -95,7 +96,8 @@ def build_latent_cache(config: DecoderTrainConfig, data: str, out: str, progress
     if not todo:
         return index
     device_ = resolve_device(device)
-    frozen = FrozenSD.load(config.sd_model, device_, torch.float32, text_encoder=True, seed=config.seed)
+    frozen = FrozenSD.load(config.sd_model, device_, torch.float32, text_encoder=True, seed=config.seed,
+                           allow_download=allow_download)
     sd, scheduler = frozen.pipe, frozen.scheduler
     null = encode_text(sd, "", device_)
     position = {name: i for i, name in enumerate(files)}

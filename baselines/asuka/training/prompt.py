@@ -48,7 +48,7 @@ def build(config: PromptTrainConfig, inputs: TrainInputs, accelerator: Any) -> S
         raise ValueError("the prompt stage uses no MAE; drop --mae")
     device, dtype = accelerator.device, weight_dtype(accelerator)
     sd = FrozenSD.load(config.sd_model, device, dtype, text_encoder=config.init == "empty", seed=config.seed,
-                       gradient_checkpointing=config.gradient_checkpointing)
+                       gradient_checkpointing=config.gradient_checkpointing, allow_download=inputs.allow_download)
     prompt = LearnedPrompt(initial_embeddings(config, sd.pipe, device))
 
     def loss(module: torch.nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
