@@ -5,11 +5,15 @@ Resolution order for a key (see `resolve`):
   2. `$MISATO_WEIGHTS_DIR/<file name>`;
   3. the standard caches: `$TORCH_HOME/hub/checkpoints/<file name>` and, for Hugging Face files, the
      hub cache (`huggingface_hub.try_to_load_from_cache`, offline);
-  4. a download into `$MISATO_WEIGHTS_DIR` (or the torch hub folder) when `allow_download=True`.
-Nothing found raises `WeightsNotFoundError`, which names the file, its URL and where to put it.
+  4. a download when `allow_download=True` (the `misato` commands pass it unless `--offline`): Hugging Face files
+     into the hub cache, others into `$MISATO_WEIGHTS_DIR`, through `misato.download` (resume, retries, hash
+     check, lock). `MISATO_OFFLINE=1` or `HF_HUB_OFFLINE=1` forbids it whatever the caller asks.
+Nothing found raises `WeightsNotFoundError`, which names the file, its URL, why it was not downloaded and the
+command that fetches it.
 
-A file found through 2-4 must match the registered sha256 (a wrong file there is an error). An explicit
-path with an unexpected hash is used, and `ResolvedWeight.matches` is False so results record it.
+A file found through 2-4 must match the registered sha256, or where only a prefix is published (torch-hub
+names `name-<8 hex>.ext`), start with it (a wrong file there is an error). An explicit path with an unexpected
+hash is used, and `ResolvedWeight.matches` is False so results record it.
 
 Specs live beside the code that uses them, as a module-level `WEIGHTS: list[WeightSpec]` that the owning
 package declares in the `misato.weights` entry-point group (pyproject.toml); `all_specs()` collects them (one
@@ -25,8 +29,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from misato.io import sha256_file
+
+if TYPE_CHECKING:
+    from misato.download import DownloadPolicy
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +96,16 @@ class ResolvedWeight:
 
 
 class WeightsNotFoundError(FileNotFoundError):
-    """A pretrained file is not on this machine and may not be downloaded."""
+    """A pretrained file is not on this machine and was not (or could not be) downloaded; `reason` says why."""
 
-    def __init__(self, spec: WeightSpec, searched: list[Path]):
+    def __init__(self, spec: WeightSpec, searched: list[Path], reason: str = ""):
         self.spec = spec
         self.searched = searched
+        self.reason = reason
         places = "\n".join(f"  - {p}" for p in searched) or "  (none)"
         about = f"{spec.description}\n" if not spec.url or spec.manual else f"url: {spec.url}\n"
-        super().__init__(f"weights {spec.key!r} ({spec.filename}) not found. Searched:\n{places}\n{about}"
+        why = f"Not downloaded: {reason}\n" if reason else ""
+        super().__init__(f"weights {spec.key!r} ({spec.filename}) not found. Searched:\n{places}\n{about}{why}"
                          f"Fix: {fix_text(spec)}")
 
 
@@ -200,8 +210,21 @@ def candidates(spec: WeightSpec) -> list[tuple[str, Path]]:
     return places
 
 
+def hash_prefix(spec: WeightSpec) -> str:
+    """The sha256 prefix the file name publishes (torch-hub style), used only when no full digest is known."""
+    from misato.download import published_prefix
+
+    return "" if spec.sha256 else published_prefix(spec.filename)
+
+
 def resolve(key: str, path: str | os.PathLike | None = None, allow_download: bool = False) -> ResolvedWeight:
-    """Find the file for `key`; see the module docstring for the order and the hash rules."""
+    """Find the file for `key`; see the module docstring for the order and the hash rules.
+
+    Raises WeightsNotFoundError (not found and not downloaded: offline, not allowed, unpublished, manual steps, or
+    the download failed, with its reason), WeightsHashError (a wrong file in a folder or cache, or downloaded
+    bytes that do not match: deleted), or OSError naming the path when a download cannot be written."""
+    from misato.download import digest_matches
+
     spec = get_spec(key)
     explicit = [("explicit", Path(path))] if path else []
     if not explicit and os.environ.get(env_var(key)):
@@ -210,60 +233,71 @@ def resolve(key: str, path: str | os.PathLike | None = None, allow_download: boo
         if not candidate.is_file():
             raise WeightsNotFoundError(spec, [candidate])
         digest = file_sha256(candidate)
-        if spec.sha256 and digest != spec.sha256:
+        if not digest_matches(digest, spec.sha256, hash_prefix(spec)):
             log.warning("%s: sha256 %s differs from the registered %s; using it and recording the mismatch",
-                        candidate, digest, spec.sha256)
+                        candidate, digest, spec.sha256 or f"prefix {hash_prefix(spec)}")
         return ResolvedWeight(key, candidate, digest, spec.sha256, source)
     searched = []
     for source, candidate in candidates(spec):
         searched.append(candidate)
         if candidate.is_file():
             digest = file_sha256(candidate)
-            if spec.sha256 and digest != spec.sha256:
+            if not digest_matches(digest, spec.sha256, hash_prefix(spec)):
                 raise WeightsHashError(
-                    f"{candidate}: sha256 {digest} but {spec.key} should be {spec.sha256}; "
+                    f"{candidate}: sha256 {digest} but {spec.key} should be "
+                    f"{spec.sha256 or 'a digest starting ' + hash_prefix(spec)}; "
                     f"delete it and run `misato weights fetch {spec.key}`, or pass it explicitly to use it anyway"
                 )
             return ResolvedWeight(key, candidate, digest, spec.sha256, source)
     if not allow_download:
-        raise WeightsNotFoundError(spec, searched)
-    return download(spec)
+        raise WeightsNotFoundError(spec, searched, "downloads are off (--offline, or the Python API's "
+                                                   "allow_download=False)")
+    return download(spec, searched=searched)
 
 
-def download(spec: WeightSpec, folder: Path | None = None) -> ResolvedWeight:
-    """Download the file and check its sha256: hub files with `hf_hub_download` (into the hub cache), others
-    from `spec.url` into `folder` (default weights dir) atomically. Unpublished and `manual` files raise
-    `WeightsNotFoundError` with the steps."""
-    import tempfile
+def download(spec: WeightSpec, folder: Path | None = None, progress: bool = True,
+             policy: "DownloadPolicy | None" = None, searched: list[Path] | None = None) -> ResolvedWeight:
+    """Download the file (see `misato.download`) and check its sha256: hub files with `hf_hub_download` (into the
+    hub cache, at `$HF_ENDPOINT`), others from `spec.url` (or `$MISATO_WEIGHTS_ENDPOINT/<file name>`) into `folder`
+    (default the weights folder). Unpublished and `manual` files, offline mode and failed downloads raise
+    `WeightsNotFoundError` with the reason; wrong bytes are deleted and raise `WeightsHashError`."""
+    from misato.download import (
+        DownloadError, DownloadHashError, digest_matches, fetch_hf, fetch_url, mirror_url, offline, offline_reason,
+    )
 
-    import torch.hub
-
-    if not spec.url or spec.manual:
-        raise WeightsNotFoundError(spec, [])
-    if spec.hf_repo is not None:
-        from huggingface_hub import hf_hub_download
-
-        path = Path(hf_hub_download(spec.hf_repo, spec.filename, revision=spec.hf_revision))
-        digest = sha256_file(path)
-        if spec.sha256 and digest != spec.sha256:
-            raise WeightsHashError(f"{spec.hf_repo}/{spec.filename}@{spec.hf_revision}: sha256 {digest}, "
-                                   f"expected {spec.sha256}")
-        return ResolvedWeight(spec.key, path, digest, spec.sha256, "download")
-    folder = folder or default_weights_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / spec.filename
-    fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", dir=folder)
-    os.close(fd)
+    searched = list(searched or [])
+    if not spec.url:
+        raise WeightsNotFoundError(spec, searched, "it was never published")
+    if spec.manual:
+        raise WeightsNotFoundError(spec, searched, "it needs manual steps (never downloaded automatically)")
+    if offline():
+        raise WeightsNotFoundError(spec, searched, f"offline ({offline_reason()})")
     try:
-        torch.hub.download_url_to_file(spec.url, tmp, progress=True)
-        digest = sha256_file(tmp)
-        if spec.sha256 and digest != spec.sha256:
-            raise WeightsHashError(f"downloaded {spec.url}: sha256 {digest}, expected {spec.sha256}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return ResolvedWeight(spec.key, target, digest, spec.sha256, "download")
+        if spec.hf_repo is not None:
+            path = fetch_hf(spec.hf_repo, spec.filename, spec.hf_revision)
+            digest = sha256_file(path)
+            if not digest_matches(digest, spec.sha256, hash_prefix(spec)):
+                _remove_hub_file(path)
+                raise WeightsHashError(f"{spec.hf_repo}/{spec.filename}@{spec.hf_revision}: sha256 {digest}, "
+                                       f"expected {spec.sha256}; deleted {path}")
+        else:
+            url = mirror_url(spec.url, spec.filename)
+            path = fetch_url(url, (folder or default_weights_dir()) / spec.filename, spec.sha256, hash_prefix(spec),
+                             progress=progress, policy=policy)
+            digest = file_sha256(path)
+    except DownloadHashError as error:
+        raise WeightsHashError(str(error)) from None
+    except DownloadError as error:
+        raise WeightsNotFoundError(spec, searched, str(error)) from None
+    return ResolvedWeight(spec.key, path, digest, spec.sha256, "download")
+
+
+def _remove_hub_file(path: Path) -> None:
+    """Delete a hub-cache file and the blob its snapshot link points to."""
+    blob = path.resolve()
+    for item in {path, blob}:
+        if item.exists() or item.is_symlink():
+            item.unlink()
 
 
 def fix_text(spec: WeightSpec) -> str:

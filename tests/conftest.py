@@ -6,7 +6,14 @@ real architectures, so every loading path and every formula runs as it would wit
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# No test touches the network: set before anything imports huggingface_hub (which reads HF_HUB_OFFLINE once, at
+# import). The download tests unset MISATO_OFFLINE locally and point MISATO_WEIGHTS_ENDPOINT / HF_ENDPOINT at
+# servers on 127.0.0.1 (tests/test_download.py).
+os.environ["MISATO_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
 from unittest import mock
 
 import numpy as np

@@ -90,20 +90,56 @@ def test_cli_list_and_verify(capsys):
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
     assert "inception-tf: weights-inception-2015-12-05-6726825d.pth  [missing]" in out
+    inception = out.split("\ninception-tf:")[1].split("\n\n")[0]
+    assert "from: https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" in inception
+    assert "needed by: metrics fid (comod, clean)" in inception and "kid (comod, clean)" in inception
+    lpips_heads = out.split("\nlpips-alex-lin:")[1].split("\n\n")[0]
+    assert "[ok, 6.0 kB]" in lpips_heads and "[package]" in lpips_heads  # present: its size, where
+    assert "needed by: methods lama" in out.split("\nlama-big:")[1].split("\n\n")[0]
+    assert "offline (MISATO_OFFLINE=1)" in out.splitlines()[0]
     assert main(["weights", "verify", "lpips-alex-lin"]) == 0
     assert "lpips-alex-lin: ok" in capsys.readouterr().out
 
 
-def test_cli_fetch_offline_fails_cleanly(spec, capsys, monkeypatch):
-    import torch.hub
-
-    def offline(*args, **kwargs):
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+def test_cli_fetch_offline_names_the_reason(spec, capsys):
+    """The test session is offline (conftest): fetch connects nowhere, says why, exits 1, writes nothing."""
     assert main(["weights", "fetch", "test-net"]) == 1
-    assert "network unreachable" in capsys.readouterr().err
-    assert list(weights.default_weights_dir().iterdir()) == []  # no partial file left behind
+    out = capsys.readouterr().out
+    assert "test-net (test-net.pth): to download, size unknown (offline: MISATO_OFFLINE=1)" in out
+    assert "test-net: not downloaded: offline (MISATO_OFFLINE=1)" in out
+    assert not weights.default_weights_dir().exists() or list(weights.default_weights_dir().iterdir()) == []
+    assert main(["weights", "fetch", "test-nett"]) == 1  # an unknown key ends the command before any download
+    assert "did you mean test-net" in capsys.readouterr().err
+    assert main(["weights", "fetch"]) == 1 and "KEYS (or 'all') or --for JOB" in capsys.readouterr().err
+
+
+def test_cli_fetch_for_jobs_lists_what_each_job_uses(capsys):
+    assert main(["weights", "fetch", "--for", "demo", "--dry-run"]) == 0
+    demo = capsys.readouterr().out
+    for key in ("inception-tf", "alexnet-torchvision", "clip-vit-l-14-openai", "lama-big"):
+        assert f"{key} (" in demo and "to download" in demo.split(f"{key} (")[1].splitlines()[0]
+    assert "lpips-alex-lin (alex.pth; metrics lpips (comod)): ok, 6.0 kB" in demo
+    assert main(["weights", "fetch", "--for", "score", "--protocol", "asuka", "--dry-run"]) == 0
+    assert "inception-torchvision (" in capsys.readouterr().out
+    assert main(["weights", "fetch", "--for", "table1", "--dry-run"]) == 1  # MAE-FAR and LaMa's release: manual steps
+    table1 = capsys.readouterr().out
+    assert "comod-places512 (" in table1 and "method Co-Mod" in table1 and "mae-far-places2 (" in table1
+    assert "mae-far-places2 (mae_far_places2.safetensors; method MAE-FAR): not downloadable: download the" in table1
+    assert main(["weights", "fetch", "--for", "table2", "--dry-run"]) == 0
+    table2 = capsys.readouterr().out
+    assert "vgg16-torchvision (vgg16-397923af.pth; decoder training loss" in table2 and "lpips-vgg-lin (" in table2
+    assert main(["weights", "fetch", "--for", "demo", "inception-tf"]) == 1
+
+
+def test_download_flags_default_on_offline_and_deprecated_alias():
+    from misato.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["demo"]).allow_download is True
+    assert parser.parse_args(["demo", "--allow-download"]).allow_download is True
+    assert parser.parse_args(["demo", "--offline"]).allow_download is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["demo", "--offline", "--allow-download"])
 
 
 def test_registry_core_knows_no_consumer():
@@ -140,29 +176,19 @@ class _Config:
     """Stands for the config objects a Lightning checkpoint pickles (weights_only refuses them)."""
 
 
-def test_manual_and_hub_files(tmp_path, monkeypatch, capsys):
-    """A file whose url is a page or an archive is never downloaded (its steps are shown, `fetch` goes on); a hub
-    file is fetched with hf_hub_download at its revision and its hash checked."""
-    import huggingface_hub
-
+def test_manual_files_are_never_downloaded(monkeypatch, capsys):
+    """A file whose url is a page or an archive is never downloaded, even online: its steps are shown, `fetch`
+    goes on with the other keys and exits 1. (Hub files: tests/test_download.py, against a loopback endpoint.)"""
+    monkeypatch.delenv("MISATO_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
     manual = weights.register(WeightSpec("test-manual", "m.safetensors", "https://drive.example/page", "",
                                          "a drive file", manual="download it from the page and convert it"))
-    with pytest.raises(WeightsNotFoundError, match="download it from the page and convert it"):
+    with pytest.raises(WeightsNotFoundError, match="(?s)needs manual steps.*download it from the page and convert it"):
         resolve("test-manual", allow_download=True)
-    payload = tmp_path / "hub" / "h.bin"
-    payload.parent.mkdir()
-    payload.write_bytes(b"hub bytes")
-    calls = []
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
-                        lambda repo, filename, revision: calls.append((repo, filename, revision)) or str(payload))
-    digest = hashlib.sha256(b"hub bytes").hexdigest()
-    weights.register(WeightSpec("test-hub", "h.bin", "https://huggingface.co/o/r/blob/abc/h.bin", digest, "a hub file",
-                                hf_repo="o/r", hf_revision="abc123"))
-    found = resolve("test-hub", allow_download=True)
-    assert calls == [("o/r", "h.bin", "abc123")] and found.path == payload and found.matches is True
-    assert main(["weights", "fetch", "test-manual", "test-hub"]) == 1
+    assert main(["weights", "fetch", "test-manual", "lpips-alex-lin"]) == 1
     out = capsys.readouterr().out
-    assert f"test-manual: not downloadable: {manual.manual}" in out and "test-hub: " in out
+    assert f"test-manual (m.safetensors): not downloadable: {manual.manual}" in out
+    assert "lpips-alex-lin (alex.pth): ok" in out
 
 
 def test_load_state_strict_names_the_file_and_the_keys():

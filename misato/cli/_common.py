@@ -34,11 +34,21 @@ def parse_weight_overrides(values: list[str] | None) -> dict[str, str]:
     return overrides
 
 
+OFFLINE_HELP = ("never download: a missing pretrained file is reported (with the `misato weights fetch KEY` that "
+                "fetches it) instead of fetched; the same as MISATO_OFFLINE=1 or HF_HUB_OFFLINE=1. Default: missing "
+                "registered files are downloaded on first use into $MISATO_WEIGHTS_DIR (or the Hugging Face cache)")
+
+
 def add_weight_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--weight KEY=PATH` and the download switch: `args.allow_download` is True unless `--offline` (downloads
+    on first use, the default); `--allow-download` is kept, a deprecated no-op alias of that default."""
     group = parser.add_argument_group("weights")
     group.add_argument("--weight", action="append", metavar="KEY=PATH",
                        help="explicit weight file for a registry key (repeatable); see `misato weights list`")
-    group.add_argument("--allow-download", action="store_true", help="download missing weights (needs internet)")
+    switch = group.add_mutually_exclusive_group()
+    switch.add_argument("--offline", dest="allow_download", action="store_false", help=OFFLINE_HELP)
+    switch.add_argument("--allow-download", dest="allow_download", action="store_true",
+                        help="deprecated, no effect: downloads are on unless --offline")
 
 
 DEVICE_HELP = ("auto (default): this process's GPU under `accelerate launch`, else cuda when available, else cpu; "

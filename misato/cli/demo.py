@@ -16,10 +16,12 @@ EPILOG = """The embedded set: 11 photos shipped inside scikit-image and scikit-l
 to --size, with MISATO-style irregular masks (see misato/embedded.py); built once into
 $MISATO_CACHE_DIR/embedded/<size> (default ~/.cache/misato/embedded/<size>).
 
-Runs offline. PSNR, SSIM and the boundary gradient error need no weights and are always computed; LPIPS,
-FID, U-IDS, P-IDS, KID and CLIP score need pretrained files and are listed as unavailable, with the fix,
-until those are present (`misato weights fetch all` on a machine with internet). LaMa joins the default
-methods when `misato weights` finds lama-big (big-lama.pt).
+PSNR, SSIM and the boundary gradient error need no weights and are always computed; LPIPS, FID, U-IDS,
+P-IDS, KID and CLIP score need pretrained files, downloaded on first use into $MISATO_WEIGHTS_DIR
+(`misato weights fetch --for demo --dry-run` lists them with the sizes their servers report).
+With --offline (or MISATO_OFFLINE=1, HF_HUB_OFFLINE=1) nothing is downloaded and a metric whose file is
+missing is listed as unavailable, with the command that fetches it. LaMa joins the default methods when
+lama-big (big-lama.pt) is present (`misato weights fetch lama-big`); it is not downloaded for the demo.
 
 examples:
   misato demo
@@ -42,12 +44,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
-def default_methods(weights: dict[str, str], allow_download: bool = False) -> tuple[list[str], str]:
-    """The classical methods, plus lama when its weights resolve; and a sentence saying which and why."""
+def default_methods(weights: dict[str, str]) -> tuple[list[str], str]:
+    """The classical methods, plus lama when its file is present (never downloaded for this choice: the demo's
+    methods do not depend on the network); and a sentence saying which and why."""
     from misato.weights import WeightsHashError, WeightsNotFoundError, get_spec, resolve
 
     try:
-        found = resolve(LAMA_KEY, weights.get(LAMA_KEY), allow_download)
+        found = resolve(LAMA_KEY, weights.get(LAMA_KEY), allow_download=False)
     except (WeightsNotFoundError, WeightsHashError) as error:
         spec = get_spec(LAMA_KEY)
         reason = "not found" if isinstance(error, WeightsNotFoundError) else "hash mismatch"
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.methods:
         methods, note = [args.methods], None
     else:
-        methods, note = default_methods(weights, args.allow_download)
+        methods, note = default_methods(weights)
     config = RunConfig(
         methods=parse_methods(methods),
         datasets=[DatasetEntry("embedded")],
