@@ -118,14 +118,16 @@ class Client:
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode(errors="replace"), _lower(error.headers)
 
-    def start(self) -> str:
-        status, page, _ = self.request("/start", form={})
+    def start(self, external: str | None = None) -> str:
+        """Consent on the start page (with the platform's id of the link, if any): the first item's page."""
+        form = {"consent": "yes", **({"external": external} if external else {})}
+        status, page, _ = self.request("/start", form=form)
         assert status == 200, page
         return page
 
     @property
     def participant(self) -> str:
-        return next(c.value for c in self.cookies)
+        return next(c.value for c in self.cookies).split(".")[0]
 
 
 def _lower(headers) -> dict[str, str]:
@@ -155,7 +157,7 @@ def stored(folder: Path) -> dict[tuple[str, str], dict[str, str]]:
 def test_create_picks_stratified_composites_and_hides_method_names(runs, template_study):
     study = load_study(template_study)
     data = (template_study / STUDY_FILE).read_text()
-    assert [i.attention_check for i in study.items] == [False] * 6 + [True] * 2
+    assert sum(i.attention_check for i in study.items) == 2
     ordinary = [i for i in study.items if not i.attention_check]
     domains = [i.domain for i in ordinary]
     assert sorted(domains.count(d) for d in set(domains)) == [1, 1, 2, 2]  # 6 over 4 domains, round-robin
@@ -181,7 +183,7 @@ def test_create_picks_stratified_composites_and_hides_method_names(runs, templat
     assert json.loads(data)["questions"][0]["metric"] == "context_stability_pct"
     # the same seed picks the same images (ids and names are random); the checks do not change the main picks
     again = make_study(runs, template_study.parent / "again", checks=0)
-    assert [i.stem for i in again.items] == [i.stem for i in ordinary]
+    assert sorted(i.stem for i in again.items) == sorted(i.stem for i in ordinary)
 
 
 def test_create_resizes_to_max_side(runs, tmp_path):
@@ -226,14 +228,14 @@ def test_bad_input_is_refused_with_clear_status_codes(study_dir):
     study = load_study(study_dir)
     with live_server(study_dir) as (base, _):
         anonymous = Client(base)
-        first = study.items[0]
+        client = Client(base)
+        first = study.item(parse_item(client.start())[0])
         good = {"item": first.id, "context": first.options[0].id, "visual": first.options[1].id}
         assert anonymous.request("/answer", good, json_api=True)[0] == 401  # no participant cookie
-        for forged in ("0" * 32, "lama", "<script>"):  # a participant id the server never gave
-            headers = {"Cookie": f"misato_study_participant={forged}"}
+        signed = next(c.value for c in client.cookies)
+        for forged in ("0" * 32, "lama", "<script>", "0" * 32 + signed[32:], signed[:33] + "0" * 32):
+            headers = {"Cookie": f"misato_study_participant={forged}"}  # an id or signature the server never gave
             assert anonymous.request("/answer", good, json_api=True, headers=headers)[0] == 401
-        client = Client(base)
-        client.start()
         for form, status in [
             ({**good, "item": "0123456789abcdef"}, 404),                      # unknown item id
             ({**good, "context": study.items[1].options[0].id}, 422),         # another item's option
@@ -262,7 +264,7 @@ def test_bad_input_is_refused_with_clear_status_codes(study_dir):
             assert client.request(path, json_api=True)[0] == 401
             assert client.request(path, json_api=True, headers={"Authorization": "Bearer wrong"})[0] == 403
         code, body, _ = client.request("/results", json_api=True, headers={"Authorization": f"Bearer {TOKEN}"})
-        assert code == 200 and json.loads(body)["counts"]["participants"] == 1
+        assert code == 200 and json.loads(body)["counts"]["started"] == 1
         code, body, _ = client.request("/export", headers={"Authorization": f"Bearer {TOKEN}"})
         rows = list(csv.DictReader(io.StringIO(body)))
         assert code == 200 and {(r["question"], r["method"]) for r in rows} == {
@@ -333,8 +335,10 @@ def test_tally_of_a_known_answer_set(study_dir, tmp_path):
         store.add_answer(people[1], item.id, {"context": truth, "visual": wrong}, [])  # half right: passes (0.5)
         store.add_answer(people[2], item.id, {"context": wrong, "visual": wrong}, [])  # none right: excluded
 
-    found = tally(study, store.answers(), resamples=500, seed=3)
-    assert found.counts == {"participants": 4, "complete": 3, "partial": 1, "excluded_attention": 1, "tallied": 2,
+    store.new_participant()  # started, never answered: a dropout
+    found = tally(study, store.answers(), resamples=500, seed=3, participants=store.participants())
+    assert found.counts == {"started": 5, "participants": 4, "answered": 4, "complete": 3, "partial": 1,
+                            "excluded_attention": 1, "excluded_fast": 0, "min_seconds": None, "tallied": 2,
                             "attention_checks": 2, "attention_failure_rate": pytest.approx(1 / 3), "answers": 12}
     assert found.shares == {"lama": {"context_stability_pct": 100.0, "visual_consistency_pct": 50.0},
                             "asuka-sd": {"context_stability_pct": 0.0, "visual_consistency_pct": 50.0},
@@ -343,6 +347,9 @@ def test_tally_of_a_known_answer_set(study_dir, tmp_path):
     low, high = found.intervals["lama"]["visual_consistency_pct"]
     assert low == 0.0 and high == 100.0  # two participants, one picked lama always, the other never
     assert tally(study, store.answers(), resamples=500, seed=3).intervals == found.intervals  # seeded
+    # every item shows every method: the Bradley-Terry (Luce) strengths equal the top-1 shares / 100
+    for metric, strengths in found.strengths.items():
+        assert strengths == pytest.approx({m: found.shares[m][metric] / 100 for m in METHODS}, abs=1e-9)
 
     _, written = write_results(study_dir, tmp_path / "results", resamples=500, seed=3)
     assert sorted(p.name for p in written) == sorted(f"{m}__data__user-study.json" for m in METHODS)

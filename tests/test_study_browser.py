@@ -52,9 +52,11 @@ def test_study_flow_in_headless_chromium(tmp_path: Path) -> None:
         context = browser.new_context(viewport=PHONE, device_scale_factor=1)
         page = context.new_page()
         page.goto(base + "/")
+        page.check("input[name=consent]")
         with page.expect_navigation():
             page.click("button[type=submit]")
-        participant = next(c["value"] for c in context.cookies() if c["name"] == "misato_study_participant")
+        participant = next(c["value"] for c in context.cookies()
+                           if c["name"] == "misato_study_participant").split(".")[0]
         while len(clicks) < total:
             assert page.inner_text("#progress") == f"{len(clicks)} / {total}"
             item = page.get_attribute("input[name=item]", "value")

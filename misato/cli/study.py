@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from misato.cli._common import parse_csv
+from misato.cli._common import parse_csv, parse_resamples
 
 HELP = "run a blind user study of inpainting runs (the paper's Table 2 (c)): create, serve, tally"
 
@@ -74,15 +74,32 @@ def register(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("study", help="a folder written by `misato study create`")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    public = serve.add_argument_group("a public study")
+    public.add_argument("--token-file", metavar="PATH",
+                        help="keep the organiser token in this file (read when it exists, else created, mode 0600): "
+                             "the same token across restarts")
+    public.add_argument("--behind-proxy", action="store_true",
+                        help="behind an HTTPS reverse proxy on this machine: trust its X-Forwarded-* headers (from "
+                             "127.0.0.1/::1 only) and mark the cookie Secure")
+    public.add_argument("--public-url", metavar="URL", help="the address participants open (the proxy's https URL), "
+                                                            "for the printed links")
+    public.add_argument("--id-param", default="PROLIFIC_PID", metavar="NAME",
+                        help="the link's query parameter holding the recruiting platform's participant id, stored "
+                             "with the answers (default PROLIFIC_PID)")
+    public.add_argument("--completion-code", metavar="CODE", help="shown on the thank-you page")
+    public.add_argument("--completion-url", metavar="URL",
+                        help="the thank-you page's link back to the platform (e.g. its completion URL)")
     serve.set_defaults(handler=run_serve)
 
     tally = sub.add_parser("tally", help="tally the answers into result files", epilog=TALLY_EPILOG,
                            description="tally the answers into result files", formatter_class=formatter)
     tally.add_argument("study", help="the study folder")
     tally.add_argument("--out", required=True, help="results folder (created if needed)")
-    tally.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+    tally.add_argument("--bootstrap", type=parse_resamples, default=1000, metavar="N",
                        help="bootstrap resamples of participants for the 95%% intervals (default 1000; 0: none)")
     tally.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; recorded)")
+    tally.add_argument("--min-seconds", type=float, metavar="S",
+                       help="exclude (and count) complete participants whose median time per item is under S")
     tally.set_defaults(handler=run_tally)
 
 
@@ -103,18 +120,24 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     try:
-        from misato.study.server import StudyApp, bind_socket, new_token, server, summary
+        from misato.study.server import (ServeConfig, StudyApp, bind_socket, new_token, server, summary,
+                                         token_from_file)
     except ImportError as error:
         raise ValueError(f"serve needs the web extra ({error.name} is missing): pip install -e \".[study]\"") \
             from error
+    from urllib.parse import urlsplit
 
     from misato.study.design import load_study
 
     load_study(args.study)  # a bad folder is reported before the port is taken and the database created
-    token = new_token()
+    if args.public_url is not None and urlsplit(args.public_url).scheme not in ("http", "https"):
+        raise ValueError(f"--public-url {args.public_url!r}: an http(s) URL")
+    token = token_from_file(args.token_file) if args.token_file else new_token()
+    config = ServeConfig(token, args.id_param, args.completion_code, args.completion_url, args.behind_proxy)
+    config.check()
     sock = bind_socket(args.host, args.port)
-    app = StudyApp(args.study, token)
-    print(summary(app, sock, token), flush=True)
+    app = StudyApp(args.study, config)
+    print(summary(app, sock, token, args.public_url), flush=True)
     server(app).run(sockets=[sock])
     return 0
 
@@ -122,12 +145,18 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_tally(args: argparse.Namespace) -> int:
     from misato.study.tally import write_results
 
-    result, written = write_results(args.study, args.out, args.bootstrap, args.seed)
+    result, written = write_results(args.study, args.out, args.bootstrap, args.seed, args.min_seconds)
     counts = result.counts
     rate = counts["attention_failure_rate"]
-    print(f"{counts['tallied']} participant(s) tallied ({counts['answers']} answers); {counts['complete']} complete, "
-          f"{counts['partial']} partial, {counts['excluded_attention']} excluded by the attention checks"
-          + (f" (failure rate {100 * rate:.1f}%)" if rate is not None else ""))
+    print(f"{counts['tallied']} participant(s) tallied ({counts['answers']} answers); {counts['started']} started, "
+          f"{counts['answered']} answered, {counts['complete']} complete, {counts['partial']} partial, "
+          f"{counts['excluded_attention']} excluded by the attention checks"
+          + (f" (failure rate {100 * rate:.1f}%)" if rate is not None else "")
+          + (f", {counts['excluded_fast']} as too fast (median under {args.min_seconds:g} s)"
+             if args.min_seconds is not None else ""))
+    for metric, shares in result.position_bias.items():
+        print(f"  position bias, {metric}: " + ", ".join(f"{chr(65 + i)} {v:.1f}%" for i, v in enumerate(shares))
+              + f" (position-blind: {100 / len(shares):.1f}% each)")
     for path in written:
         print(f"  {path}")
     return 0

@@ -15,6 +15,10 @@ Images: resized so the largest side is at most `max_side` (Lanczos, never enlarg
 subsampling (the colours are what visual consistency is judged on), under random names; the masked input shows the
 hole in flat grey. Everything is decoded and encoded in memory first; nothing is
 written unless every input is valid.
+
+Blinding (`misato.study.media`): every media file is padded to one byte size, written in a random order with one
+fixed mtime; the items (attention checks included) and each item's options are stored in a random order, and the
+study gets a fresh secret from which the server draws every participant's orders (`misato.study.design`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +37,10 @@ from PIL import Image
 from misato.composite import composite_uint8
 from misato.data import Dataset, DatasetError, Sample, load_dataset
 from misato.environment import utc_now
-from misato.io import atomic_write_bytes, read_mask, read_rgb
+from misato.io import read_mask, read_rgb
 from misato.outputs import MANIFEST_SCHEMA, OutputFolder
-from misato.study.design import (MEDIA_DIR, QUESTIONS, STUDY_FILE, Item, Option, Study, write_study)
+from misato.study.design import (MEDIA_DIR, QUESTIONS, STUDY_FILE, Item, Option, Study, new_secret, write_study)
+from misato.study.media import pad_all, write_media
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +218,7 @@ def _item(sample: Sample, runs: list[MethodRun], dataset: Dataset, config: Creat
         options.append(Option(names.new(), name, None if check else run.method))
     input_name = f"{names.new()}.jpg"
     media[input_name] = web_image(masked, config.max_side)
+    random.SystemRandom().shuffle(options)  # stored order: not --methods order
     return Item(names.new(), sample.stem, sample.domain, input_name, tuple(options), truth_in_place_of is not None)
 
 
@@ -246,8 +253,9 @@ def create_study(config: CreateConfig) -> Study:
     names, media = _Names(), {}
     items = [_item(sample, runs, dataset, config, names, media,
                    int(rng.integers(len(runs))) if i >= config.images else None) for i, sample in enumerate(chosen)]
+    random.SystemRandom().shuffle(items)  # the attention checks are not the last items of the file
     study = Study(
-        study_id=secrets.token_hex(8), seed=config.seed, questions=QUESTIONS, methods=tuple(config.methods),
+        study_id=secrets.token_hex(8), seed=config.seed, secret=new_secret(), questions=QUESTIONS, methods=tuple(config.methods),
         items=tuple(items), attention_pass_fraction=config.attention_pass_fraction, image_max_side=config.max_side,
         created=utc_now(),
         source={"runs": str(Path(config.runs).resolve()), "folders": {r.method: str(r.folder.resolve()) for r in runs},
@@ -257,8 +265,7 @@ def create_study(config: CreateConfig) -> Study:
                             "mask_hole_is_white": dataset.mask_hole_is_white, "resolution": dataset.resolution}},
     )
     out = Path(config.out)
-    for name, data in media.items():
-        atomic_write_bytes(out / MEDIA_DIR / name, data)
+    write_media(out / MEDIA_DIR, pad_all(media), random.SystemRandom())
     write_study(out, study)
     log.info("wrote %s: %d items (%d attention checks), %d images", out / STUDY_FILE, len(items),
              config.attention_checks, len(media))

@@ -1,8 +1,10 @@
 """The study file (`STUDY/study.json`): which images, which methods, the questions, and the per-participant order.
 
-Schema `misato.study/1` (written by `misato study create`, read by `serve` and `tally`)::
+Schema `misato.study/2` (written by `misato study create`, read by `serve` and `tally`)::
 
-    schema, study_id (random hex; the answer database is bound to it), created, seed
+    schema, study_id (random hex; the answer database is bound to it), created, seed (picked the images only)
+    secret: 64 random hex digits, created with the study; every order a participant sees is drawn from it. The
+            study file is never served: keep it private (it also names the method of every option)
     title, instructions: shown to participants
     questions: [{key, metric, text}]   key: the form field; metric: the `evaluators.metrics` study metric it feeds
     methods: [name, ...]                 the compared methods (never shown to participants)
@@ -11,34 +13,39 @@ Schema `misato.study/1` (written by `misato study create`, read by `serve` and `
     image_max_side, image_format: the web-size images' largest side and format
     source: {runs, folders: {method: folder}, dataset: {name, kind, root, content_sha256, n_images, domains,
              mask_hole_is_white, resolution}}
-    items: [{id, stem, domain, input, attention_check, options: [{id, image, method}]}]
+    items: [{id, stem, domain, input, attention_check, options: [{id, image, method}]}]   (both lists shuffled)
         input: the masked input (hole drawn grey); image: a file in media/; method: null for the untouched ground
         truth, which only attention-check items hold (in place of one method's output)
 
-Ids and image names are random hex (no method name anywhere a participant can see). The order of the items and of
-each item's options is a function of (study seed, participant id, item id) only (`item_order`, `option_order`): a
-participant sees the same order after a reload, and another participant another order.
+Blinding: ids and image names are random hex (no method name anywhere a participant can see); the media files
+are written in a random order with one fixed mtime and padded to one byte size (`misato.study.create`). The order
+of the items and of each item's options is HMAC-SHA256(secret, participant id and item id) (`item_order`,
+`option_order`): a participant sees the same order after a reload, another participant another order, and
+nobody without the secret can tell which method sits where, whatever they know of the seed or their own id.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import random
 import re
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from misato.io import atomic_write_json
-from misato.seeds import sample_seed
 
-SCHEMA = "misato.study/1"
+SCHEMA = "misato.study/2"
 STUDY_FILE = "study.json"
 MEDIA_DIR = "media"
 DATABASE_FILE = "answers.sqlite"
 
 ID_PATTERN = re.compile(r"[0-9a-f]{16}")
+SECRET_PATTERN = re.compile(r"[0-9a-f]{64}")
 IMAGE_PATTERN = re.compile(r"[0-9a-f]{16}\.(jpg|png)")
 KEY_PATTERN = re.compile(r"[a-z][a-z_]*")
 
@@ -102,6 +109,7 @@ class Study:
 
     study_id: str
     seed: int
+    secret: str
     questions: tuple[Question, ...]
     methods: tuple[str, ...]
     items: tuple[Item, ...]
@@ -139,6 +147,9 @@ class Study:
         def fail(message: str) -> None:
             raise ValueError(f"{source}: {message}")
 
+        if isinstance(data, dict) and data.get("schema") == "misato.study/1":
+            fail("a study of misato.study/1, whose orders anyone could recompute from the seed: re-create it with "
+                 "`misato study create` (schema misato.study/2)")
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             fail(f"not a study file (schema must be {SCHEMA!r})")
         try:
@@ -157,6 +168,8 @@ class Study:
 
         if not ID_PATTERN.fullmatch(str(self.study_id)):
             fail("study_id must be 16 hex digits")
+        if not SECRET_PATTERN.fullmatch(str(self.secret)):
+            fail("secret must be 64 hex digits")
         keys = [q.key for q in self.questions]
         if not keys or len(set(keys)) != len(keys) or not all(KEY_PATTERN.fullmatch(str(k)) for k in keys) \
                 or "item" in keys:
@@ -217,17 +230,28 @@ def write_study(folder: str | os.PathLike, study: Study) -> Path:
     return path
 
 
-def _shuffled(values: list, key: str, seed: int) -> list:
+def new_secret() -> str:
+    """A fresh study secret (256 random bits in hex)."""
+    return secrets.token_hex(32)
+
+
+def keyed(study: Study, purpose: str) -> bytes:
+    """HMAC-SHA256 of `purpose` under the study's secret: the one source of every per-participant random draw and
+    of the participant cookie's signature."""
+    return hmac.new(bytes.fromhex(study.secret), purpose.encode(), hashlib.sha256).digest()
+
+
+def _shuffled(values: list, study: Study, purpose: str) -> list:
     values = list(values)
-    random.Random(sample_seed(key, seed)).shuffle(values)
+    random.Random(int.from_bytes(keyed(study, purpose), "big")).shuffle(values)
     return values
 
 
 def item_order(study: Study, participant: str) -> list[Item]:
     """The items in the order `participant` sees them (attention checks mixed in)."""
-    return _shuffled(list(study.items), f"{participant}:items", study.seed)
+    return _shuffled(list(study.items), study, f"items:{participant}")
 
 
 def option_order(study: Study, participant: str, item: Item) -> list[Option]:
     """The options of `item` in the order `participant` sees them."""
-    return _shuffled(list(item.options), f"{participant}:{item.id}", study.seed)
+    return _shuffled(list(item.options), study, f"options:{participant}:{item.id}")

@@ -3,12 +3,24 @@
 Who counts: participants who answered every item ("complete"); partial answers are counted, not tallied. A
 complete participant fails the attention checks when they picked the ground truth in fewer than
 `attention_pass_fraction` of their attention-check questions, and is excluded (counted). The attention-check
-failure rate = excluded / complete (null when the study has no checks).
+failure rate = excluded / complete (null when the study has no checks). With `min_seconds`, a complete participant
+whose median response time (first showing of an item to its answer) is under it is excluded as too fast
+(counted apart; answers without a time are not held against anyone).
+
+Counts: started (every participant row, dropouts before the first answer included), answered (one answer or
+more), complete, partial (answered, not complete), excluded_attention, excluded_fast, tallied, answers.
 
 Figures: per method and question, the top-1 selection ratio = 100 x (answers picking the method) / (answers) over
 the ordinary items of the tallied participants (the shares of one question sum to 100). 95% intervals: percentile
 bootstrap over participants (each resample draws participants with replacement, with all their answers; seeded,
-`evaluators.bootstrap.resample_indices`).
+`evaluators.bootstrap.Resamples`).
+
+Position bias: the share of the tallied answers that picked the option shown at each screen position (A, B, ...),
+beside the 1/k a position-blind participant gives. Bradley-Terry (Luce's choice model, the top-1 form of
+Bradley-Terry): each answer is one choice of a method among the methods shown; strengths (summing to 1) by
+Hunter's (2004) MM iterations, with percentile bootstrap intervals over participants. When every item shows
+every method, the maximum-likelihood strengths equal the top-1 shares / 100 (a check, tested); they differ when
+the choice sets differ.
 
 Output: one `<method>__<dataset>__user-study.json` per method: `metrics.overall` holds n (the tallied answers)
 and the two study metrics, `intervals.overall` their intervals, `config.study` the counts, `seeds` the study's and
@@ -17,8 +29,11 @@ the bootstrap's seeds. `misato table` renders them as the measured Table 2 (c) b
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.bootstrap import LEVEL, percentile_interval, resample_indices
+from evaluators.bootstrap import LEVEL, Resamples, check_resamples, percentile_interval, resampled_sums
 from misato.study.design import DATABASE_FILE, Study, load_study
-from misato.study.store import Answer, AnswerStore
+from misato.study.store import Answer, AnswerStore, Participant
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +53,39 @@ PROTOCOL = {"name": "user-study", "version": 1}
 @dataclass
 class StudyTally:
     """The tally of one study. shares / intervals: method -> metric -> % / [low, high] (empty when nobody is
-    tallied); counts: participants, complete, partial, excluded_attention, tallied, answers, attention_checks,
-    attention_failure_rate."""
+    tallied); counts: module docstring, plus attention_checks and attention_failure_rate; position_bias:
+    metric -> share (%) of the answers per screen position; strengths / strength_intervals: metric -> method ->
+    Bradley-Terry strength / [low, high]."""
 
     counts: dict[str, Any]
     shares: dict[str, dict[str, float]] = field(default_factory=dict)
     intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     bootstrap: dict[str, Any] = field(default_factory=dict)
+    position_bias: dict[str, list[float]] = field(default_factory=dict)
+    strengths: dict[str, dict[str, float]] = field(default_factory=dict)
+    strength_intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+MM_ITERATIONS = 500
+MM_TOLERANCE = 1e-10
+
+
+def luce_strengths(wins: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood strengths (sum 1) of Luce's choice model by Hunter's (2004) MM iterations.
+
+    wins: (M,) how often each method was chosen; exposure: (S, M), row s = the number of answers whose choice set
+    was set s times the set's 0/1 membership of each method. A method never chosen gets 0."""
+    strengths = np.full(wins.shape, 1.0 / len(wins))
+    member = exposure > 0
+    for _ in range(MM_ITERATIONS):
+        totals = (member * strengths).sum(axis=1)  # (S,)
+        denominator = (exposure / np.where(totals > 0, totals, 1.0)[:, None]).sum(axis=0)
+        new = np.where(denominator > 0, wins / np.where(denominator > 0, denominator, 1.0), 0.0)
+        new = new / new.sum() if new.sum() > 0 else strengths
+        if np.abs(new - strengths).max() < MM_TOLERANCE:
+            return new
+        strengths = new
+    return strengths
 
 
 def _by_participant(answers: list[Answer]) -> dict[str, dict[str, dict[str, str]]]:
@@ -65,55 +106,140 @@ def passes_checks(study: Study, answered: dict[str, dict[str, str]]) -> bool:
     return right >= study.attention_pass_fraction * len(checks) * len(study.questions)
 
 
-def tally(study: Study, answers: list[Answer], resamples: int = 1000, seed: int = 0) -> StudyTally:
-    """Shares and intervals of `answers` (module docstring); `resamples` 0: no intervals."""
-    if resamples < 0:
-        raise ValueError(f"--bootstrap must be >= 0, got {resamples}")
+def median_seconds(answers: list[Answer]) -> dict[str, float]:
+    """participant -> the median response time of their answered items (items without a time left out)."""
+    times: dict[str, dict[str, float]] = {}
+    for a in answers:
+        if a.seconds is not None:
+            times.setdefault(a.participant, {})[a.item] = a.seconds
+    return {p: statistics.median(t.values()) for p, t in times.items()}
+
+
+def tally(study: Study, answers: list[Answer], resamples: int = 1000, seed: int = 0,
+          participants: list[Participant] | None = None, min_seconds: float | None = None) -> StudyTally:
+    """Shares, strengths, intervals and counts of `answers` (module docstring); `participants`: every participant
+    row (for the started count; default: those with answers); `resamples` 0: no intervals."""
+    resamples = check_resamples(resamples)
+    if min_seconds is not None and not (np.isfinite(min_seconds) and min_seconds >= 0):
+        raise ValueError(f"--min-seconds must be a number >= 0, got {min_seconds}")
     by_participant = _by_participant(answers)
     complete = [p for p, answered in by_participant.items() if len(answered) == len(study.items)]
-    kept = [p for p in complete if passes_checks(study, by_participant[p])]
+    attentive = [p for p in complete if passes_checks(study, by_participant[p])]
+    medians = median_seconds(answers) if min_seconds is not None else {}
+    kept = [p for p in attentive if medians.get(p, np.inf) >= (min_seconds or 0.0)]
     checks = study.attention_checks
-    counts = {"participants": len(by_participant), "complete": len(complete),
-              "partial": len(by_participant) - len(complete), "excluded_attention": len(complete) - len(kept),
-              "tallied": len(kept), "attention_checks": checks,
-              "attention_failure_rate": (len(complete) - len(kept)) / len(complete) if checks and complete else None}
+    started = len({p.id for p in participants} | set(by_participant)) if participants is not None \
+        else len(by_participant)
+    counts = {"started": started, "participants": len(by_participant), "answered": len(by_participant),
+              "complete": len(complete), "partial": len(by_participant) - len(complete),
+              "excluded_attention": len(complete) - len(attentive), "excluded_fast": len(attentive) - len(kept),
+              "min_seconds": min_seconds, "tallied": len(kept), "attention_checks": checks,
+              "attention_failure_rate": (len(complete) - len(attentive)) / len(complete) if checks and complete
+              else None}
     ordinary = [item for item in study.items if not item.attention_check]
     counts["answers"] = len(kept) * len(ordinary)
     result = StudyTally(counts)
     if not kept:
         return result
-    # picks[p, m, q]: how often participant p picked method m for question q
-    method_index = {m: i for i, m in enumerate(study.methods)}
-    picks = np.zeros((len(kept), len(study.methods), len(study.questions)))
+    methods, questions = study.methods, study.questions
+    method_index = {m: i for i, m in enumerate(methods)}
+    # per participant p and question q: picks[p, m, q] (choices of method m), sets[p, q, s] (answers whose choice
+    # set was set s), positions[p, q, j] (choices of the option at screen position j)
+    set_index: dict[tuple[int, ...], int] = {}
+    rows: list[tuple[int, int, int, int, int]] = []  # (p, q, method, set, position)
+    width = max(len(item.options) for item in ordinary)
+    shown_by = {(a.participant, a.item): a.shown for a in answers}
     for p, participant in enumerate(kept):
         for item in ordinary:
-            for q, question in enumerate(study.questions):
-                picks[p, method_index[item.option(by_participant[participant][item.id][question.key]).method], q] += 1
+            members = tuple(sorted(method_index[o.method] for o in item.options))
+            s_index = set_index.setdefault(members, len(set_index))
+            for q, question in enumerate(questions):
+                option = by_participant[participant][item.id][question.key]
+                order = shown_by.get((participant, item.id), ())
+                rows.append((p, q, method_index[item.option(option).method], s_index,
+                             order.index(option) if option in order else -1))
+    data = np.array(rows)
+    picks = np.zeros((len(kept), len(methods), len(questions)))
+    np.add.at(picks, (data[:, 0], data[:, 2], data[:, 1]), 1)
+    sets = np.zeros((len(kept), len(questions), len(set_index)))
+    np.add.at(sets, (data[:, 0], data[:, 1], data[:, 3]), 1)
+    membership = np.zeros((len(set_index), len(methods)))
+    for members, s_index in set_index.items():
+        membership[s_index, list(members)] = 1.0
+    placed = data[data[:, 4] >= 0]
+    positions = np.zeros((len(questions), width))
+    np.add.at(positions, (placed[:, 1], placed[:, 4]), 1)
+
+    def strengths(total_picks: np.ndarray, total_sets: np.ndarray) -> np.ndarray:  # (M, Q), (Q, S) -> (M, Q)
+        return np.stack([luce_strengths(total_picks[:, q], total_sets[q][:, None] * membership)
+                         for q in range(len(questions))], axis=1)
+
     per_answer = 100.0 / len(ordinary)
     share = picks.sum(axis=0) / len(kept) * per_answer  # (M, Q)
-    result.shares = {m: {q.metric: float(share[i, j]) for j, q in enumerate(study.questions)}
-                     for m, i in method_index.items()}
+    strength = strengths(picks.sum(axis=0), sets.sum(axis=0))
+    result.shares = {m: {q.metric: float(share[i, j]) for j, q in enumerate(questions)} for m, i in method_index.items()}
+    result.strengths = {q.metric: {m: float(strength[i, j]) for m, i in method_index.items()}
+                        for j, q in enumerate(questions)}
+    result.position_bias = {q.metric: [float(100.0 * v / positions[j].sum()) if positions[j].sum() else 0.0
+                                       for v in positions[j]] for j, q in enumerate(questions)}
     if resamples:
         start = time.perf_counter()
-        indices = resample_indices(len(kept), resamples, seed)
-        resampled = picks[indices].sum(axis=1) / len(kept) * per_answer  # (R, M, Q)
+        indices = Resamples(len(kept), resamples, seed)
+        resampled = resampled_sums(picks, indices) / len(kept) * per_answer  # (R, M, Q)
+        resampled_strength = np.stack([strengths(picks[row].sum(axis=0), sets[row].sum(axis=0)) for row in indices])
         for m, i in method_index.items():
             result.intervals[m] = {}
-            for j, q in enumerate(study.questions):
+            for j, q in enumerate(questions):
                 interval = percentile_interval(resampled[:, i, j], LEVEL)
                 if interval is not None:
                     result.intervals[m][q.metric] = list(interval)
+                interval = percentile_interval(resampled_strength[:, i, j], LEVEL)
+                if interval is not None:
+                    result.strength_intervals.setdefault(q.metric, {})[m] = list(interval)
         result.bootstrap = {"resamples": resamples, "seed": seed, "level": LEVEL,
                             "method": "percentile, participants resampled with replacement",
                             "seconds": round(time.perf_counter() - start, 3)}
     return result
 
 
-def tally_folder(folder: str | os.PathLike, resamples: int = 1000, seed: int = 0) -> tuple[Study, StudyTally]:
+SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a string starting with = + - @ (or a tab / carriage return, which
+    spreadsheets strip before reading a formula) gets a leading apostrophe; other values are unchanged."""
+    return "'" + value if isinstance(value, str) and value.startswith(SPREADSHEET_TRIGGERS) else value
+
+
+EXPORT_COLUMNS = ("participant", "external_id", "item", "stem", "attention_check", "question", "option", "method",
+                  "ground_truth", "position", "shown", "item_position", "seconds", "created")
+
+
+def export_csv(study: Study, answers: list[Answer], externals: dict[str, str | None]) -> str:
+    """Every stored answer as CSV (`EXPORT_COLUMNS`; position: the option's 1-based screen position, shown: the
+    screen order of the option ids, item_position: 1-based place of the item in the participant's order), every
+    cell spreadsheet-safe."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    for a in answers:
+        item = study.item(a.item)
+        option = item.option(a.option) if item else None
+        row = [a.participant, externals.get(a.participant) or "", a.item, item.stem if item else "",
+               int(bool(item and item.attention_check)), a.question, a.option, (option.method or "") if option else "",
+               int(bool(option and option.method is None)), a.shown.index(a.option) + 1 if a.option in a.shown else "",
+               " ".join(a.shown), "" if a.position is None else a.position + 1,
+               "" if a.seconds is None else a.seconds, a.created]
+        writer.writerow([spreadsheet_safe(cell) for cell in row])
+    return buffer.getvalue()
+
+
+def tally_folder(folder: str | os.PathLike, resamples: int = 1000, seed: int = 0,
+                 min_seconds: float | None = None) -> tuple[Study, StudyTally]:
     """Load a study folder and tally its answer database."""
     study = load_study(folder)
     store = AnswerStore.open(Path(folder) / DATABASE_FILE, study.study_id, create=False)
-    return study, tally(study, store.answers(), resamples, seed)
+    return study, tally(study, store.answers(), resamples, seed, store.participants(), min_seconds)
 
 
 def records(study: Study, result: StudyTally, folder: str | os.PathLike) -> dict[str, "ResultRecord"]:  # noqa: F821
@@ -143,19 +269,24 @@ def records(study: Study, result: StudyTally, folder: str | os.PathLike) -> dict
             bootstrap=result.bootstrap, predictions=study.source.get("folders", {}).get(method),
             seeds={"study": study.seed, "bootstrap": result.bootstrap.get("seed")},
             config={"study": {**result.counts, "study_id": study.study_id,
-                              "study_folder": str(Path(folder).resolve()), "items": len(study.items)}},
+                              "study_folder": str(Path(folder).resolve()), "items": len(study.items),
+                              "position_bias_pct": result.position_bias,
+                              "bradley_terry": {metric: {"strength": by_method[method],
+                                                         "interval": result.strength_intervals.get(metric, {})
+                                                         .get(method)}
+                                                for metric, by_method in result.strengths.items()}}},
             versions=package_versions(), git_commit=git.get("commit"), git_dirty=git.get("dirty"), created=utc_now(),
         )
     return out
 
 
 def write_results(folder: str | os.PathLike, out_dir: str | os.PathLike, resamples: int = 1000,
-                  seed: int = 0) -> tuple[StudyTally, list[Path]]:
+                  seed: int = 0, min_seconds: float | None = None) -> tuple[StudyTally, list[Path]]:
     """Tally the study in `folder` and write one result file per method into `out_dir`."""
     from evaluators.record import result_stem
     from misato.io import atomic_write_json
 
-    study, result = tally_folder(folder, resamples, seed)
+    study, result = tally_folder(folder, resamples, seed, min_seconds)
     written = []
     for method, record in records(study, result, folder).items():
         path = Path(out_dir) / f"{result_stem(method, record.dataset.name, PROTOCOL['name'])}.json"
