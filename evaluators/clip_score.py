@@ -22,6 +22,8 @@ class ClipEmbedder:
 
         self.model, self._preprocess = load_clip(model_name, weights.path, quick_gelu, device)
         self.device = device
+        config = self.model.visual.preprocess_cfg  # the model's own input side and normalisation
+        self.image_size, self.mean, self.std = int(config["size"][0]), tuple(config["mean"]), tuple(config["std"])
 
     def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
         return _HoleOnly(self._preprocess)

@@ -6,9 +6,11 @@ Data only (no torch, no network imports), so the leaderboard can read it without
 A metric's `source` says what feeds it:
   "pixels":    computed in the data-loader workers from the decoded images; `implementation` names a function
                `(Decoded, Protocol) -> float` (see `evaluators.pixel_metrics`);
-  "lpips", "clip", "detector": a network in `evaluators.networks.SOURCES` that yields the per-image values
-               itself (the detector yields two: `hallucination` and `hallucination_area`);
-  "inception": a set metric over paired Inception features; `implementation` names a class in the
+  "lpips", "clip", "detector", "dreamsim": a network in `evaluators.networks.SOURCES` that yields the per-image
+               values itself (the detector yields two: `hallucination` and `hallucination_area`; DreamSim two: the
+               hole's bounding box and the whole image);
+  "inception", "clip336", "clip", "dinov2": a set metric over paired features of that network (real and fake rows
+               of the same images); `implementation` names a class in the
                torchmetrics shape (`update(real, fake)` over float64 state, `compute() -> dict`, see
                `evaluators.set_metrics`); metrics sharing an implementation (U-IDS and P-IDS, one SVM) are
                computed by one instance;
@@ -95,6 +97,21 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec("hallucination_area", "Halluc. area", False, 3, "per_image", "detector", "",
                "context stability: share of the hole covered by those hallucinated objects (per image, mean)",
                default=False),
+    # The metrics the field is moving to (issue 25), opt-in: each loads a large network of its own.
+    MetricSpec("cmmd", "CMMD", False, 3, "set", "clip336", "evaluators.cmmd:ClipMaximumMeanDiscrepancy",
+               "CLIP maximum mean discrepancy, Gaussian RBF kernel (google-research/cmmd): CLIP ViT-L/14-336 "
+               "embeddings of whole images, results vs truths", default=False),
+    MetricSpec("cmmd_l14", "CMMD (L/14, hole)", False, 3, "set", "clip", "evaluators.cmmd:HoleMaximumMeanDiscrepancy",
+               "cmmd on the CLIP score's ViT-L/14 hole-region embeddings (its forward pass and cache, no other)",
+               default=False),
+    MetricSpec("fd_dinov2", "FD-DINOv2", False, 2, "set", "dinov2", "evaluators.dinov2:FrechetDinov2Distance",
+               "Frechet distance between DINOv2 ViT-L/14 CLS features of truths and results (dgm-eval setting)",
+               default=False),
+    MetricSpec("dreamsim", "DreamSim (hole)", False, 4, "per_image", "dreamsim", "",
+               "DreamSim ensemble distance to the ground truth on the hole's bounding box (per image, mean)",
+               default=False),
+    MetricSpec("dreamsim_image", "DreamSim", False, 4, "per_image", "dreamsim", "",
+               "DreamSim ensemble distance to the ground truth on the whole image (per image, mean)", default=False),
     MetricSpec("context_stability_pct", "Context stability (%)", True, 2, "study", "study", "",
                "user study: share of answers picking this method for context stability"),
     MetricSpec("visual_consistency_pct", "Visual consistency (%)", True, 2, "study", "study", "",

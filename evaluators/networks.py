@@ -1,5 +1,5 @@
-"""The networks that feed metrics (metric sources "lpips", "clip", "inception", "detector"), one class each, in
-`SOURCES`.
+"""The networks that feed metrics (metric sources "lpips", "clip", "clip336", "dinov2", "inception", "detector",
+"dreamsim"), one class each, in `SOURCES`.
 
 A source splits its work like the scorer's data flow: `prepare` runs in the data-loader workers on one
 `Decoded` sample (CPU preprocessing, picklable), `update` runs the network on a batch in the main process,
@@ -193,6 +193,98 @@ class ClipHoleEmbeddings(_CachedEmbedding):
         return {"clip_score": np.sum(self.fake * self.real, axis=1).astype(np.float64)}
 
 
+class ClipImageEmbeddings(_CachedEmbedding):
+    """CLIP embeddings of the whole image for `cmmd` (`evaluators.cmmd`: the reference's model, ViT-L/14-336, and
+    its resize); set-metric features, no per-image value."""
+
+    name = "clip336"
+    WEIGHT = "clip-vit-l-14-336-openai"
+
+    @classmethod
+    def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
+        return (cls.WEIGHT,)
+
+    def __init__(self, dataset, protocol, resolved, device, cache) -> None:
+        from evaluators.clip_score import ClipEmbedder
+        from evaluators.cmmd import WholeImage
+
+        super().__init__(dataset, protocol, resolved, device, cache)
+        weight = resolved[self.WEIGHT]
+        self.network = shared_network(
+            ("clip", protocol.cmmd_clip_model, True, weight.path, weight.sha256, str(device)),
+            lambda: ClipEmbedder(protocol.cmmd_clip_model, weight, device, True))
+        self._pre = WholeImage(self.network.image_size, self.network.mean, self.network.std)
+        self._open_cache(dataset, cache, cache_key(dataset.content_hash(), protocol.name, protocol.version,
+                                                   "clip-image-" + protocol.cmmd_clip_model, weight.sha256))
+
+
+class Dinov2Embeddings(_CachedEmbedding):
+    """DINOv2 CLS features of the whole image for `fd_dinov2` (`evaluators.dinov2`)."""
+
+    name = "dinov2"
+
+    @classmethod
+    def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
+        from evaluators.dinov2 import CONFIG_KEY, MODEL_KEY
+
+        return (CONFIG_KEY, MODEL_KEY)
+
+    def __init__(self, dataset, protocol, resolved, device, cache) -> None:
+        from evaluators.dinov2 import CONFIG_KEY, MODEL_KEY, Dinov2Features
+
+        super().__init__(dataset, protocol, resolved, device, cache)
+        config, weight = resolved[CONFIG_KEY], resolved[MODEL_KEY]
+        self.network = shared_network(
+            ("dinov2", config.path, config.sha256, weight.path, weight.sha256, protocol.dinov2_size, str(device)),
+            lambda: Dinov2Features(config, weight, device, protocol.dinov2_size))
+        self._pre = self.network.preprocess()
+        self._open_cache(dataset, cache, cache_key(dataset.content_hash(), protocol.name, protocol.version,
+                                                   f"dinov2-{config.sha256[:8]}-{protocol.dinov2_size}", weight.sha256))
+
+
+class DreamSimPairs(Source):
+    """DreamSim between the scored image and the ground truth (`evaluators.dreamsim_metric`), on the hole's bounding
+    box and on the whole image; per-image `dreamsim` and `dreamsim_image`."""
+
+    name = "dreamsim"
+
+    @classmethod
+    def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
+        from evaluators.dreamsim_metric import ARCHIVE_KEY, DINO_KEY
+
+        return (ARCHIVE_KEY, DINO_KEY)
+
+    def __init__(self, dataset, protocol, resolved, device, cache) -> None:
+        from evaluators.dreamsim_metric import ARCHIVE_KEY, DINO_KEY, DreamSimDistance, DreamSimInputs
+
+        super().__init__(dataset, protocol, resolved, device, cache)
+        archive, dino = resolved[ARCHIVE_KEY], resolved[DINO_KEY]
+        self.network = shared_network(
+            ("dreamsim", archive.path, archive.sha256, dino.path, dino.sha256, str(device)),
+            lambda: DreamSimDistance(archive, dino, device))
+        self._pre = DreamSimInputs(protocol.dreamsim_size)
+        self.crop, self.image = np.full(self.n, np.nan), np.full(self.n, np.nan)
+
+    def prepare(self, sample: Decoded) -> dict[str, Any]:
+        from evaluators.dreamsim_metric import hole_box
+
+        box = hole_box(sample.hole)
+        return {"dreamsim_fake_crop": self._pre(sample.scored[box]), "dreamsim_real_crop": self._pre(sample.gt[box]),
+                "dreamsim_fake_image": self._pre(sample.scored), "dreamsim_real_image": self._pre(sample.gt)}
+
+    def update(self, timer: Timer, batch: list[dict], index: np.ndarray) -> None:
+        fn = self.network.distance
+        for values, kind in ((self.crop, "crop"), (self.image, "image")):
+            values[index] = [float(v) for v in grouped(timer, fn, batch, f"dreamsim_fake_{kind}",
+                                                       f"dreamsim_real_{kind}")]
+
+    def values(self) -> dict[str, np.ndarray]:
+        return {"dreamsim": self.crop, "dreamsim_image": self.image}
+
+    def __getstate__(self) -> dict:
+        return {"name": self.name, "_pre": self._pre}
+
+
 class LpipsPairs(Source):
     """LPIPS between the scored image and the ground truth (`evaluators.lpips_metric`); per-image `lpips`."""
 
@@ -276,5 +368,6 @@ class HallucinationDetections(Source):
         return {"name": self.name}
 
 
-SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (InceptionFeatures, ClipHoleEmbeddings, LpipsPairs,
-                                                              HallucinationDetections)}
+SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (
+    InceptionFeatures, ClipHoleEmbeddings, ClipImageEmbeddings, Dinov2Embeddings, LpipsPairs, HallucinationDetections,
+    DreamSimPairs)}

@@ -25,6 +25,10 @@ class Protocol:
     detector_score: detections (of prediction and ground truth) below this score are ignored.
     hallucination_inside: a detection counts when at least this fraction of its area (mask, else box) is hole.
     hallucination_iou: box IoU at which a ground-truth detection of the same class matches (not hallucinated).
+    cmmd_clip_model / cmmd_sigma / cmmd_scale: the open_clip model of `cmmd` (whole images, resized to its input side)
+      and the Gaussian RBF kernel's bandwidth and the scale of the MMD (google-research/cmmd; `evaluators.cmmd`).
+    dinov2_size: the side `fd_dinov2` resizes images to before DINOv2 (`evaluators.dinov2`).
+    dreamsim_size: the side `dreamsim` resizes each crop to (`evaluators.dreamsim_metric`).
     """
 
     name: str
@@ -51,6 +55,11 @@ class Protocol:
     detector_score: float = 0.5
     hallucination_inside: float = 0.5
     hallucination_iou: float = 0.5
+    cmmd_clip_model: str = "ViT-L-14-336"
+    cmmd_sigma: float = 10.0
+    cmmd_scale: float = 1000.0
+    dinov2_size: int = 224
+    dreamsim_size: int = 224
     departures: tuple[str, ...] = field(default=())
 
     def record(self) -> dict:

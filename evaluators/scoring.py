@@ -198,14 +198,14 @@ def _set_metric_instances(active: tuple[str, ...], scopes: dict[str, np.ndarray]
 @dataclass
 class _PassResult:
     """What one pass over a (shard of a) dataset collects, rows in `stems` order: per_image: metric -> float64
-    (N,); thumbnails: stem -> role -> JPEG bytes; hole_ratio: float64 (N,); features: Inception (real, fake)
-    float32 (N, D) each, None without set metrics."""
+    (N,); thumbnails: stem -> role -> JPEG bytes; hole_ratio: float64 (N,); features: by the source feeding the
+    active set metrics (Inception, CLIP, DINOv2), its (real, fake) float32 (N, D) each; empty without set metrics."""
 
     stems: list[str]
     per_image: dict[str, np.ndarray]
     thumbnails: dict[str, dict[str, bytes]]
     hole_ratio: np.ndarray
-    features: tuple[np.ndarray, np.ndarray] | None
+    features: dict[str, tuple[np.ndarray, np.ndarray]]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat named arrays for `FeatureCache.save_arrays` (no pickles): thumbnails by stem position and role."""
@@ -213,8 +213,8 @@ class _PassResult:
                   **{f"per_image.{m}": v for m, v in self.per_image.items()},
                   **{f"thumb.{self.stems.index(stem)}.{role}": np.frombuffer(data, np.uint8)
                      for stem, roles in self.thumbnails.items() for role, data in roles.items()}}
-        if self.features is not None:
-            arrays["real"], arrays["fake"] = self.features
+        for source, (real, fake) in self.features.items():
+            arrays[f"features.{source}.real"], arrays[f"features.{source}.fake"] = real, fake
         return arrays
 
     @classmethod
@@ -225,7 +225,8 @@ class _PassResult:
             if name.startswith("thumb."):
                 _, position, role = name.split(".", 2)
                 thumbs.setdefault(stems[int(position)], {})[role] = data.tobytes()
-        features = (arrays["real"], arrays["fake"]) if "real" in arrays else None
+        features = {name.split(".")[1]: (arrays[name], arrays[name.removesuffix(".real") + ".fake"])
+                    for name in arrays if name.startswith("features.") and name.endswith(".real")}
         return cls(stems, {name.removeprefix("per_image."): v for name, v in arrays.items()
                            if name.startswith("per_image.")}, thumbs, arrays["hole_ratio"], features)
 
@@ -241,7 +242,7 @@ def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol,
                                          collate_fn=_keep_list, shuffle=False)
     n = len(dataset)
     per_image: dict[str, np.ndarray] = {m: np.full(n, np.nan) for m in pixel}
-    inception = sources.get("inception")
+    set_sources = {METRICS[m].source for m in active if METRICS[m].aggregate == "set"}
     thumbs: dict[str, dict[str, bytes]] = {}
     hole_ratio = np.zeros(n)
     for batch in tqdm(loader, desc=f"score {method}", unit="batch", leave=False, disable=not config.progress):
@@ -255,7 +256,7 @@ def _scoring_pass(dataset: Dataset, predictions: list[Path], protocol: Protocol,
     for source in sources.values():
         source.finish()
         per_image.update({m: v for m, v in source.values().items() if m in active})
-    features = (inception.real, inception.fake) if inception is not None else None
+    features = {name: (source.real, source.fake) for name, source in sources.items() if name in set_sources}
     return _PassResult([s.stem for s in dataset.samples], {m: per_image[m] for m in active if m in per_image},
                        thumbs, hole_ratio, features)
 
@@ -268,7 +269,7 @@ def _pass_key(shard: Dataset, prediction_sha256: dict[str, str], protocol: Proto
     from misato import __version__
 
     described = {
-        "format": 1, "version": __version__, "shard": shard.content_hash(),
+        "format": 2, "version": __version__, "shard": shard.content_hash(),
         "predictions": [prediction_sha256[s.stem] for s in shard.samples], "protocol": protocol.record(),
         "metrics": sorted(active), "paste_back": config.paste_back,
         "weights": {key: weight.sha256 for key, weight in sorted(resolved.items())},
@@ -292,20 +293,29 @@ def _gather(result: _PassResult, stems: list[str], workers: Any) -> _PassResult 
         raise RuntimeError(f"sharded scoring: gathered {len(order)} samples for {len(stems)}")
     inverse = np.argsort(order)
     join = lambda arrays: np.concatenate(arrays)[inverse]  # noqa: E731
-    features = None
-    if result.features is not None:
-        features = (join([s.features[0] for s in shards]), join([s.features[1] for s in shards]))
+    features = {name: (join([s.features[name][0] for s in shards]), join([s.features[name][1] for s in shards]))
+                for name in result.features}
     return _PassResult(stems, {m: join([s.per_image[m] for s in shards]) for m in result.per_image},
                        {k: v for s in shards for k, v in s.thumbnails.items()},
                        join([s.hole_ratio for s in shards]), features)
 
 
+def _set_source(implementation: str) -> str:
+    """The source whose features feed a set-metric implementation (exactly one: an instance sees one source)."""
+    sources = {spec.source for spec in METRICS.values() if spec.implementation == implementation}
+    if len(sources) != 1:
+        raise ValueError(f"evaluators.metrics: {implementation} is fed by {len(sources)} sources, not one")
+    return sources.pop()
+
+
 def _fill_set_metrics(set_metrics: dict[str, dict[str, Any]], scopes: dict[str, np.ndarray],
-                      features: tuple[np.ndarray, np.ndarray] | None) -> None:
-    """Every set-metric instance gets its scope's paired rows, in dataset order (KID subsets index rows)."""
+                      features: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Every set-metric instance gets its scope's paired rows of its source, in dataset order (KID subsets index
+    rows)."""
     for scope, instances in set_metrics.items():
-        for instance in instances.values():
-            instance.update(features[0][scopes[scope]], features[1][scopes[scope]])
+        for implementation, instance in instances.items():
+            real, fake = features[_set_source(implementation)]
+            instance.update(real[scopes[scope]], fake[scopes[scope]])
 
 
 def _compute_set_metrics(set_metrics: dict[str, dict[str, Any]], active: tuple[str, ...],
@@ -524,7 +534,7 @@ def _ids_pca_dim(protocol: Protocol, dataset: Dataset) -> int | None:
 
 
 def _intervals(scopes: dict[str, np.ndarray], kept: dict[str, np.ndarray], set_metrics: dict[str, dict[str, Any]],
-               features: tuple[np.ndarray, np.ndarray] | None,
+               features: dict[str, tuple[np.ndarray, np.ndarray]],
                bootstrap: BootstrapConfig) -> dict[str, dict[str, list[float]]]:
     """Per scope, [low, high] of every metric that has one (see `evaluators.bootstrap`). Resample r of a scope is
     the same for every metric and every method scored on the same images with the same seed (paired). A domain
@@ -535,11 +545,12 @@ def _intervals(scopes: dict[str, np.ndarray], kept: dict[str, np.ndarray], set_m
         if bootstrap.resamples:
             indices = resample_indices(len(rows), bootstrap.resamples, bootstrap.seed)
             found.update({m: mean_interval(values[rows], indices, bootstrap.level) for m, values in kept.items()})
-        for instance in set_metrics.get(scope, {}).values():
+        for implementation, instance in set_metrics.get(scope, {}).items():
             count = count_for(bootstrap, instance.per_resample_cost)
             if count and instance.computed:
                 indices = resample_indices(len(rows), count, bootstrap.seed)
-                found.update(instance.intervals(features[0][rows], features[1][rows], indices, bootstrap.level))
+                real, fake = features[_set_source(implementation)]
+                found.update(instance.intervals(real[rows], fake[rows], indices, bootstrap.level))
         out[scope] = {m: [low, high] for m, interval in found.items() if interval is not None
                       for low, high in [interval]}
     for scope, rows in scopes.items():

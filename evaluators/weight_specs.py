@@ -71,4 +71,51 @@ WEIGHTS = [
         "(protocol detector 'maskrcnn-coco'). Only the 8-hex prefix bf2d0c1e is published: the full sha256 is "
         "recorded on first use, not checked.",
     ),
+    WeightSpec(
+        key="clip-vit-l-14-336-openai",
+        filename="ViT-L-14-336px.pt",
+        url="https://openaipublic.azureedge.net/clip/models/"
+        "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+        sha256="3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
+        description="OpenAI CLIP ViT-L/14 at 336 px (open_clip 'ViT-L-14-336', pretrained='openai'), the "
+        "embedding model of google-research/cmmd; the cmmd metric.",
+    ),
+    WeightSpec(
+        key="dinov2-vit-l-14",
+        filename="model.safetensors",
+        url="https://huggingface.co/facebook/dinov2-large/resolve/main/model.safetensors",
+        sha256="",
+        hf_repo="facebook/dinov2-large",
+        description="DINOv2 ViT-L/14 (facebook/dinov2-large, transformers Dinov2Model weights); the fd_dinov2 "
+        "metric, with dinov2-vit-l-14-config. No digest is published beside the file: its sha256 is recorded, "
+        "and a file that does not fit the config is refused (strict load).",
+    ),
+    WeightSpec(
+        key="dinov2-vit-l-14-config",
+        filename="config.json",
+        url="https://huggingface.co/facebook/dinov2-large/resolve/main/config.json",
+        sha256="",
+        hf_repo="facebook/dinov2-large",
+        description="The Dinov2Config of facebook/dinov2-large (model_type 'dinov2' checked when loaded); the "
+        "fd_dinov2 metric, with dinov2-vit-l-14.",
+    ),
+    WeightSpec(
+        key="dreamsim-ensemble",
+        filename="dreamsim_ensemble_checkpoint.zip",
+        url="https://github.com/ssundaram21/dreamsim/releases/download/v0.2.0-checkpoints/"
+        "dreamsim_ensemble_checkpoint.zip",
+        sha256="",
+        description="DreamSim ensemble release archive (v0.2.0 checkpoints, as the dreamsim package downloads it): "
+        "the CLIP and OpenCLIP ViT-B/16 backbones and the ensemble's LoRA adapter; the dreamsim metrics, with "
+        "dino-vitb16. Only the URL is published: the sha256 is recorded on first use, not checked.",
+    ),
+    WeightSpec(
+        key="dino-vitb16",
+        filename="dino_vitbase16_pretrain.pth",
+        url="https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
+        sha256="",
+        description="DINO ViT-B/16 backbone (the file torch.hub's facebookresearch/dino 'dino_vitb16' loads, which "
+        "the dreamsim package fetches at run time); the dreamsim metrics, with dreamsim-ensemble. Only the URL is "
+        "published: the sha256 is recorded on first use, not checked.",
+    ),
 ]

@@ -38,7 +38,8 @@ def test_result_files_and_layout(tiny_dataset, tiny_predictions, tmp_path, rando
     assert record["metrics"]["overall"]["n"] == 8 and record["metrics"]["per_domain"]["indoor"]["n"] == 4
     assert set(DEFAULT) <= set(record["metrics"]["overall"])
     opt_in = set(METRICS) - set(DEFAULT)
-    assert opt_in == {"hallucination", "hallucination_area"} and not opt_in & set(record["metrics"]["overall"])
+    assert opt_in == {"hallucination", "hallucination_area", "cmmd", "cmmd_l14", "fd_dinov2", "dreamsim",
+                      "dreamsim_image"} and not opt_in & set(record["metrics"]["overall"])
     assert record["unavailable"] == {}
     assert record["weights"]["inception-tf"]["matches"] is False  # random stand-in, recorded as a mismatch
     assert record["weights"]["lpips-alex-lin"]["matches"] is True  # the real file shipped in the lpips wheel
