@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from evaluators.bootstrap import BootstrapConfig, Stopwatch, count_for, mean_interval, resample_indices
+from evaluators.bootstrap import BootstrapConfig, Resamples, Stopwatch, check_resamples, count_for, mean_intervals
 from evaluators.cache import FeatureCache
 from evaluators.inputs import check_inputs
 from evaluators.metrics import DEFAULT, METRICS, check_metrics
@@ -83,8 +83,7 @@ class ScoreConfig:
         """The metrics to compute, checked (with the other settings that would otherwise fail late)."""
         for flag, value in (("--bootstrap", self.bootstrap), ("--set-bootstrap", self.set_bootstrap),
                             ("--kid-bootstrap", self.kid_bootstrap)):
-            if value < 0:
-                raise ValueError(f"{flag} must be 0 (no intervals) or a number of resamples, got {value}")
+            check_resamples(value, flag)
         return check_metrics(tuple(self.metrics or DEFAULT))
 
 
@@ -543,12 +542,12 @@ def _intervals(scopes: dict[str, np.ndarray], kept: dict[str, np.ndarray], set_m
     for scope, rows in scopes.items():
         found: dict[str, tuple[float, float] | None] = {}
         if bootstrap.resamples:
-            indices = resample_indices(len(rows), bootstrap.resamples, bootstrap.seed)
-            found.update({m: mean_interval(values[rows], indices, bootstrap.level) for m, values in kept.items()})
+            indices = Resamples(len(rows), bootstrap.resamples, bootstrap.seed)
+            found.update(mean_intervals({m: values[rows] for m, values in kept.items()}, indices, bootstrap.level))
         for implementation, instance in set_metrics.get(scope, {}).items():
             count = count_for(bootstrap, instance.per_resample_cost)
             if count and instance.computed:
-                indices = resample_indices(len(rows), count, bootstrap.seed)
+                indices = Resamples(len(rows), count, bootstrap.seed)
                 real, fake = features[_set_source(implementation)]
                 found.update(instance.intervals(real[rows], fake[rows], indices, bootstrap.level))
         out[scope] = {m: [low, high] for m, interval in found.items() if interval is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from misato.defaults import PROTOCOL, SCORE_BATCH_SIZE
+from misato.defaults import BOOTSTRAP_MAX, PROTOCOL, SCORE_BATCH_SIZE
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -93,12 +93,12 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                                            "$MISATO_CACHE_DIR defaulting to ~/.cache/misato)")
     group.add_argument("--strict", action="store_true",
                        help="fail when a metric's weights are missing (misato run: also exit 1 when a method fails)")
-    group.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+    group.add_argument("--bootstrap", type=parse_resamples, default=1000, metavar="N",
                        help="bootstrap resamples for the 95%% intervals of per-image means and U/P-IDS (default 1000; "
-                            "0: no intervals)")
-    group.add_argument("--set-bootstrap", type=int, default=20, metavar="N",
+                            f"0: no intervals; every count at most {BOOTSTRAP_MAX:,})")
+    group.add_argument("--set-bootstrap", type=parse_resamples, default=20, metavar="N",
                        help="bootstrap resamples for FID, each a recomputation (default 20; 0: none)")
-    group.add_argument("--kid-bootstrap", type=int, default=0, metavar="N",
+    group.add_argument("--kid-bootstrap", type=parse_resamples, default=0, metavar="N",
                        help="bootstrap resamples for KID, each its 100 subsets again (about 10-20 s per resample on "
                             "2 CPU cores; default 0: no KID interval)")
     group.add_argument("--thumbnail-samples", type=parse_csv, default=None, metavar="IDS",
@@ -120,6 +120,21 @@ def score_config_from_args(args: argparse.Namespace, batch_size: int, device: st
         thumbnail_samples=tuple(args.thumbnail_samples) if args.thumbnail_samples else None,
         bootstrap=args.bootstrap, set_bootstrap=args.set_bootstrap, kid_bootstrap=args.kid_bootstrap,
     )
+
+
+def parse_resamples(text: str) -> int:
+    """argparse type of every bootstrap count: an integer from 0 (no intervals) to misato.defaults.BOOTSTRAP_MAX,
+    checked by `evaluators.bootstrap.check_resamples` when the command line is parsed (before any work)."""
+    from evaluators.bootstrap import check_resamples
+
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    try:
+        return check_resamples(count, "the count")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_csv(text: str) -> list[str]:
