@@ -6,13 +6,14 @@ import argparse
 
 from misato.cli._common import parse_csv, parse_resamples
 
-HELP = "run a blind user study of inpainting runs (the paper's Table 2 (c)): create, serve, tally"
+HELP = "run a blind user study of inpainting runs (the paper's Table 2 (c)): create, serve, tally, agreement"
 
 EPILOG = """examples:
   misato study create --runs runs/ --methods asuka-sd,sd,lama --images 40 --seed 0 --out study/
   misato study create --runs runs/ --methods telea,ns --images 20 --attention-checks 3 --out study/
   misato study serve study/ --port 8000                 (participants open the printed URL)
   misato study tally study/ --out results/ && misato table results/ --out leaderboard/
+  misato study agreement study/ scores/ --out report/   (every metric judged against the votes)
 
 `serve` needs the web extra: pip install -e ".[study]"."""
 
@@ -44,6 +45,16 @@ rate). `misato table RESULTS` renders it as the measured Table 2 (c) beside the 
 examples:
   misato study tally study/ --out results/ && misato table results/ --out leaderboard/
   misato study tally study/ --out results/ --bootstrap 5000 --seed 1"""
+
+
+AGREEMENT_EPILOG = """For every per-image metric of the result files and every question: how often the metric orders two
+methods on an item the way the participants' majority does (pairwise agreement; 0.5 = chance) and Kendall's tau-b
+per item, averaged (0 = chance), with 95% bootstrap intervals over items. The participants are those `tally`
+counts. Writes agreement.json, agreement.md (the table) and agreement.html (table and chart).
+
+examples:
+  misato score ... --out results/      (per method, on the study's dataset)
+  misato study agreement study/ results/ --out report/"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +113,19 @@ def register(parser: argparse.ArgumentParser) -> None:
                        help="exclude (and count) complete participants whose median time per item is under S")
     tally.set_defaults(handler=run_tally)
 
+    agree = sub.add_parser("agreement", help="judge every metric against the participants' votes",
+                           epilog=AGREEMENT_EPILOG, formatter_class=formatter,
+                           description="judge every metric of the result files against the participants' votes")
+    agree.add_argument("study", help="the study folder (with answers)")
+    agree.add_argument("results", nargs="+", help="result files or folders of `misato score` for the study's "
+                                                  "methods on the study's dataset (with their per-image CSVs)")
+    agree.add_argument("--out", required=True, help="report folder (agreement.json, .md, .html)")
+    agree.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                       help="bootstrap resamples of items for the 95%% intervals (default 1000; 0: none)")
+    agree.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; recorded)")
+    agree.add_argument("--min-seconds", type=float, metavar="S", help="as for tally: leave out too-fast participants")
+    agree.set_defaults(handler=run_agreement)
+
 
 def run_create(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -139,6 +163,23 @@ def run_serve(args: argparse.Namespace) -> int:
     app = StudyApp(args.study, config)
     print(summary(app, sock, token, args.public_url), flush=True)
     server(app).run(sockets=[sock])
+    return 0
+
+
+def run_agreement(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from misato.study.agreement import study_agreement, write_report
+
+    found = study_agreement(args.study, [Path(r) for r in args.results], args.bootstrap, args.seed,
+                            args.min_seconds)
+    paths = write_report(found, args.out, {"resamples": args.bootstrap, "seed": args.seed,
+                                           "min_seconds": args.min_seconds, "study": str(Path(args.study).resolve())})
+    for a in found:
+        pairwise = "n/a" if a.pairwise is None else f"{a.pairwise:.3f}"
+        tau = "n/a" if a.tau_b is None else f"{a.tau_b:.3f}"
+        print(f"{a.question:<26} {a.metric:<28} pairwise {pairwise}  tau-b {tau}  ({a.items} items, {a.pairs} pairs)")
+    print(f"wrote {paths['md']} and {paths['html']}")
     return 0
 
 

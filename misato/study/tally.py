@@ -106,6 +106,32 @@ def passes_checks(study: Study, answered: dict[str, dict[str, str]]) -> bool:
     return right >= study.attention_pass_fraction * len(checks) * len(study.questions)
 
 
+def select(study: Study, answers: list[Answer], min_seconds: float | None = None
+           ) -> tuple[list[str], list[str], list[str]]:
+    """(complete, passing the attention checks, tallied) participants of `answers` (module docstring)."""
+    by_participant = _by_participant(answers)
+    complete = [p for p, answered in by_participant.items() if len(answered) == len(study.items)]
+    attentive = [p for p in complete if passes_checks(study, by_participant[p])]
+    medians = median_seconds(answers) if min_seconds is not None else {}
+    kept = [p for p in attentive if medians.get(p, np.inf) >= (min_seconds or 0.0)]
+    return complete, attentive, kept
+
+
+def votes(study: Study, answers: list[Answer], participants: list[str]) -> dict[str, np.ndarray]:
+    """question metric -> int (items, methods): how many of `participants` picked each method on each ordinary
+    item (items in study order, methods in `study.methods` order)."""
+    by_participant = _by_participant(answers)
+    ordinary = [item for item in study.items if not item.attention_check]
+    method_index = {m: i for i, m in enumerate(study.methods)}
+    out = {q.metric: np.zeros((len(ordinary), len(study.methods)), np.int64) for q in study.questions}
+    for participant in participants:
+        for i, item in enumerate(ordinary):
+            for question in study.questions:
+                option = item.option(by_participant[participant][item.id][question.key])
+                out[question.metric][i, method_index[option.method]] += 1
+    return out
+
+
 def median_seconds(answers: list[Answer]) -> dict[str, float]:
     """participant -> the median response time of their answered items (items without a time left out)."""
     times: dict[str, dict[str, float]] = {}
@@ -123,10 +149,7 @@ def tally(study: Study, answers: list[Answer], resamples: int = 1000, seed: int 
     if min_seconds is not None and not (np.isfinite(min_seconds) and min_seconds >= 0):
         raise ValueError(f"--min-seconds must be a number >= 0, got {min_seconds}")
     by_participant = _by_participant(answers)
-    complete = [p for p, answered in by_participant.items() if len(answered) == len(study.items)]
-    attentive = [p for p in complete if passes_checks(study, by_participant[p])]
-    medians = median_seconds(answers) if min_seconds is not None else {}
-    kept = [p for p in attentive if medians.get(p, np.inf) >= (min_seconds or 0.0)]
+    complete, attentive, kept = select(study, answers, min_seconds)
     checks = study.attention_checks
     started = len({p.id for p in participants} | set(by_participant)) if participants is not None \
         else len(by_participant)
