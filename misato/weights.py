@@ -288,6 +288,7 @@ def download(spec: WeightSpec, folder: Path | None = None, progress: bool = True
     except DownloadHashError as error:
         raise WeightsHashError(str(error)) from None
     except DownloadError as error:
+        log.warning("%s (%s) not downloaded: %s", spec.key, spec.filename, error)
         raise WeightsNotFoundError(spec, searched, str(error)) from None
     return ResolvedWeight(spec.key, path, digest, spec.sha256, "download")
 

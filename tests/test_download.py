@@ -32,14 +32,14 @@ def payload(size: int, seed: int = 0) -> bytes:
 
 
 class Server:
-    """A loopback HTTP server of `files` (path -> bytes) honouring Range; `faults` is a queue of what the next GETs
+    """A loopback HTTP server of `files` (URL path -> bytes, or a file streamed from disk) honouring Range; `faults` is a queue of what the next GETs
     do instead of answering normally: "drop:N" (send N bytes of the body, then close), "500", "slow" (wait past
     any client timeout before answering), "stall:N" (send N bytes, then wait), "gate:N" (send N bytes, wait for
     `gate`, send the rest). Paths of the Hugging Face form /{repo}/resolve/{revision}/{filename} answer HEAD with
     the headers huggingface_hub reads (X-Repo-Commit, ETag, Content-Length)."""
 
     def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
+        self.files: dict[str, bytes | Path] = {}
         self.faults: list[str] = []
         self.requests: list[tuple[str, str, str | None]] = []
         self.gate = threading.Event()
@@ -71,17 +71,23 @@ class Server:
                 if body is None:
                     self.send_error(404, "no such file")
                     return
+                size = body.stat().st_size if isinstance(body, Path) else len(body)
                 start = int(self.headers["Range"][len("bytes="):].rstrip("-")) if self.headers.get("Range") else 0
                 self.send_response(206 if start else 200)
                 if start:
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                self.send_header("Content-Length", str(len(body) - start))
-                hf = HF_ROUTE.match(self.path)
-                if hf:
+                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+                self.send_header("Content-Length", str(size - start))
+                if HF_ROUTE.match(self.path):
                     self.send_header("X-Repo-Commit", COMMIT)
                     self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
                 self.end_headers()
                 if head:
+                    return
+                if isinstance(body, Path):  # a large file: streamed, never held in memory
+                    with body.open("rb") as handle:
+                        handle.seek(start)
+                        for block in iter(lambda: handle.read(1 << 20), b""):
+                            self.wfile.write(block)
                     return
                 rest = body[start:]
                 kind, _, count = fault.partition(":")
@@ -347,3 +353,45 @@ def test_hugging_face_endpoint(hub, monkeypatch):
     with pytest.raises(WeightsNotFoundError, match=r"Not downloaded: o/r/missing.bin@main"):
         _only_specs(monkeypatch, dataclasses.replace(good, key="test-missing", filename="missing.bin"))
         resolve("test-missing", allow_download=True)
+
+
+def _metric_row(out: str, method: str) -> dict[str, str]:
+    """{metric: printed value} from the demo's table (header line "method lpips fid ...", then one per method)."""
+    lines = out.splitlines()
+    header = next(line.split() for line in lines if line.split()[:1] == ["method"])
+    row = next(line.split() for line in lines if line.split()[:1] == [method])
+    return dict(zip(header[1:], row[1:]))
+
+
+def test_demo_fetches_from_a_loopback_mirror_then_runs_offline(server, random_weights, monkeypatch, capsys,
+                                                                tmp_path):
+    """The issue's "done when": with MISATO_WEIGHTS_ENDPOINT on a loopback mirror serving random-weight stand-ins,
+    `misato demo` downloads its files (progress on stderr) and prints LPIPS, FID and KID; offline, the same command
+    uses the cache (no request) and prints the same values. CLIP's file is not served: its metric is reported
+    missing with the fetch command, the others are unaffected."""
+    specs = dict(weights.all_specs())
+    for key in ("inception-tf", "alexnet-torchvision"):
+        served = Path(random_weights[key])
+        server.files[f"/{specs[key].filename}"] = served
+        specs[key] = dataclasses.replace(specs[key], sha256=hashlib.sha256(served.read_bytes()).hexdigest())
+    monkeypatch.setattr(weights, "all_specs", lambda: specs)
+    monkeypatch.setenv("MISATO_WEIGHTS_ENDPOINT", server.url)
+    command = ["demo", "--size", "64", "--methods", "telea", "--device", "cpu"]
+
+    assert main([*command, "--out", str(tmp_path / "online")]) == 0
+    online = capsys.readouterr()
+    fetched = sorted(r[1] for r in server.gets())
+    assert f"/{specs['inception-tf'].filename}" in fetched and f"/{specs['alexnet-torchvision'].filename}" in fetched
+    assert specs["inception-tf"].filename in online.err and "100%" in online.err  # tqdm's bars
+    values = _metric_row(online.out, "telea")
+    for metric in ("lpips", "fid", "kid"):
+        float(values[metric])  # a number, not the "–" of a missing file
+    assert "misato weights fetch clip-vit-l-14-openai" in online.out
+
+    requests = len(server.requests)
+    monkeypatch.setenv("MISATO_OFFLINE", "1")
+    assert main([*command, "--out", str(tmp_path / "offline")]) == 0
+    offline = capsys.readouterr()
+    assert len(server.requests) == requests  # the cache served every file
+    assert {m: _metric_row(offline.out, "telea")[m] for m in ("lpips", "fid", "kid")} == \
+        {m: values[m] for m in ("lpips", "fid", "kid")}
