@@ -98,16 +98,17 @@ def load_authors_generator(path: str | Path, config: FFCResNetConfig) -> FFCResN
     path: a safetensors (or weights-only torch) file with the training module's keys `generator.model.<i>...`;
       discriminator and loss entries are ignored. Returns the generator in eval mode, on CPU.
     Raises ValueError (the release archive itself, no generator entries, missing/unexpected keys, wrong shapes),
-      `misato.checkpoints.CheckpointNeedsConversionError` for the unconverted `best.ckpt`.
+      `misato.checkpoints.CheckpointNeedsConversionError` for the unconverted `best.ckpt` (a pytorch-lightning 1.x
+      checkpoint: `misato weights convert` reads it without pytorch_lightning or omegaconf).
     """
     from misato.checkpoints import load_checkpoint, load_state_strict
 
     path = Path(path)
     if _is_release_archive(path):
         raise ValueError(
-            f"{path} is the big-lama.zip release archive; unzip it and convert its checkpoint once (a file you "
-            f"trust): misato weights convert big-lama/models/best.ckpt big-lama-best.safetensors --state-key "
-            f"{AUTHORS_STATE_KEY}, then pass big-lama-best.safetensors (--weight lama-big-authors=PATH)"
+            f"{path} is the big-lama.zip release archive; unzip it and convert its Lightning checkpoint once (its "
+            f"tensors only, no code is run): misato weights convert big-lama/models/best.ckpt "
+            f"big-lama-best.safetensors --state-key {AUTHORS_STATE_KEY}, then pass big-lama-best.safetensors (--weight lama-big-authors=PATH)"
         )
     state = load_checkpoint(path, state_key=AUTHORS_STATE_KEY)
     weights = generator_state_dict(state) if isinstance(state, dict) else {}

@@ -20,7 +20,7 @@ WEIGHTS: list[WeightSpec] = [
         description="LaMa big-lama (Suvorov et al., WACV 2022), the authors' Lightning checkpoint, for "
         "`lama` with checkpoint=authors (only the generator.* entries are used); Apache-2.0",
         manual="download the release archive big-lama.zip from the url, unzip it and convert its Lightning "
-        "checkpoint once (it needs the full unpickler): `misato weights convert big-lama/models/best.ckpt "
+        "checkpoint once (its tensors only): `misato weights convert big-lama/models/best.ckpt "
         "big-lama-best.safetensors --state-key state_dict`",
     ),
 ]

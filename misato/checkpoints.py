@@ -1,86 +1,223 @@
-"""Reading checkpoints safely, and the one-time conversion of a trusted pickle into safetensors.
+"""Reading checkpoints safely, and the one-time conversion of an authors' pickled release into safetensors.
 
-`load_checkpoint` never unpickles: `.safetensors` by suffix, anything else with `torch.load(weights_only=True)`
-(plus the plain attribute bags training scripts store beside weights). A file that needs the full unpickler
-(a Lightning checkpoint with config objects, a TensorFlow-era pickle re-saved with classes) is refused with
-the command that converts it: `misato weights convert SRC DEST`, which the user runs once on a file they
-trust (`convert_to_safetensors`).
+`load_checkpoint` never unpickles: `.safetensors` (by suffix or content), anything else with
+`torch.load(weights_only=True)` (plus the plain attribute bags training scripts store beside weights). A file
+that holds other objects (a Lightning checkpoint with config objects and callbacks, a StyleGAN-style network
+pickle) is refused with the command that converts it, `misato weights convert SRC DEST --state-key KEY`
+(`convert_checkpoint`), which reads it with `misato.unpickle.RestrictedUnpickler`: the pickled classes are
+replaced by inert stand-ins, never imported or run. A file that is not a readable checkpoint at all (truncated,
+garbage) is a one-line `CorruptCheckpointError` naming the file and what was expected.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import os
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from misato.unpickle import StandIn, file_format, module_state, module_tensors, read_release, walk
+
 # Plain attribute bags that training scripts pickle beside the weights (MAE's `misc.save_model` stores `args`).
 _SAFE_GLOBALS: list[Any] = [argparse.Namespace]
+EXPECTED = "a .safetensors file or a torch.save / pickle checkpoint"
+RECOVERY = "download it (or convert it) again"
 
 
 class CheckpointNeedsConversionError(ValueError):
     """A checkpoint that `torch.load(weights_only=True)` refuses; the message holds the converting command."""
 
 
+class CorruptCheckpointError(ValueError):
+    """A file that is not a readable checkpoint (truncated, damaged, another kind of file); the message names the
+    file, what was expected and what was found."""
+
+
 def convert_command(path: str | os.PathLike, state_key: str | None = None) -> str:
-    """The command that turns a trusted pickle checkpoint into a safetensors file beside it."""
+    """The command that turns a pickled checkpoint into a safetensors file beside it."""
     path = Path(path)
     option = f" --state-key {state_key}" if state_key else ""
     return f"misato weights convert {path} {path.with_suffix('.safetensors')}{option}"
 
 
+def _reason(error: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _load_safetensors(path: Path, kind: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as error:
+        found = "" if kind in ("safetensors", "unknown") else f"; its content is a {kind} file"
+        raise CorruptCheckpointError(f"{path}: not a readable .safetensors file ({_reason(error)}{found}): expected "
+                                     f"a complete safetensors file; it may be truncated; {RECOVERY}") from None
+
+
 def load_checkpoint(path: str | os.PathLike, state_key: str | None = None) -> Any:
     """Read a checkpoint on CPU without unpickling code.
 
-    path: `.safetensors` (a flat dict of tensors) or a torch file read with `weights_only=True`.
-    state_key: the entry holding the state dict in the publisher's layout (e.g. "state_dict" for Lightning);
-      only used in the conversion hint of the error.
-    Raises FileNotFoundError, or CheckpointNeedsConversionError naming the `misato weights convert` command.
+    path: a safetensors file (a flat dict of tensors; by suffix or content) or a torch file read with
+      `weights_only=True`.
+    state_key: the entry holding the state dict in the publisher's layout ("state_dict" for Lightning, "G_ema"
+      for a network pickle); only used in the conversion command of the error.
+    Raises FileNotFoundError; CheckpointNeedsConversionError naming the `misato weights convert` command for a
+    readable pickle with other objects; CorruptCheckpointError for a truncated, damaged or foreign file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
+    kind = file_format(path)
+    if path.suffix == ".safetensors" or kind == "safetensors":
+        return _load_safetensors(path, kind)
+    if kind == "unknown":
+        raise CorruptCheckpointError(f"{path}: not a checkpoint: expected {EXPECTED}, found neither (first bytes "
+                                     f"{path.read_bytes()[:8]!r}); {RECOVERY}")
+    if kind == "torchscript":
+        raise CorruptCheckpointError(f"{path}: a TorchScript archive, not a checkpoint of weights: expected {EXPECTED}")
     try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+        with torch.serialization.safe_globals(_SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # refused below with the reason
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointNeedsConversionError(
-            f"{path}: cannot be read with torch.load(weights_only=True) ({reason}); checkpoints are never unpickled "
-            f"here. If you trust this file, convert it once: {convert_command(path, state_key)}"
-        ) from error
+    except pickle.UnpicklingError:
+        raise _refusal(path, state_key) from None
+    except Exception as error:  # torch's readers fail on damaged files with OSError, KeyError, RuntimeError...
+        raise CorruptCheckpointError(f"{path}: a damaged {kind} file ({_reason(error)}): expected {EXPECTED}; "
+                                     f"it may be truncated; {RECOVERY}") from None
 
 
-def _tensors(obj: Any, where: str) -> dict[str, torch.Tensor]:
-    """A mapping of name -> tensor, nested mappings flattened with dots (non-tensor leaves are an error)."""
+def _refusal(path: Path, state_key: str | None) -> ValueError:
+    """Why `torch.load(weights_only=True)` refused `path`: a complete pickle of other objects (the conversion
+    command, with `state_key` when the file has that entry) or a damaged one (CorruptCheckpointError)."""
+    try:
+        release = read_release(path)
+    except Exception as damage:
+        return CorruptCheckpointError(f"{path}: a damaged {file_format(path)} file ({_reason(damage)}): expected "
+                                      f"{EXPECTED}; it may be truncated; {RECOVERY}")
+    try:
+        _select(release.obj, state_key, path)
+    except ValueError:
+        state_key = None
+    classes = sorted(stand_in_counts(release.obj))
+    held = (f"objects of other classes ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''})" if classes
+            else "objects outside torch's allow-list (numpy arrays or containers)")
+    return CheckpointNeedsConversionError(
+        f"{path}: torch.load(weights_only=True) refuses it: besides tensors it holds {held}, and checkpoints are "
+        f"never unpickled here. "
+        f"Converting reads its tensors only, running none of its code; convert it once: "
+        f"{convert_command(path, state_key)}")
+
+
+def stand_in_counts(obj: Any) -> collections.Counter[str]:
+    """Objects (and class references) in `obj` that the restricted unpickler replaced by stand-ins, by class."""
+    counts: collections.Counter[str] = collections.Counter()
+    for item in walk(obj):
+        if isinstance(item, StandIn):
+            counts[item.label] += 1
+        elif isinstance(item, type) and issubclass(item, StandIn):
+            counts[f"{item.stand_in_for} (class)"] += 1
+    return counts
+
+
+def _describe(value: Any) -> str:
+    if module_state(value) is not None:
+        return f"a pickled module {value.label}"
+    return f"a stand-in for {value.stand_in_for}" if isinstance(value, StandIn) else type(value).__name__
+
+
+def _entries(obj: Any) -> list[str]:
+    """The names one level below `obj` (mapping keys or sub-modules), for error messages."""
+    state = module_state(obj)
+    names = state["_modules"] if state is not None else obj if isinstance(obj, Mapping) else {}
+    return [str(name) for name in list(names)[:10]]
+
+
+def _select(obj: Any, state_key: str | None, src: Path) -> Any:
+    """The part of a checkpoint at the dotted `state_key`: mapping entries, or sub-modules of a pickled module."""
+    for index, part in enumerate(state_key.split(".") if state_key else []):
+        state = module_state(obj)
+        children = state["_modules"] if state is not None else obj if isinstance(obj, Mapping) else {}
+        if part not in children:
+            where = ".".join(state_key.split(".")[:index]) or "the top level"
+            raise ValueError(f"{src}: no entry {part!r} on the way to --state-key {state_key} (found at {where}: "
+                             f"{_entries(obj) or _describe(obj)})")
+        obj = children[part]
+    return obj
+
+
+def _tensors(obj: Any, where: str, src: Path, state_key: str | None) -> dict[str, torch.Tensor]:
+    """Name -> tensor of a mapping (nested mappings and pickled modules flattened with dots) or of a pickled
+    module (its `state_dict()`); any other leaf is an error naming the entries to choose from."""
+    state = module_state(obj)
+    if state is not None:
+        return module_tensors(state, f"{where}." if where else "")
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{where}: expected a mapping of tensors, got {type(obj).__name__}")
+        raise ValueError(f"{src}: {where or 'the file'} is {_describe(obj)}, not a mapping of tensors or a module")
     out: dict[str, torch.Tensor] = {}
     for key, value in obj.items():
         name = f"{where}.{key}" if where else str(key)
         if isinstance(value, torch.Tensor):
-            out[str(key)] = value.detach().cpu().contiguous()
-        elif isinstance(value, Mapping):
-            out.update({f"{key}.{k}": v for k, v in _tensors(value, name).items()})
+            out[name] = value
+        elif isinstance(value, Mapping) or module_state(value) is not None:
+            out.update(_tensors(value, name, src, state_key))
         else:
-            raise ValueError(f"{name}: not a tensor ({type(value).__name__}); pick the state dict with --state-key")
+            raise ValueError(f"{src}: {name} is {_describe(value)}, not a tensor; pick the weights with --state-key "
+                             f"(entries of {where or state_key or 'the file'}: {_entries(obj)})")
     return out
 
 
-def convert_to_safetensors(src: str | os.PathLike, dest: str | os.PathLike, state_key: str | None = None) -> Path:
-    """Unpickle `src` (a file the caller trusts: this runs arbitrary code from it) and save its tensors as `dest`.
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """What `convert_checkpoint` wrote and left out.
 
-    state_key: dotted path to the state dict inside the loaded object ("state_dict", "model", "g_ema");
-      None = the object itself. Tensors shared between keys are copied (safetensors stores no aliases).
-    Returns `dest`; written atomically.
+    format: "torch zip", "torch legacy" or "pickle"; tensors: written; skipped_tensors: tensors of the file outside
+    `state_key`; stand_ins: objects (and class references) of other classes in the whole file, by class, which
+    were recorded inertly and not converted.
+    """
+
+    src: Path
+    dest: Path
+    format: str
+    state_key: str | None
+    tensors: int
+    skipped_tensors: int
+    stand_ins: dict[str, int]
+
+    def summary(self) -> str:
+        """Lines for the command line: what was written, then what was skipped."""
+        under = f" under {self.state_key}" if self.state_key else ""
+        lines = [f"read {self.src} ({self.format}): wrote {self.tensors} tensors{under} to {self.dest}",
+                 f"skipped {self.skipped_tensors} tensors outside {self.state_key or 'the selection'}"]
+        if self.stand_ins:
+            total = sum(self.stand_ins.values())
+            lines.append(f"skipped {total} objects of {len(self.stand_ins)} other classes (recorded, never imported "
+                         f"or run):")
+            lines += [f"  {count} x {name}" for name, count in sorted(self.stand_ins.items(), key=lambda i: (-i[1], i[0]))]
+        return "\n".join(lines)
+
+
+def convert_checkpoint(src: str | os.PathLike, dest: str | os.PathLike, state_key: str | None = None) -> Conversion:
+    """Save the tensors of a pickled checkpoint (`src`) as the safetensors file `dest`, running none of its code.
+
+    src: a Lightning `.ckpt`, a StyleGAN-style network `.pkl`, a (legacy or zip) `torch.save` file; read with
+      `misato.unpickle.read_release` (other classes become inert stand-ins).
+    state_key: dotted path to the weights inside the file: mapping entries ("state_dict", "model") or modules of a
+      network pickle ("G_ema", whose parameters and persistent buffers are taken as its `state_dict()` would);
+      None = the whole file. The keys written are those below `state_key`.
+    Tensors shared between keys are copied (safetensors stores no aliases). `dest` is written atomically.
+    Raises FileNotFoundError, CorruptCheckpointError (unreadable `src`), ValueError (no such `state_key`, a
+    non-tensor entry, no tensors, `dest` not ending in .safetensors).
     """
     from safetensors.torch import save_file
 
@@ -89,20 +226,37 @@ def convert_to_safetensors(src: str | os.PathLike, dest: str | os.PathLike, stat
         raise FileNotFoundError(f"checkpoint not found: {src}")
     if dest.suffix != ".safetensors":
         raise ValueError(f"{dest}: the converted file must end in .safetensors")
-    obj = torch.load(src, map_location="cpu", weights_only=False)  # trusted by the caller, see docstring
-    for part in (state_key.split(".") if state_key else []):
-        if not isinstance(obj, Mapping) or part not in obj:
-            keys = list(obj)[:10] if isinstance(obj, Mapping) else type(obj).__name__
-            raise ValueError(f"{src}: no entry {part!r} on the way to --state-key {state_key} (found: {keys})")
-        obj = obj[part]
-    tensors = {key: value.clone() for key, value in _tensors(obj, "").items()}
+    kind = file_format(src)
+    if kind not in ("torch zip", "pickle"):
+        done = "it is read as is" if kind in ("safetensors", "torchscript") else RECOVERY
+        raise CorruptCheckpointError(f"{src}: expected a pickled checkpoint (torch.save zip or pickle), found "
+                                     f"{kind if kind != 'unknown' else 'neither'}: {done}")
+    try:
+        release = read_release(src)
+    except Exception as error:
+        raise CorruptCheckpointError(f"{src}: a damaged {kind} file ({_reason(error)}); it may be truncated; "
+                                     f"{RECOVERY}") from None
+    selected = _select(release.obj, state_key, src)
+    tensors = _tensors(selected, "", src, state_key)
     if not tensors:
         raise ValueError(f"{src}: no tensors found" + (f" under {state_key}" if state_key else ""))
+    everything = {id(item) for item in walk(release.obj) if isinstance(item, torch.Tensor)}
+    kept = {id(value) for value in tensors.values()}
+    out = {key: value.detach().cpu().contiguous().clone() for key, value in tensors.items()}
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"converted_from": src.name, "state_key": state_key or ""})
-    os.replace(tmp, dest)
-    return dest
+    try:
+        save_file(out, str(tmp), metadata={"converted_from": src.name, "state_key": state_key or ""})
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Conversion(src, dest, release.format, state_key, len(out), len(everything - kept),
+                      dict(stand_in_counts(release.obj)))
+
+
+def convert_to_safetensors(src: str | os.PathLike, dest: str | os.PathLike, state_key: str | None = None) -> Path:
+    """`convert_checkpoint`, returning only the written path."""
+    return convert_checkpoint(src, dest, state_key).dest
 
 
 def sub_state(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

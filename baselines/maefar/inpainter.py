@@ -61,7 +61,8 @@ def load_mae_far(path: str | os.PathLike, config: MaeFarConfig | None = None,
     """(MAE, FAR network) in eval mode from the released checkpoint or its safetensors conversion.
 
     Raises `misato.checkpoints.CheckpointNeedsConversionError` (naming `misato weights convert ... --state-key
-    state_dict`) for a pickle that needs full unpickling, ValueError for a file of another layout.
+    state_dict`) for the released pytorch-lightning checkpoint (converted without pytorch_lightning or omegaconf),
+    ValueError for a file of another layout.
     """
     from misato.checkpoints import load_checkpoint, load_state_strict
 

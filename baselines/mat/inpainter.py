@@ -11,6 +11,10 @@ noise_mode="const" and truncation_psi=1. truncation_psi defaults to 1; noise_mod
 generator file that holds the stored noise maps, and to "none" for one that does not: the published
 state-dict files (IOPaint's Places .pth, the CelebA-HQ fp16 mirror) were saved without them, and IOPaint
 runs the Places file with "none". The effective mode is recorded in `config()`.
+
+The authors' own release files (`Places_512_FullData.pkl`, `CelebA-HQ_512.pkl`) are StyleGAN-style network
+pickles; `misato weights convert X.pkl X.safetensors --state-key G_ema` takes the EMA generator's parameters and
+buffers (with the noise maps) without the authors' code, and the error for an unconverted .pkl names that command.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from misato.checkpoints import load_checkpoint, load_state_strict
 
 # model option -> misato.weights key
 MODEL_WEIGHTS: dict[str, str] = {"places": "mat-places512", "celeba": "mat-celeba512"}
+# The module of the authors' network pickles that their test script runs (`legacy.load_network_pkl(f)['G_ema']`).
+NETWORK_PICKLE_KEY = "G_ema"
 
 
 def _is_noise_key(key: str) -> bool:
@@ -41,7 +47,8 @@ class MatInpainter(Inpainter):
     when the file holds the noise maps; "none" when it does not, as both published state-dict files);
     truncation_psi (default 1); network_config: a `MatConfig` (default: the released architecture;
     tests pass tiny ones); `weight_paths={key: PATH}`, `allow_download` (see `Inpainter.resolve_weight`).
-    A missing file raises `misato.weights.WeightsNotFoundError`; a file with other keys or shapes ValueError.
+    A missing file raises `misato.weights.WeightsNotFoundError`; a file with other keys or shapes ValueError;
+    an unconverted network pickle `misato.checkpoints.CheckpointNeedsConversionError` naming the command.
     """
 
     name: ClassVar[str] = "mat"
@@ -59,7 +66,7 @@ class MatInpainter(Inpainter):
             raise ValueError(f"mat: noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         self.truncation_psi = float(truncation_psi)
         resolved = self.resolve_weight(MODEL_WEIGHTS[model])
-        state = load_checkpoint(resolved.path)
+        state = load_checkpoint(resolved.path, state_key=NETWORK_PICKLE_KEY)  # the key: for the .pkl's conversion hint
         # the file decides whether the generator has noise inputs (see MatConfig.use_noise)
         has_noise = isinstance(state, dict) and any(_is_noise_key(str(k)) for k in state)
         if noise_mode not in (None, "none") and not has_noise:

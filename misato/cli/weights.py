@@ -19,7 +19,7 @@ EPILOG = """examples:
   misato weights fetch all
   MISATO_WEIGHTS_ENDPOINT=http://mirror/weights misato weights fetch inception-tf   (a flat mirror: <endpoint>/<file>)
   misato weights convert big-lama/models/best.ckpt big-lama.safetensors --state-key state_dict
-                                                   (once, on a pickle checkpoint you trust)
+                                                   (once, on an authors' pickled release: tensors only)
   MISATO_WEIGHT_INCEPTION_TF=/data/pt_inception.pth misato weights verify inception-tf   (an explicit path)"""
 
 
@@ -43,17 +43,22 @@ def register(parser: argparse.ArgumentParser) -> None:
     fetch.add_argument("--dry-run", action="store_true", help="print what is missing and the sizes; download nothing")
     fetch.set_defaults(handler=run_fetch)
     convert = sub.add_parser(
-        "convert", help="unpickle a checkpoint YOU TRUST once and save its tensors as .safetensors",
-        description="Checkpoints are loaded with torch.load(weights_only=True) or safetensors only. A publisher's "
-        "file that needs the full unpickler (it can run code) is converted once with this command, on a file you "
-        "trust; the .safetensors it writes is then used like the original (--weight KEY=DEST).",
+        "convert", help="save the tensors of an authors' pickled checkpoint as .safetensors, running none of its code",
+        description="Checkpoints are loaded with torch.load(weights_only=True) or safetensors only. An authors' file "
+        "that holds other objects (pytorch-lightning 1.x checkpoints with callbacks and OmegaConf configs, "
+        "StyleGAN-style network pickles) is converted once with this command: a restricted unpickler builds only "
+        "tensors and plain containers and records every other class inertly (never imported or run; neither "
+        "pytorch_lightning, omegaconf nor the authors' code is needed), then reports what it skipped. The "
+        ".safetensors it writes is then used like the original (--weight KEY=DEST).",
         epilog="examples:\n  misato weights convert big-lama/models/best.ckpt big-lama-best.safetensors --state-key state_dict\n"
-               "  misato weights convert mae_far_places2.ckpt mae_far_places2.safetensors --state-key state_dict",
+               "  misato weights convert mae_far_places2.ckpt mae_far_places2.safetensors --state-key state_dict\n"
+               "  misato weights convert Places_512_FullData.pkl Places_512_FullData.safetensors --state-key G_ema",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    convert.add_argument("src", help="the publisher's checkpoint (.ckpt/.pth/.pt)")
+    convert.add_argument("src", help="the publisher's checkpoint (.ckpt/.pth/.pt, or a network .pkl)")
     convert.add_argument("dest", help="the .safetensors file to write")
     convert.add_argument("--state-key", default=None,
-                         help="dotted path to the state dict inside the file (e.g. state_dict, model, g_ema)")
+                         help="dotted path to the weights inside the file: mapping entries (state_dict, model) or "
+                         "modules of a network pickle (G_ema); default: the whole file")
     convert.set_defaults(handler=run_convert)
 
 
@@ -190,9 +195,10 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from misato.checkpoints import convert_to_safetensors
+    from misato.checkpoints import convert_checkpoint
     from misato.io import sha256_file
 
-    dest = convert_to_safetensors(args.src, args.dest, args.state_key)
-    print(f"wrote {dest} (sha256 {sha256_file(dest)})")
+    conversion = convert_checkpoint(args.src, args.dest, args.state_key)
+    print(conversion.summary())
+    print(f"sha256 of {conversion.dest}: {sha256_file(conversion.dest)}")
     return 0
