@@ -8,12 +8,12 @@ dataset content, protocol and weights were scored before.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +37,8 @@ from misato.data import Dataset
 from misato.defaults import PROTOCOL, SCORE_BATCH_SIZE
 from misato.devices import check_device, resolve_device
 from misato.environment import git_state, package_versions, utc_now
-from misato.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_mask_gray, read_rgb
+from misato.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, probe_write, read_mask_gray,
+                       read_rgb)
 from misato.weights import ResolvedWeight, WeightsNotFoundError, fix_text, resolve
 
 log = logging.getLogger(__name__)
@@ -103,14 +104,21 @@ def predictions_folder(path: str | Path) -> Path:
     return path
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """Fail before scoring when the result folder cannot be written (a file, or no write permission), without
-    creating anything: the folder (or its nearest existing parent) must be a writable folder."""
+def _check_out_dir(out_dir: Path, n_images: int, n_metrics: int, n_thumbnails: int) -> None:
+    """Fail before scoring when the result files cannot be written, without creating anything: the folder (or its
+    nearest existing parent, on the same file system) must be a folder where a probe file of about the results'
+    size (`_result_bytes`) can be written and synced (`misato.io.probe_write`: a full disk, a quota, a read-only
+    file system or no permission end here, naming --out, instead of after the whole computation)."""
     existing = next(p for p in (out_dir.absolute(), *out_dir.absolute().parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(f"--out {out_dir}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"--out {out_dir}: this user cannot write in {existing}")
+    probe_write(existing, _result_bytes(n_images, n_metrics, n_thumbnails), named=out_dir)
+
+
+def _result_bytes(n_images: int, n_metrics: int, n_thumbnails: int) -> int:
+    """About the bytes of one result's files: the JSON (64 KiB), the per-image CSV (stem, domain, hole ratio and
+    one value per metric, 12 bytes each) and the thumbnails (3 JPEGs of 16 KiB at most per sample kept)."""
+    return (64 << 10) + n_images * 12 * (n_metrics + 3) + n_thumbnails * 3 * (16 << 10)
 
 
 def metric_weight_keys(metric: str, protocol: Protocol) -> tuple[str, ...]:
@@ -355,11 +363,11 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     workers = current_workers(config.device)
     device = resolve_device(config.device, workers.device)
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    thumbnail_stems = _thumbnail_stems(dataset, config)
+    _check_out_dir(out_dir, len(dataset), len(metrics), len(thumbnail_stems))
     predictions_dir = predictions_folder(predictions_dir)
     checked = check_inputs(dataset, predictions_dir, config.allow_degenerate_masks)
     stems = [s.stem for s in dataset.samples]
-    thumbnail_stems = _thumbnail_stems(dataset, config)
     resolved, unavailable = resolve_metric_weights(metrics, protocol, config)
     active = tuple(m for m in metrics if m not in unavailable)
     seconds_start = time.perf_counter()
@@ -413,7 +421,8 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     by_hole_ratio = _by_hole_ratio(kept, pass_result.hole_ratio)
     seconds_total = time.perf_counter() - seconds_start
 
-    thumbs = _write_thumbnails(out_dir / f"{base}.thumbs", pass_result.thumbnails)
+    thumbs_folder = out_dir / f"{base}.thumbs"
+    thumbs = _thumbnail_paths(thumbs_folder, pass_result.thumbnails)
     git = git_state() or {}
     csv_path = out_dir / f"{base}.per_image.csv"
     record = ResultRecord(
@@ -450,10 +459,10 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         git_dirty=git.get("dirty"),
         created=utc_now(),
     )
-    atomic_write_text(csv_path, _per_image_csv(stems, [s.domain for s in dataset.samples], pass_result.hole_ratio,
-                                               per_image))
     json_path = out_dir / f"{base}.json"
-    atomic_write_json(json_path, record.to_json())
+    _write_result_files(json_path, record.to_json(), csv_path,
+                        _per_image_csv(stems, [s.domain for s in dataset.samples], pass_result.hole_ratio, per_image),
+                        thumbs_folder, pass_result.thumbnails)
     if unavailable:  # recorded in the result; the CLIs print them once
         log.debug("unavailable metrics: %s", ", ".join(unavailable))
     workers.barrier()
@@ -477,15 +486,27 @@ def _thumbnail_stems(dataset: Dataset, config: ScoreConfig) -> set[str]:
     return set(config.thumbnail_samples)
 
 
-def _write_thumbnails(folder: Path, images: dict[str, dict[str, bytes]]) -> dict[str, dict[str, str]]:
-    """Write `<folder>/<stem>.<role>.jpg` atomically; returns the paths relative to the result's folder."""
-    out: dict[str, dict[str, str]] = {}
-    for stem, roles in sorted(images.items()):
-        out[stem] = {}
-        for role, data in roles.items():
-            atomic_write_bytes(folder / f"{stem}.{role}.jpg", data)
-            out[stem][role] = f"{folder.name}/{stem}.{role}.jpg"
-    return out
+def _thumbnail_paths(folder: Path, images: dict[str, dict[str, bytes]]) -> dict[str, dict[str, str]]:
+    """`<folder>/<stem>.<role>.jpg` of every thumbnail, relative to the result's folder (as the record holds)."""
+    return {stem: {role: f"{folder.name}/{stem}.{role}.jpg" for role in roles} for stem, roles in sorted(images.items())}
+
+
+def _write_result_files(json_path: Path, record: dict[str, Any], csv_path: Path, csv_text: str, thumbs_folder: Path,
+                        images: dict[str, dict[str, bytes]]) -> None:
+    """The result's files, each atomically (`misato.io`: a failed write names its file and leaves no temporary
+    file): the thumbnails, the per-image CSV, then the JSON, which refers to them. When one fails, an older JSON of
+    the same name is removed: it would refer to a CSV or thumbnails of this run (the pass is in the cache, so the
+    same command after the fault is fixed recomputes only the set metrics and intervals)."""
+    try:
+        for stem, roles in images.items():
+            for role, data in roles.items():
+                atomic_write_bytes(thumbs_folder / f"{stem}.{role}.jpg", data)
+        atomic_write_text(csv_path, csv_text)
+        atomic_write_json(json_path, record)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            json_path.unlink(missing_ok=True)
+        raise
 
 
 def _degenerate_left_out(per_image: dict[str, np.ndarray], dataset: Dataset, checked: Any,

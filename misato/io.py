@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,22 +32,112 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and `os.replace`.
 
-    A reader never sees a half-written file, even when the writer is killed.
+    A reader never sees a half-written file, even when the writer is killed. A failed write (a full disk, a quota,
+    a read-only folder) removes the temporary file and raises an OSError that names `path` (`named_write_error`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as error:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        named = named_write_error(error, path, temporary=tmp)
+        if named is None or named is error:
+            raise
+        raise named from error
+
+
+def probe_write(folder: str | os.PathLike, size: int, named: str | os.PathLike | None = None) -> None:
+    """Write `size` bytes to a temporary file in `folder`, fsync it and remove it: fails as a real write of that
+    size there would (a full disk, a quota, a read-only file system, no permission), before any work is done, with
+    an OSError naming `named` (default `folder`). Incompressible bytes, so a compressing file system counts them."""
+    named = named if named is not None else folder
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".misato-probe.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "wb") as handle:
+            block = os.urandom(min(max(size, 1), 1 << 20))
+            for start in range(0, max(size, 1), len(block)):
+                handle.write(block[: size - start] if size - start < len(block) else block)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        if error.errno is None:
+            raise OSError(f"{named}: {error}") from error
+        raise OSError(error.errno, error.strerror or os.strerror(error.errno), str(named)) from error
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# Rust's io::Error text (safetensors: "I/O error: No space left on device (os error 28)")
+_OS_ERROR_TEXT = re.compile(r"\(os error (\d+)\)")
+# torch.save's zip writer reports a failed write as a RuntimeError from these
+_TORCH_WRITER_TEXT = ("PytorchStreamWriter", "inline_container.cc")
+
+
+def named_write_error(error: BaseException, path: str | os.PathLike,
+                      temporary: str | os.PathLike | None = None) -> OSError | None:
+    """`error`, raised while writing `path`, as an OSError that names `path`; None when it is not an I/O error.
+
+    A write or fsync on a full disk raises OSError(ENOSPC) naming no file, so the message would not say where:
+    the same errno is returned naming `path` (also in place of `temporary`, the writer's own temporary file or
+    folder, or a file inside it: it is removed by then). An OSError naming another file (a folder that could not be
+    created) is returned as it is. Libraries that wrap
+    the OS error are recognised by their text: safetensors' "(os error N)" gives errno N; torch's zip writer
+    gives an OSError naming `path` and the free space of its disk (its message has no errno).
+    """
+    if isinstance(error, OSError):
+        if error.filename is not None and not _inside(error.filename, temporary):
+            return error
+        if error.errno is None:
+            return OSError(f"{path}: {error}")
+        return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
+    if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit
+        return None
+    text = str(error)
+    found = _OS_ERROR_TEXT.search(text)
+    if found:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    if isinstance(error, RuntimeError) and any(mark in text for mark in _TORCH_WRITER_TEXT):
+        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        return OSError(f"{path}: write failed ({first}); {_free_space(path)} free on its disk")
+    return None
+
+
+def _inside(filename: Any, temporary: str | os.PathLike | None) -> bool:
+    """Whether `filename` is `temporary` or a path inside it."""
+    if temporary is None or not isinstance(filename, (str, os.PathLike)):
+        return False
+    name, temporary = Path(filename).absolute(), Path(temporary).absolute()
+    return name == temporary or temporary in name.parents
+
+
+def _free_space(path: str | os.PathLike) -> str:
+    """Free bytes on the disk of `path` (its nearest existing folder), e.g. "0 B" or "1.2 GiB"; "unknown"."""
+    import shutil
+
+    folder = Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = float(shutil.disk_usage(folder).free)
+    except OSError:
+        return "unknown"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if free < 1024 or unit == "GiB":
+            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
+        free /= 1024
+    return "unknown"
 
 
 def _umask() -> int:

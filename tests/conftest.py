@@ -14,6 +14,30 @@ from pathlib import Path
 # servers on 127.0.0.1 (tests/test_download.py).
 os.environ["MISATO_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def _loopback_only(connect):
+    """The network disabled for this process: a connection to anything but 127.0.0.1 / ::1 fails as on a machine
+    without a route (ENETUNREACH), naming the address, whatever library makes it."""
+    import errno
+    import socket
+
+    def guarded(self, address, *args):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError(errno.ENETUNREACH, f"network disabled in the tests: connect to {address[0]}:{address[1]}")
+        return connect(self, address, *args)
+
+    return guarded
+
+
+def _disable_network() -> None:
+    import socket
+
+    socket.socket.connect = _loopback_only(socket.socket.connect)
+    socket.socket.connect_ex = _loopback_only(socket.socket.connect_ex)
+
+
+_disable_network()
 from unittest import mock
 
 import numpy as np

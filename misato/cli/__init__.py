@@ -7,8 +7,10 @@ arguments and `parser.set_defaults(handler=...)`; heavy imports stay inside hand
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -55,8 +57,29 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, KeyError) as error:
         if args.verbose:
             raise
-        print(f"misato {args.command}: error: {error}", file=sys.stderr)
+        text = os_error_text(error) if isinstance(error, OSError) else str(error)
+        print(f"misato {args.command}: error: {text}", file=sys.stderr)
         return 1
+
+
+# Errors of a write that the user fixes outside misato, each with its hint (None: the message says it all).
+DISK_ERRNOS: dict[int, str | None] = {
+    errno.ENOSPC: "free some space and run the same command again",
+    errno.EDQUOT: "free some of the quota and run the same command again",
+    errno.EROFS: "choose a folder on a writable file system",
+    errno.EACCES: None,
+}
+
+
+def os_error_text(error: OSError) -> str:
+    """One line for an OSError: "<file>: <reason> (<hint>)" for a full disk, a quota, a read-only file system or
+    a permission denied (`DISK_ERRNOS`), which Python prints as "[Errno 28] ..." naming no file when a write
+    fails; the writers (`misato.io.atomic_write_bytes`, ...) set the file. Any other OSError as Python words it."""
+    if error.errno not in DISK_ERRNOS:
+        return str(error)
+    where = error.filename if error.filename is not None else "(file not named by the writer; -v shows where)"
+    hint = DISK_ERRNOS[error.errno]
+    return f"{where}: {error.strerror or os.strerror(error.errno)}" + (f" ({hint})" if hint else "")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -44,7 +44,7 @@ from baselines.asuka.training.data import (
     data_fingerprint,
     list_training_images,
 )
-from misato.io import atomic_write_json, atomic_write_text, sha256_file
+from misato.io import atomic_write_json, atomic_write_text, named_write_error, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +186,11 @@ class RunLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as error:  # a full disk names no file
+            _raise_write_error(error, self.path, None)
         if self.writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):
@@ -368,7 +371,7 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        files_written = parts.save(accelerator.unwrap_model(model), out)
+        files_written = _save_final(parts, accelerator.unwrap_model(model), out)
         record.update(status="finished" if end == config.steps else "stopped at --max-steps", step=max(start, end),
                       finished=utc_now(), bad_images=bad_total, bad_images_listed=bad_listed,
                       files={role: file_record(out / name) for role, name in files_written.items()})
@@ -378,19 +381,47 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
 
 
 def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int, trainer: dict[str, Any]) -> None:
+    """Write checkpoint `step-N` through the temporary folder `.step-N.tmp`. A failed write (a full disk: torch,
+    safetensors or Python raising) removes the temporary folder and raises an OSError naming `step-N`
+    (`misato.io.named_write_error`); the previous checkpoints are kept, so the same command resumes from them."""
     folder = out / CHECKPOINTS
     final = folder / f"step-{step:08d}"
     tmp = folder / f".step-{step:08d}.tmp"
-    if accelerator.is_main_process:
+    try:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            atomic_write_json(tmp / TRAINER_STATE, trainer)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
+        _raise_write_error(error, final, tmp)
     if accelerator.is_main_process:
-        atomic_write_json(tmp / TRAINER_STATE, trainer)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
         for old in sorted(folder.glob("step-*"))[:-keep]:  # zero-padded names: sorted = oldest first
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def _save_final(parts: StageParts, model: torch.nn.Module, out: Path) -> dict[str, str]:
+    """`parts.save` into the run folder; a failed write removes the temporary files the writers left (`.NAME.tmp`,
+    `.NAME.XXXX.tmp`: `baselines.asuka.trained.save_safetensors`, `misato.io.atomic_write_bytes`) and raises an
+    OSError naming the run folder."""
+    try:
+        return parts.save(model, out)
+    except BaseException as error:
+        for stale in out.rglob(".*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        _raise_write_error(error, out, None)
+
+
+def _raise_write_error(error: BaseException, path: Path, temporary: Path | None) -> NoReturn:
+    """Re-raise `error`, as an OSError naming `path` when it is a write failure (`misato.io.named_write_error`)."""
+    named = named_write_error(error, path, temporary)
+    if named is None or named is error:
+        raise error
+    raise named from error
