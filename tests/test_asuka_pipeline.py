@@ -107,6 +107,40 @@ def test_asuka_sd_contract_and_batch_invariance(asuka_sd):
     check_contract(inpainter.inpaint(big_images, big_masks, [3]), big_images)
 
 
+def test_tiny_asuka_sd_at_256_px_runs_on_sd_sized_latents(asuka_sd):
+    """The tiny path (`--preset tiny`) is fast enough to try: its VAE downsamples 8x as SD's, so a 256 px image has
+    32x32 latents, the UNet's attention sees at most 16x16 = 256 tokens and the VAE's at most 32x32 = 1024 (the old
+    2x VAE: 128x128 latents, 4,096 and 16,384 tokens, 119 s per image at 50 steps on one CPU thread)."""
+    from diffusers.models.attention_processor import Attention
+
+    tokens: dict[str, list[int]] = {"unet": [], "vae": [], "decoder": []}
+    latent_sides: list[tuple[int, int]] = []
+    handles = [asuka_sd.sd_pipeline.unet.register_forward_pre_hook(
+        lambda module, args: latent_sides.append(tuple(args[0].shape[-2:])))]
+    for part, model in (("unet", asuka_sd.sd_pipeline.unet), ("vae", asuka_sd.sd_pipeline.vae),
+                        ("decoder", asuka_sd.decoder)):
+        for module in model.modules():
+            if isinstance(module, Attention):
+                handles.append(module.register_forward_pre_hook(
+                    lambda module, args, kwargs, part=part: tokens[part].append(
+                        _tokens(kwargs.get("hidden_states", args[0] if args else None))), with_kwargs=True))
+    images, masks = batch(1, size=256)
+    try:
+        out = AsukaSDInpainter.from_components(asuka_sd, steps=2).inpaint(images, masks, [5])
+    finally:
+        for handle in handles:
+            handle.remove()
+    check_contract(out, images)
+    assert asuka_sd.sd_pipeline.vae_scale_factor == 8 and set(latent_sides) == {(32, 32)}
+    assert tokens["unet"] and max(tokens["unet"]) <= 256
+    assert tokens["vae"] and max(tokens["vae"]) <= 1024 and max(tokens["decoder"], default=0) <= 1024
+
+
+def _tokens(hidden: torch.Tensor) -> int:
+    """Sequence length of an attention input: (B, N, C) tokens or a (B, C, H, W) map (the VAE's mid block)."""
+    return hidden.shape[-2] * hidden.shape[-1] if hidden.ndim == 4 else hidden.shape[1]
+
+
 def test_asuka_sd_condition_is_the_unet_context_and_the_decoder_decodes(asuka_sd):
     """The UNet sees alignment(MAE prior) as prompt_embeds, and the output is the conditioned decoder applied to
     the latents the SD pipeline returns for that context."""

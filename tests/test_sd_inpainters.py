@@ -12,7 +12,7 @@ from baselines.sd.repaint import SDRepaintInpainter
 from baselines.sd.tiny import tiny_inpaint_pipeline, tiny_scheduler, tiny_unet, tiny_vae
 from tiny_models import tiny_prompt_embeds
 
-SIZE = 32  # 16x16 latents: the 2-core CI machine is shared; one test runs 64x64 end to end
+SIZE = 32  # 4x4 latents (the tiny VAE downsamples 8x as SD's): the 2-core CI machine is shared
 REPAINT_SIZE = 32
 ATOL = 1e-5  # batched vs single-sample CPU kernels differ by float rounding only
 
@@ -189,7 +189,8 @@ def plain_latent_blending(unet, vae, config, embeds, images, masks, seeds, steps
     ddim.set_timesteps(steps)
     factor = vae.config.scaling_factor
     known = vae.encode((images * 2 - 1) * (masks < 0.5)).latent_dist.mean * factor
-    cells = F.max_pool2d(masks, 2)  # tiny VAE: 2x downsampling; 1 = a hole pixel in the cell
+    scale = images.shape[-1] // known.shape[-1]  # the VAE's downsampling (8, as SD's)
+    cells = F.max_pool2d(masks, scale)  # 1 = a hole pixel in the latent cell
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     x = randn_per_sample(known.shape, generators)
     timesteps = [int(t) for t in ddim.timesteps]

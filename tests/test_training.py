@@ -107,11 +107,12 @@ def test_alignment_objective_is_the_epsilon_mse(tmp_path, photos):
     gens = generators(batch["seed"])
     p = 1.0 - 0.9 * step / 2000
     full = torch.stack([torch.rand((), generator=g) < p for g in gens])
+    side = config.resolution // 8  # the tiny VAE downsamples 8x as SD's
     e1, e2, eps, t = [], [], [], []
     for g in gens:  # the documented draw order
-        e1.append(torch.randn(4, 16, 16, generator=g))
-        e2.append(torch.randn(4, 16, 16, generator=g))
-        eps.append(torch.randn(4, 16, 16, generator=g))
+        e1.append(torch.randn(4, side, side, generator=g))
+        e2.append(torch.randn(4, side, side, generator=g))
+        eps.append(torch.randn(4, side, side, generator=g))
         t.append(torch.randint(0, 1000, (), generator=g))
     e1, e2, eps, t = map(torch.stack, (e1, e2, eps, t))
     betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float32) ** 2  # SD 1.5 scaled_linear
@@ -123,7 +124,7 @@ def test_alignment_objective_is_the_epsilon_mse(tmp_path, photos):
         z0 = (d0.mean + d0.std * e1) * vae.config.scaling_factor
         zm = (dm.mean + dm.std * e2) * vae.config.scaling_factor
         zt = abar.sqrt() * z0 + (1 - abar).sqrt() * eps
-        m = torch.nn.functional.interpolate(masks, size=(16, 16), mode="nearest")
+        m = torch.nn.functional.interpolate(masks, size=(side, side), mode="nearest")
         pred = unet(torch.cat([zt, m, zm], 1), t, encoder_hidden_states=parts.trainable(prior)).sample
     assert loss.item() == pytest.approx(((pred - eps) ** 2).mean().item(), rel=1e-5)
 
@@ -422,7 +423,7 @@ def test_latent_cache_is_reused_and_invalidated(tmp_path, photos):
     fingerprint = cache_fingerprint(config, data_fingerprint(*list_training_images(photos)))
     cache = LatentCache(tmp_path / "lat", fingerprint)
     latent = cache.get(next(iter(index["entries"])))
-    assert latent.shape == (4, 16, 16) and torch.isfinite(latent).all()
+    assert latent.shape == (4, config.resolution // 8, config.resolution // 8) and torch.isfinite(latent).all()
     other = build_config("decoder", ["tiny", "asuka"], sets=["latent_t_range=[600, 1000]"])
     with pytest.raises(ValueError, match="other inputs"):
         build_latent_cache(other, str(photos), str(tmp_path / "lat"), progress=False)
