@@ -395,3 +395,28 @@ def test_demo_fetches_from_a_loopback_mirror_then_runs_offline(server, random_we
     assert len(server.requests) == requests  # the cache served every file
     assert {m: _metric_row(offline.out, "telea")[m] for m in ("lpips", "fid", "kid")} == \
         {m: values[m] for m in ("lpips", "fid", "kid")}
+
+
+def test_network_is_disabled_and_offline_mode_connects_nowhere(monkeypatch):
+    """Issue 21: no network access without downloads allowed, anywhere. The test session cannot leave 127.0.0.1
+    (conftest); offline, every download entry point refuses before opening a connection."""
+    import socket
+
+    attempts = []
+    real_connect = socket.socket.connect
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: attempts.append(address) or
+                        real_connect(self, address))
+    with socket.socket() as sock, pytest.raises(OSError, match="network disabled in the tests: connect to 192.0.2.1"):
+        sock.connect(("192.0.2.1", 80))
+    attempts.clear()
+    assert download.offline()  # the session's MISATO_OFFLINE=1
+    for call in (lambda: fetch_url("http://127.0.0.1:9/f.bin", Path("unused/f.bin")),
+                 lambda: download.remote_size("http://127.0.0.1:9/f.bin"),
+                 lambda: download.fetch_hf("o/r", "f.bin", "main"),
+                 lambda: download.hf_remote_size("o/r", "f.bin", "main")):
+        with pytest.raises(download.OfflineError, match=r"offline \(MISATO_OFFLINE=1\)"):
+            call()
+    with pytest.raises(WeightsNotFoundError, match=r"offline \(MISATO_OFFLINE=1\)"):
+        resolve("inception-tf", allow_download=True)
+    assert main(["weights", "fetch", "--for", "demo"]) == 1
+    assert attempts == [] and not Path("unused").exists()
