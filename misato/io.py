@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +81,25 @@ def probe_write(folder: str | os.PathLike, size: int, named: str | os.PathLike |
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def write_errors_named(path: str | os.PathLike, temporary: str | os.PathLike | None = None) -> Iterator[None]:
+    """Around a write of `path` by any writer (torch, safetensors, accelerate, a plain `open`): an error is raised
+    again as an OSError naming `path` when it is a write failure (`named_write_error`; others unchanged), after
+    `temporary` (the writer's temporary file or folder), when given, is removed."""
+    try:
+        yield
+    except BaseException as error:
+        if temporary is not None:
+            if os.path.isdir(temporary):
+                shutil.rmtree(temporary, ignore_errors=True)
+            elif os.path.lexists(temporary):
+                os.unlink(temporary)
+        named = named_write_error(error, path, temporary)
+        if named is None or named is error:
+            raise
+        raise named from error
+
+
 # Rust's io::Error text (safetensors: "I/O error: No space left on device (os error 28)")
 _OS_ERROR_TEXT = re.compile(r"\(os error (\d+)\)")
 # torch.save's zip writer reports a failed write as a RuntimeError from these
@@ -124,8 +146,6 @@ def _inside(filename: Any, temporary: str | os.PathLike | None) -> bool:
 
 def _free_space(path: str | os.PathLike) -> str:
     """Free bytes on the disk of `path` (its nearest existing folder), e.g. "0 B" or "1.2 GiB"; "unknown"."""
-    import shutil
-
     folder = Path(path).absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

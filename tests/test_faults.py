@@ -301,7 +301,7 @@ def test_train_checkpoint_on_a_full_disk_names_it_and_removes_the_temporary_fold
     assert main(args) == 0 and (out / "mae.safetensors").is_file()
 
 
-def test_train_final_weights_on_a_full_disk_name_the_run_and_leave_no_temporary_file(tmp_path, capsys, monkeypatch):
+def test_train_final_weights_on_a_full_disk_name_the_file_and_leave_no_temporary_file(tmp_path, capsys, monkeypatch):
     import safetensors.torch
 
     def save_file(tensors, filename, metadata=None):  # safetensors' own words for ENOSPC
@@ -312,6 +312,6 @@ def test_train_final_weights_on_a_full_disk_name_the_run_and_leave_no_temporary_
     monkeypatch.setattr(safetensors.torch, "save_file", save_file)
     assert main(["train", "mae", "--preset", "tiny", "--data", str(_photos(tmp_path / "photos")), "--out", str(out),
                  "--max-steps", "1", "--no-progress", "--cpu"]) == 1
-    assert _one_line_error(capsys, "train") == f"misato train: error: {out}: No space left on device (free some " \
-                                               "space and run the same command again)"
+    assert _one_line_error(capsys, "train") == f"misato train: error: {out / 'mae.safetensors'}: No space left on " \
+                                               "device (free some space and run the same command again)"
     assert _temporaries(tmp_path) == []

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from misato.io import atomic_write_json, sha256_file
+from misato.io import atomic_write_json, sha256_file, write_errors_named
 
 MAE_FILE, MAE_MANIFEST, MAE_FORMAT = "mae.safetensors", "mae.json", "misato-mae/1"
 ASUKA_SD_MANIFEST, ASUKA_SD_FORMAT = "asuka_sd.json", "misato-asuka-sd/1"
@@ -35,12 +35,14 @@ SD_FOLDER = "sd"
 
 
 def save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
-    """Contiguous CPU copies written to a temporary name, then renamed (atomic)."""
+    """Contiguous CPU copies written to a temporary name, then renamed (atomic). A failed write (a full disk)
+    removes the temporary file and raises an OSError naming `path` (`misato.io.write_errors_named`)."""
     from safetensors.torch import save_file
 
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
-    tmp.replace(path)
+    with write_errors_named(path, temporary=tmp):
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+        tmp.replace(path)
 
 
 def _relative(path: Path, folder: Path) -> str:

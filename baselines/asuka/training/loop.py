@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
@@ -44,7 +44,7 @@ from baselines.asuka.training.data import (
     data_fingerprint,
     list_training_images,
 )
-from misato.io import atomic_write_json, atomic_write_text, named_write_error, sha256_file
+from misato.io import atomic_write_json, atomic_write_text, sha256_file, write_errors_named
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +186,8 @@ class RunLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        try:
-            with open(self.path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError as error:  # a full disk names no file
-            _raise_write_error(error, self.path, None)
+        with write_errors_named(self.path), open(self.path, "a") as handle:  # a full disk names no file
+            handle.write(json.dumps(record) + "\n")
         if self.writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):
@@ -387,7 +384,7 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int, trainer:
     folder = out / CHECKPOINTS
     final = folder / f"step-{step:08d}"
     tmp = folder / f".step-{step:08d}.tmp"
-    try:
+    with write_errors_named(final, temporary=tmp):
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
@@ -398,9 +395,6 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int, trainer:
             atomic_write_json(tmp / TRAINER_STATE, trainer)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-    except BaseException as error:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _raise_write_error(error, final, tmp)
     if accelerator.is_main_process:
         for old in sorted(folder.glob("step-*"))[:-keep]:  # zero-padded names: sorted = oldest first
             shutil.rmtree(old, ignore_errors=True)
@@ -410,18 +404,14 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int, trainer:
 def _save_final(parts: StageParts, model: torch.nn.Module, out: Path) -> dict[str, str]:
     """`parts.save` into the run folder; a failed write removes the temporary files the writers left (`.NAME.tmp`,
     `.NAME.XXXX.tmp`: `baselines.asuka.trained.save_safetensors`, `misato.io.atomic_write_bytes`) and raises an
-    OSError naming the run folder."""
+    OSError naming the run folder when the writer did not name its file."""
     try:
-        return parts.save(model, out)
-    except BaseException as error:
+        with write_errors_named(out):
+            return parts.save(model, out)
+    except BaseException:
         for stale in out.rglob(".*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-        _raise_write_error(error, out, None)
-
-
-def _raise_write_error(error: BaseException, path: Path, temporary: Path | None) -> NoReturn:
-    """Re-raise `error`, as an OSError naming `path` when it is a write failure (`misato.io.named_write_error`)."""
-    named = named_write_error(error, path, temporary)
-    if named is None or named is error:
-        raise error
-    raise named from error
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+        raise
