@@ -300,6 +300,7 @@ def no_network(monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("MISATO_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     attempts: list[object] = []
 
@@ -328,18 +329,24 @@ def test_hub_models_are_never_fetched_without_allow_download(name, no_network, t
     from baselines.registry import create_inpainter
 
     options = {"prompt_file": str(prompt_file(tmp_path))} if name == "sd-prompt" else {}
-    with pytest.raises(FileNotFoundError, match=r"not in the Hugging Face cache and downloads are off.*--allow-download"):
+    with pytest.raises(FileNotFoundError, match=r"not in the Hugging Face cache and downloads are off.*--offline"):
         create_inpainter(name, steps=2, **options)
     assert no_network == []
 
 
-def test_allow_download_reaches_the_hub(no_network, tmp_path):
-    """With allow_download the same load is allowed to connect (here refused by the test, so it fails)."""
+def test_allow_download_reaches_the_hub(no_network, tmp_path, monkeypatch):
+    """With allow_download the same load is allowed to connect (here refused by the test, so it fails); offline
+    (MISATO_OFFLINE=1, as --offline means) it is not, whatever the option says."""
     from baselines.registry import create_inpainter
 
     with pytest.raises(FileNotFoundError, match="Hugging Face model id"):
         create_inpainter("sd", steps=2, allow_download=True)
     assert no_network
+    no_network.clear()
+    monkeypatch.setenv("MISATO_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="downloads are off"):
+        create_inpainter("sd", steps=2, allow_download=True)
+    assert no_network == []
 
 
 def make_prompt_run(folder, tokens: int = 6):

@@ -119,10 +119,14 @@ def hub_offline(enabled: bool = True) -> Iterator[None]:
 def load_pretrained(loader: Any, model: str, kind: str, allow_download: bool = False, **kwargs: Any) -> Any:
     """`loader.from_pretrained(model, **kwargs)` with an error that says what was searched and how to fix it.
 
-    model: a local diffusers folder or a Hugging Face model id. Without allow_download the load is
+    model: a local diffusers folder or a Hugging Face model id. Without allow_download (or offline: MISATO_OFFLINE,
+    HF_HUB_OFFLINE) the load is
     `local_files_only=True` (diffusers passes it to transformers and huggingface_hub): a local folder or the
     Hugging Face cache only, never a connection; with it, a model missing from the cache is downloaded.
     """
+    from misato.download import offline
+
+    allow_download = allow_download and not offline()  # MISATO_OFFLINE=1 / HF_HUB_OFFLINE=1 win over the option
     local = Path(model).expanduser()
     if local.is_dir() and not (local / "model_index.json").is_file():
         raise FileNotFoundError(f"cannot load the {kind} from local folder {model!r}: it has no model_index.json "
@@ -141,7 +145,7 @@ def load_pretrained(loader: Any, model: str, kind: str, allow_download: bool = F
             raise FileNotFoundError(
                 f"cannot load the {kind} {model!r}: not in the Hugging Face cache and downloads are off "
                 f"(no connection was made). Fix: pass model=<local diffusers folder>, allow downloads "
-                f"(--allow-download, option allow_download=true), or {fix}") from error
+                f"(without --offline, MISATO_OFFLINE, HF_HUB_OFFLINE; option allow_download=true), or {fix}") from error
         raise FileNotFoundError(f"cannot load the {kind} from Hugging Face model id {model!r}: {error}\n"
                                 f"Fix: pass model=<local diffusers folder>, or {fix}") from error
 
