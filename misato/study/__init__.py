@@ -3,8 +3,10 @@
     misato study create --runs RUNS --methods a,b,c --images 40 --seed 0 --out STUDY   (misato.study.create)
     misato study serve STUDY                                                            (misato.study.server)
     misato study tally STUDY --out RESULTS                                              (misato.study.tally)
+    misato study agreement STUDY RESULTS... --out REPORT                                (misato.study.agreement)
 
-A study folder holds `study.json` (the design: `misato.study.design`), `media/` (the web-size images, under random
-names) and, once served, `answers.sqlite` (`misato.study.store`). The web server needs the `study` extra
+A study folder holds `study.json` (the design and its secret: `misato.study.design`; never served), `media/` (the
+web-size images, under random names, one size and one mtime: `misato.study.media`) and, once served,
+`answers.sqlite` (`misato.study.store`). The web server needs the `study` extra
 (`pip install -e ".[study]"`); creating and tallying do not.
 """
