@@ -18,8 +18,11 @@ from misato.weights import ResolvedWeight
 
 
 def _load_state_dict(path) -> dict:
-    """Weights-only load of a plain state dict (never unpickles arbitrary objects)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """Weights-only load of a plain state dict (never unpickles arbitrary objects; a damaged file is a one-line
+    error naming it)."""
+    from misato.checkpoints import load_checkpoint
+
+    state = load_checkpoint(path)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state

@@ -161,7 +161,10 @@ def _tensors(obj: Any, where: str, src: Path, state_key: str | None) -> dict[str
     module (its `state_dict()`); any other leaf is an error naming the entries to choose from."""
     state = module_state(obj)
     if state is not None:
-        return module_tensors(state, f"{where}." if where else "")
+        try:
+            return module_tensors(state, f"{where}." if where else "")
+        except ValueError as error:
+            raise ValueError(f"{src}: {error}") from None
     if not isinstance(obj, Mapping):
         raise ValueError(f"{src}: {where or 'the file'} is {_describe(obj)}, not a mapping of tensors or a module")
     out: dict[str, torch.Tensor] = {}
@@ -201,8 +204,8 @@ class Conversion:
                  f"skipped {self.skipped_tensors} tensors outside {self.state_key or 'the selection'}"]
         if self.stand_ins:
             total = sum(self.stand_ins.values())
-            lines.append(f"skipped {total} objects of {len(self.stand_ins)} other classes (recorded, never imported "
-                         f"or run):")
+            lines.append(f"not built: {total} objects of {len(self.stand_ins)} other classes (recorded as stand-ins, "
+                         f"never imported or run):")
             lines += [f"  {count} x {name}" for name, count in sorted(self.stand_ins.items(), key=lambda i: (-i[1], i[0]))]
         return "\n".join(lines)
 

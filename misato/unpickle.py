@@ -127,23 +127,26 @@ def module_state(obj: Any) -> Mapping[str, Any] | None:
 
 def module_tensors(state: Mapping[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
     """What `torch.nn.Module.state_dict()` returns for the module whose `__dict__` is `state`, from the pickle:
-    parameters, then persistent buffers, then each child's with "child." prefixed; None entries left out."""
+    parameters, then persistent buffers, then each child's with "child." prefixed; None entries left out.
+    Raises ValueError (naming the entry) for a part that is not a tensor, a mapping or a pickled module."""
     out: dict[str, torch.Tensor] = {}
     non_persistent = state.get("_non_persistent_buffers_set") or set()
+    for kind in ("_parameters", "_buffers", "_modules"):
+        if not isinstance(state[kind] or {}, Mapping):
+            raise ValueError(f"{prefix or 'the module'}: its {kind} is a {type(state[kind]).__name__}, not a mapping")
     for kind in ("_parameters", "_buffers"):
         for name, value in (state[kind] or {}).items():
             if value is None or (kind == "_buffers" and name in non_persistent):
                 continue
             if not isinstance(value, torch.Tensor):
-                raise pickle.UnpicklingError(f"{prefix}{name}: a module {kind[1:-1]} that is not a tensor "
-                                             f"({type(value).__name__})")
+                raise ValueError(f"{prefix}{name}: a module {kind[1:-1]} that is not a tensor ({type(value).__name__})")
             out[f"{prefix}{name}"] = value
     for name, child in (state["_modules"] or {}).items():
         if child is None:
             continue
         child_state = module_state(child)
         if child_state is None:
-            raise pickle.UnpicklingError(f"{prefix}{name}: a sub-module that is not a pickled module ({child!r})")
+            raise ValueError(f"{prefix}{name}: a sub-module that is not a pickled module ({child!r})")
         out.update(module_tensors(child_state, f"{prefix}{name}."))
     return out
 

@@ -34,6 +34,7 @@ from baselines.lama_ffc import authors_state_dict
 from baselines.mat.inpainter import NETWORK_PICKLE_KEY, MatInpainter
 from baselines.mat.network import Generator
 from baselines.registry import create_inpainter
+from evaluators.features import _load_state_dict
 from misato.checkpoints import (
     CheckpointNeedsConversionError,
     CorruptCheckpointError,
@@ -396,7 +397,7 @@ KINDS = ["truncated-zip", "garbage", "truncated-safetensors", "truncated-pickle"
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_damaged_files_are_one_line_errors_naming_the_file(tmp_path, kind):
+def test_damaged_files_are_one_line_errors_naming_the_file(tmp_path, capsys, kind):
     path = damaged(tmp_path, kind)
     with pytest.raises(CorruptCheckpointError) as error:
         load_checkpoint(path, "G_ema")
@@ -405,6 +406,11 @@ def test_damaged_files_are_one_line_errors_naming_the_file(tmp_path, kind):
     with pytest.raises(CorruptCheckpointError, match=f"^{path}: .*(truncated|neither|safetensors)"):
         convert_checkpoint(path, tmp_path / "out.safetensors", "G_ema")
     assert not (tmp_path / "out.safetensors").exists()
+    with pytest.raises(CorruptCheckpointError, match=f"^{path}: "):  # the Inception files' reader: the same one
+        _load_state_dict(path)
+    assert main(["weights", "convert", str(path), str(tmp_path / "out.safetensors")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"misato weights: error: {path}: "), err
 
 
 @pytest.mark.parametrize("kind", KINDS[:3])
