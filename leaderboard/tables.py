@@ -433,6 +433,8 @@ def build_table2c(results: list[Result], paper: bool = True) -> Table:
             raise ResultFileError(f"user-study results of different studies in one column group ({group.label}): "
                                   f"{', '.join(str(p) for p in studies.values())}; tabulate one study at a time")
     reported = paper_data.table2c_user_study().set_index("method")
+    same_methods = all({paper_data.paper_name(m) for m in g.results} == set(reported.index) for g in groups)
+    paper = paper and same_methods  # top-1 shares depend on which methods compete: the paper's set only
     frame, kinds, widths, matched = _measured_and_paper(
         groups, STUDY_METRICS, (lambda name, group, metric: float(reported.loc[name, metric])
                                 if name in reported.index else None) if paper else None)
@@ -450,6 +452,9 @@ def build_table2c(results: list[Result], paper: bool = True) -> Table:
             f"attention checks" + (f" (failure rate {100 * rate:.1f}%)." if rate is not None else "."))
     if any(r.record.intervals for g in groups for r in g.results.values()):
         caption.append("± = half-width of the 95% bootstrap interval (participants resampled).")
+    if not same_methods:
+        caption.append(f"No paper rows: top-1 shares depend on which methods compete, and these methods are not "
+                       f"the paper's {len(reported)} ({', '.join(reported.index)}).")
     if matched:
         caption.append(f"Paper rows: the ASUKA paper's Table 2 (c) ({len(reported)} methods, 40 images, 100 "
                        "answers), never ranked; diff = measured - paper. Shares depend on which methods compete: "
