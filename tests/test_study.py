@@ -364,13 +364,23 @@ def test_tally_of_a_known_answer_set(study_dir, tmp_path):
     assert tables["table1"].frame.equals(build_table1(collect([fixtures])).frame)
     table = tables["table2c"]
     assert table.frame.loc[("lama", "measured"), ("MISATO", "context_stability_pct")] == 100.0
-    assert table.frame.loc[("lama", "paper"), ("MISATO", "visual_consistency_pct")] == 8.28
-    assert table.frame.loc[("asuka-sd", "diff"), ("MISATO", "context_stability_pct")] == pytest.approx(-39.43)
+    # 3 of the paper's 9 methods: shares among other competitors are not comparable, so no paper / diff rows
+    assert set(table.frame.index.get_level_values("source")) == {"measured"} and "No paper rows" in table.caption
     written = write_reports([fixtures, tmp_path / "results"], tmp_path / "board")
     markdown = written["md"].read_text()
     assert "Table 2 (c): user study" in markdown and "2 participants tallied (12 answers)" in markdown
     assert "100.00 ± 0.00" in markdown and "failure rate 33.3%" in markdown
     assert "table2c" in written["html"].read_text() and (tmp_path / "board" / "paper_table2c.csv").is_file()
+    # the paper's nine methods: paper and diff rows
+    full = tmp_path / "full"
+    full.mkdir()
+    for method in ("lama", "mat", "co-mod", "mae-far", "sd", "sd-text", "sd-prompt", "sd-repaint", "asuka-sd"):
+        data = json.loads((tmp_path / "results" / "lama__data__user-study.json").read_text())
+        (full / f"{method}__data__user-study.json").write_text(json.dumps({**data, "method": method}))
+    table = next(t for t in build_tables(collect([full])) if t.key == "table2c")
+    assert table.frame.loc[("lama", "paper"), ("MISATO", "visual_consistency_pct")] == 8.28
+    assert table.frame.loc[("asuka-sd", "diff"), ("MISATO", "context_stability_pct")] == pytest.approx(100 - 39.43)
+    assert "No paper rows" not in table.caption
 
 
 # ---------------------------------------------------------------- CLI
