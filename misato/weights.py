@@ -284,7 +284,7 @@ def download(spec: WeightSpec, folder: Path | None = None, progress: bool = True
             url = mirror_url(spec.url, spec.filename)
             path = fetch_url(url, (folder or default_weights_dir()) / spec.filename, spec.sha256, hash_prefix(spec),
                              progress=progress, policy=policy)
-            digest = file_sha256(path)
+            digest = spec.sha256 or file_sha256(path)  # fetch_url checked a full digest: no second pass
     except DownloadHashError as error:
         raise WeightsHashError(str(error)) from None
     except DownloadError as error:

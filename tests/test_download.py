@@ -32,11 +32,13 @@ def payload(size: int, seed: int = 0) -> bytes:
 
 
 class Server:
-    """A loopback HTTP server of `files` (URL path -> bytes, or a file streamed from disk) honouring Range; `faults` is a queue of what the next GETs
-    do instead of answering normally: "drop:N" (send N bytes of the body, then close), "500", "slow" (wait past
-    any client timeout before answering), "stall:N" (send N bytes, then wait), "gate:N" (send N bytes, wait for
-    `gate`, send the rest). Paths of the Hugging Face form /{repo}/resolve/{revision}/{filename} answer HEAD with
-    the headers huggingface_hub reads (X-Repo-Commit, ETag, Content-Length)."""
+    """A loopback HTTP server of `files` (URL path -> bytes, or a file streamed from disk) honouring Range.
+
+    `faults` is a queue of what the next GETs do instead of answering normally: "drop:N" (send N bytes of the body,
+    then close), "500", "slow" (wait past any client timeout before answering), "stall:N" (send N bytes, then
+    wait), "gate:N" (send N bytes, wait for `gate`, send the rest). Paths of the Hugging Face form
+    /{repo}/resolve/{revision}/{filename} also send the headers huggingface_hub reads (X-Repo-Commit, ETag,
+    Content-Length)."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes | Path] = {}
@@ -420,3 +422,29 @@ def test_network_is_disabled_and_offline_mode_connects_nowhere(monkeypatch):
         resolve("inception-tf", allow_download=True)
     assert main(["weights", "fetch", "--for", "demo"]) == 1
     assert attempts == [] and not Path("unused").exists()
+
+
+def test_fetch_for_a_job_prints_sizes_first_then_downloads(server, monkeypatch, capsys):
+    """`misato weights fetch --for score` through a mirror: the sizes the server reports (HEAD), then the downloads;
+    a file the mirror lacks is named with its HTTP status and the command exits 1, the others are fetched."""
+    specs = dict(weights.all_specs())
+    stand_ins = {"inception-tf": payload(1_500_000), "alexnet-torchvision": payload(2_500, seed=2)}
+    for key, body in stand_ins.items():
+        server.files[f"/{specs[key].filename}"] = body
+        specs[key] = dataclasses.replace(specs[key], sha256=hashlib.sha256(body).hexdigest())
+    monkeypatch.setattr(weights, "all_specs", lambda: specs)
+    monkeypatch.setenv("MISATO_WEIGHTS_ENDPOINT", server.url)
+    assert main(["weights", "fetch", "--for", "score", "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "inception-tf (weights-inception-2015-12-05-6726825d.pth; metrics fid, u_ids, p_ids, kid" in dry
+    assert "to download, 1.5 MB, from " + server.url in dry and "to download, 2.5 kB" in dry
+    assert "clip-vit-l-14-openai (ViT-L-14.pt; metrics clip_score (comod)): to download, size unknown: " in dry
+    assert server.gets() == []  # HEAD requests only
+    assert main(["weights", "fetch", "--for", "score"]) == 1
+    out = capsys.readouterr().out
+    first_download = out.index("inception-tf: ")
+    assert out.index("to download, 1.5 MB") < first_download  # sizes first
+    assert f"inception-tf: {weights.default_weights_dir() / specs['inception-tf'].filename} [download, 1.5 MB]" in out
+    assert "clip-vit-l-14-openai: not downloaded: " in out and "ViT-L-14.pt: HTTP 404" in out
+    assert (weights.default_weights_dir() / specs["alexnet-torchvision"].filename).read_bytes() == \
+        stand_ins["alexnet-torchvision"]

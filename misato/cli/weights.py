@@ -115,7 +115,8 @@ def run_list(args: argparse.Namespace) -> int:
         needed += [f"methods {', '.join(methods[key])}"] if key in methods else []
         print(f"\n{key}: {spec.filename}  [{state}{', ' + _size(size) if size is not None else ''}]\n"
               f"  {spec.description}\n  from: {_origin(spec)}\n"
-              f"  sha256: {spec.sha256 or '(not published)'}\n  needed by: {'; '.join(needed) or '(no built-in metric or method)'}\n"
+              f"  sha256: {spec.sha256 or '(not published)'}\n"
+              f"  needed by: {'; '.join(needed) or '(no built-in metric or method)'}\n"
               f"  override: --weight {key}=PATH or ${env_var(key)}\n  found: {where}")
     return 0
 
