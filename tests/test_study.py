@@ -432,12 +432,16 @@ def test_cli_refuses_bad_inputs_before_any_work(runs, template_study, tmp_path, 
 
 
 def test_cli_serve_prints_url_and_token_and_binds_loopback(study_dir):
-    process = subprocess.Popen([sys.executable, "-m", "misato", "study", "serve", str(study_dir), "--port", "0"],
+    token_file = study_dir.parent / "token"
+    process = subprocess.Popen([sys.executable, "-m", "misato", "study", "serve", str(study_dir), "--port", "0",
+                                "--token-file", str(token_file)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        lines = [process.stdout.readline() for _ in range(4)]
+        lines = [process.stdout.readline() for _ in range(5)]
         url = re.search(r"participants: (http://127\.0\.0\.1:\d+/)", "".join(lines)).group(1)
+        assert f"recruiting link: {url}?PROLIFIC_PID=" in "".join(lines)
         token = re.search(r"organiser token: (\S+)", "".join(lines)).group(1)
+        assert token_file.read_text().strip() == token  # kept for the next start
         deadline = time.monotonic() + 20
         while True:
             try:

@@ -13,7 +13,6 @@ in a steady order, as real methods' do, so the size channel has something to fin
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -27,9 +26,8 @@ from misato.io import atomic_write_json
 from misato.outputs import MANIFEST_SCHEMA
 from misato.seeds import sample_seed
 from misato.study.create import CreateConfig, create_study
-from misato.study.design import DATABASE_FILE, MEDIA_DIR, STUDY_FILE, load_study
+from misato.study.design import MEDIA_DIR, STUDY_FILE, load_study
 from misato.study.media import MEDIA_MTIME, pad_jpeg, padding_segments
-from misato.study.store import AnswerStore
 from test_study import Client, live_server, parse_item
 
 FILLS = ("flat", "blur", "soft")  # method name -> how it fills the hole (sizes: flat < soft < blur < truth)

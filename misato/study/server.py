@@ -351,7 +351,8 @@ class StudyApp:
         participants = await run_in_threadpool(self.store.participants)
         found = await run_in_threadpool(tally, self.study, answers, 1000, 0, participants)
         return JSONResponse({"study_id": self.study.study_id, "counts": found.counts, "shares": found.shares,
-                             "intervals": found.intervals})
+                             "intervals": found.intervals, "position_bias_pct": found.position_bias,
+                             "bradley_terry": found.strengths, "bradley_terry_intervals": found.strength_intervals})
 
     async def export(self, request: Request) -> Response:
         from misato.study.tally import export_csv
