@@ -10,7 +10,7 @@ from baselines.sd.components import check_batch
 from baselines.sd.inpainters import SDInpainter, SDPromptInpainter, SDTextInpainter
 from baselines.sd.repaint import SDRepaintInpainter
 from baselines.sd.tiny import tiny_inpaint_pipeline, tiny_scheduler, tiny_unet, tiny_vae
-from tiny_models import tiny_prompt_embeds
+from tiny_models import refuse_network, tiny_prompt_embeds
 
 SIZE = 32  # 4x4 latents (the tiny VAE downsamples 8x as SD's): the 2-core CI machine is shared
 REPAINT_SIZE = 32
@@ -293,25 +293,7 @@ def test_loading_from_local_diffusers_folders(tmp_path, repaint_parts):
 
 @pytest.fixture
 def no_network(monkeypatch):
-    """Hub access switched on as for a user (no HF_HUB_OFFLINE), but every name lookup and socket connection refused
-    and recorded, so nothing leaves the machine: a load that would reach the network shows up in the returned list."""
-    import socket
-
-    import huggingface_hub.constants
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("MISATO_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    attempts: list[object] = []
-
-    def refuse(address):
-        attempts.append(address)
-        raise OSError(f"test: network disabled ({address})")
-
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: refuse(host))
-    monkeypatch.setattr(socket.socket, "connect", lambda self, address, *args: refuse(address))
-    monkeypatch.setattr(socket.socket, "connect_ex", lambda self, address, *args: refuse(address))
-    return attempts
+    return refuse_network(monkeypatch)
 
 
 def prompt_file(tmp_path, tokens: int = 6):

@@ -207,6 +207,20 @@ def test_trained_alignment_and_prompt_load_into_the_inpainters(tmp_path, photos)
     assert torch.equal(run.prompt_embeds, prompt.prompt_embeds) and torch.equal(run.inpaint(images, masks, [1, 2]), out)
 
 
+def test_a_hub_sd_model_is_never_fetched_offline(tmp_path, photos, monkeypatch, capsys):
+    """`misato train prompt --offline` with a hub SD model missing from the cache: one clear error, no connection
+    (the SD stages and decoder-latents load their frozen SD through the same offline-unless-allowed path)."""
+    from tiny_models import refuse_network
+
+    from misato.cli import main
+
+    attempts = refuse_network(monkeypatch)
+    code = main(["train", "prompt", "--preset", "tiny", "--data", str(photos), "--out", str(tmp_path / "p"),
+                 "--set", "sd_model=stable-diffusion-v1-5/stable-diffusion-inpainting", "--no-progress", "--cpu",
+                 "--offline"])
+    assert code == 1 and "downloads are off" in capsys.readouterr().err and attempts == []
+
+
 def test_unreadable_images_are_skipped_and_counted(tmp_path, photos):
     data = tmp_path / "data"
     data.mkdir()

@@ -1,5 +1,6 @@
 """Tiny random models used only by tests (diffusers' fast-test sizes): prompt embeddings for the tiny UNet and a
-tiny FLUX Fill pipeline. The tiny SD that the CPU training preset also uses lives in `baselines.sd.tiny`."""
+tiny FLUX Fill pipeline; and `refuse_network`, which proves a model load stays off the network. The tiny SD that
+the CPU training preset also uses lives in `baselines.sd.tiny`."""
 
 from __future__ import annotations
 
@@ -40,3 +41,28 @@ def tiny_flux_fill_pipeline(seed: int = 0) -> Any:
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def refuse_network(monkeypatch: Any) -> list[object]:
+    """Hub access switched on as for a user (no MISATO_OFFLINE, HF_HUB_OFFLINE), but every name lookup and socket connection refused
+    and recorded, so nothing leaves the machine: a load that would reach the network shows up in the returned list.
+    """
+    import socket
+
+    import huggingface_hub.constants
+
+    from misato.download import OFFLINE_VARIABLES
+
+    for name in OFFLINE_VARIABLES:  # MISATO_OFFLINE, HF_HUB_OFFLINE
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    attempts: list[object] = []
+
+    def refuse(address: object) -> None:
+        attempts.append(address)
+        raise OSError(f"test: network disabled ({address})")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: refuse(host))
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address, *args: refuse(address))
+    monkeypatch.setattr(socket.socket, "connect_ex", lambda self, address, *args: refuse(address))
+    return attempts

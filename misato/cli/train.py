@@ -17,7 +17,7 @@ EPILOG = """examples:
   misato train decoder-latents --preset asuka --data PLACES2_TRAIN --out runs/latents     (Eq. (1), offline)
   accelerate launch -m misato train decoder --preset asuka --data PLACES2_TRAIN --latents runs/latents --out runs/dec
   misato inpaint --method asuka-sd --option model=runs/align --option decoder=runs/dec --dataset MISATO/512 --out runs/a
-  misato inpaint --method sd-prompt --option prompt_file=runs/prompt/prompt.safetensors --dataset ... --out ...
+  misato inpaint --method sd-prompt --option model=runs/prompt --dataset MISATO/512 --out runs/sdp
 
 Configuration: the paper's values, then --preset NAME[,NAME] (left to right), then --config FILE (JSON/YAML
 fields, may name "preset"), then --set FIELD=VALUE. Running the same command again resumes from the newest
