@@ -195,6 +195,10 @@ def test_trained_alignment_and_prompt_load_into_the_inpainters(tmp_path, photos)
     assert (trained - untrained).abs().max() > 1e-4
     with pytest.raises(ValueError, match="decoder 'asuka' not found.*its decoders: none"):
         create_inpainter("asuka-sd", model=str(tmp_path / "align"), steps=2)
+    (tmp_path / "align" / "sd").rename(tmp_path / "align-sd")  # its tiny SD parts gone: named, never a hub id
+    with pytest.raises(FileNotFoundError, match=r"align: its SD folder .*sd is missing"):
+        create_inpainter("asuka-sd", model=str(tmp_path / "align"), decoder="vae", steps=2)
+    (tmp_path / "align-sd").rename(tmp_path / "align" / "sd")
 
     from safetensors.torch import load_file
 
