@@ -73,13 +73,16 @@ def big_study(tmp_path_factory) -> Path:
 
 
 def strip_padding(data: bytes) -> bytes:
-    """The JPEG without the comment segments of zeros right after its start-of-image marker."""
-    at = 2
+    """The JPEG without the comment segments of zeros after its start-of-image marker (and JFIF APP0 segment)."""
+    start = 2
+    if data[2:4] == b"\xff\xe0":
+        start += 2 + int.from_bytes(data[4:6], "big")
+    at = start
     while data[at:at + 2] == b"\xff\xfe":
         length = int.from_bytes(data[at + 2:at + 4], "big")
         assert not any(data[at + 4:at + 2 + length]), "a padding segment carries data"
         at += 2 + length
-    return data[:2] + data[at:]
+    return data[:start] + data[at:]
 
 
 # ---------------------------------------------------------------- files
@@ -91,6 +94,7 @@ def test_padding_segments_carry_nothing_and_keep_the_pixels(tmp_path):
     for extra in (0, 4, 5, 1000, 65537, 65538, 65540, 200_003):
         padded = pad_jpeg(data, len(data) + extra)
         assert len(padded) == len(data) + extra and strip_padding(padded) == data
+        assert padded[2:4] == b"\xff\xe0"  # the JFIF APP0 segment still first
         (tmp_path / "p.jpg").write_bytes(padded)
         assert np.array_equal(np.asarray(Image.open(tmp_path / "p.jpg")), np.asarray(Image.open(buffer)))
     for bad in (1, 2, 3):

@@ -139,6 +139,7 @@ def test_platform_id_completion_code_response_times_and_tally(small):
     assert found.counts["tallied"] == 1 or found.counts["excluded_attention"] == 1
     slow = tally(study, answers, resamples=0, participants=store.participants(), min_seconds=3600)
     assert slow.counts["excluded_fast"] + slow.counts["excluded_attention"] == 1 and slow.counts["tallied"] == 0
+    assert slow.counts["answers_under_min_seconds"] == len(study.items)  # every answer flagged
     with pytest.raises(ValueError, match="--min-seconds"):
         tally(study, answers, min_seconds=float("nan"))
 

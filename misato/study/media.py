@@ -2,8 +2,9 @@
 
 Sizes: a JPEG's size follows its content (a smooth fill compresses better than the ground truth's detail), so a
 participant or a bot could rank the candidates of an item by `Content-Length`. `pad_jpeg` brings every file of a
-study to one size with JPEG comment segments (marker FF FE) of zero bytes inserted after the start-of-image marker:
-decoders skip comments, the decoded pixels are unchanged (tested), and the padding carries nothing.
+study to one size with JPEG comment segments (marker FF FE) of zero bytes inserted after the start-of-image marker
+(after the JFIF APP0 segment when there is one, which must come first): decoders skip comments, the decoded
+pixels are unchanged (tested), and the padding carries nothing.
 
 Times and order: `write_media` writes the files in a random order and sets every file's mtime to `MEDIA_MTIME`, so
 neither the modification times nor anything derived from them (an ETag, Last-Modified) tells which method's file
@@ -20,6 +21,7 @@ from misato.io import atomic_write_bytes
 
 SOI = b"\xff\xd8"
 COMMENT = b"\xff\xfe"
+APP0 = b"\xff\xe0"
 SEGMENT_OVERHEAD = 4  # marker (2) + length field (2)
 MAX_SEGMENT = 0xFFFF + 2  # the length field counts itself and at most 65533 data bytes
 MEDIA_MTIME = 946684800  # 2000-01-01T00:00:00Z: one mtime for every media file of every study
@@ -45,7 +47,10 @@ def pad_jpeg(data: bytes, size: int) -> bytes:
         raise ValueError("not a JPEG (no start-of-image marker)")
     if size < len(data):
         raise ValueError(f"cannot pad {len(data)} bytes down to {size}")
-    return SOI + padding_segments(size - len(data)) + data[len(SOI):]
+    at = len(SOI)
+    if data[at:at + 2] == APP0:  # JFIF: APP0 stays right after SOI
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return data[:at] + padding_segments(size - len(data)) + data[at:]
 
 
 def pad_all(media: dict[str, bytes]) -> dict[str, bytes]:

@@ -5,7 +5,8 @@ complete participant fails the attention checks when they picked the ground trut
 `attention_pass_fraction` of their attention-check questions, and is excluded (counted). The attention-check
 failure rate = excluded / complete (null when the study has no checks). With `min_seconds`, a complete participant
 whose median response time (first showing of an item to its answer) is under it is excluded as too fast
-(counted apart; answers without a time are not held against anyone).
+(counted apart; answers without a time are not held against anyone); the answers of complete participants given
+faster than it are counted too (answers_under_min_seconds).
 
 Counts: started (every participant row, dropouts before the first answer included), answered (one answer or
 more), complete, partial (answered, not complete), excluded_attention, excluded_fast, tallied, answers.
@@ -161,6 +162,10 @@ def tally(study: Study, answers: list[Answer], resamples: int = 1000, seed: int 
               else None}
     ordinary = [item for item in study.items if not item.attention_check]
     counts["answers"] = len(kept) * len(ordinary)
+    if min_seconds is not None:  # per-answer flags: answers given faster than min_seconds, among the complete
+        whole = set(complete)
+        timed = {(a.participant, a.item): a.seconds for a in answers if a.participant in whole}
+        counts["answers_under_min_seconds"] = sum(t is not None and t < min_seconds for t in timed.values())
     result = StudyTally(counts)
     if not kept:
         return result
