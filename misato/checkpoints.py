@@ -84,8 +84,9 @@ def load_checkpoint(path: str | os.PathLike, state_key: str | None = None) -> An
     if kind == "unknown":
         raise CorruptCheckpointError(f"{path}: not a checkpoint: expected {EXPECTED}, found neither (first bytes "
                                      f"{path.read_bytes()[:8]!r}); {RECOVERY}")
-    if kind == "torchscript":
-        raise CorruptCheckpointError(f"{path}: a TorchScript archive, not a checkpoint of weights: expected {EXPECTED}")
+    if kind in ("torchscript", "zip archive"):
+        what = "a TorchScript archive" if kind == "torchscript" else "a zip archive without a torch.save pickle inside"
+        raise CorruptCheckpointError(f"{path}: {what}, not a checkpoint of weights: expected {EXPECTED}")
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # refused below with the reason
@@ -109,8 +110,10 @@ def _refusal(path: Path, state_key: str | None) -> ValueError:
         _select(release.obj, state_key, path)
     except ValueError:
         state_key = None
-    classes = sorted(stand_in_counts(release.obj))
-    held = (f"objects of other classes ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''})" if classes
+    counts = stand_in_counts(release.obj)
+    packages = sorted({item.stand_in_for.split(".")[0] for item in walk(release.obj)
+                       if isinstance(item, StandIn) or (isinstance(item, type) and issubclass(item, StandIn))})
+    held = (f"objects of {len(counts)} other classes (from {', '.join(packages)})" if counts
             else "objects outside torch's allow-list (numpy arrays or containers)")
     return CheckpointNeedsConversionError(
         f"{path}: torch.load(weights_only=True) refuses it: besides tensors it holds {held}, and checkpoints are "

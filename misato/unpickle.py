@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from torch._weights_only_unpickler import _get_allowed_globals  # torch's own weights_only allow-list (cached)
 
 # The call that rebuilds a `torch_utils.persistence` object (StyleGAN2-ADA, StyleGAN3, MAT, CoModGAN-pytorch).
 PERSISTENT_OBJECT = "torch_utils.persistence._reconstruct_persistent_obj"
@@ -194,8 +195,6 @@ class RestrictedUnpickler(pickle._Unpickler):  # the Python implementation: its 
             elif module in _compat_pickle.IMPORT_MAPPING:
                 module = _compat_pickle.IMPORT_MAPPING[module]
         qualified = f"{module}.{name}"
-        from torch._weights_only_unpickler import _get_allowed_globals  # torch's own weights_only allow-list
-
         allowed = _get_allowed_globals()
         if qualified in allowed:
             return allowed[qualified]
@@ -248,8 +247,8 @@ class ReleaseFile:
 
 
 def file_format(path: Path) -> str:
-    """"safetensors", "torchscript", "torch zip", "pickle" (plain or legacy torch.save) or "unknown", from the
-    first bytes (and, for a zip, its entries)."""
+    """"safetensors", "torchscript", "torch zip", "zip archive" (no torch pickle inside), "pickle" (plain or legacy
+    torch.save) or "unknown", from the first bytes (and, for a zip, its entries)."""
     with open(path, "rb") as handle:
         head = handle.read(16)
     if head.startswith(_ZIP_MAGIC):
@@ -260,6 +259,8 @@ def file_format(path: Path) -> str:
             return "torch zip"  # a damaged zip: torch's reader names the damage
         if any(name.endswith("/constants.pkl") or name == "constants.pkl" for name in names):
             return "torchscript"
+        if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
+            return "zip archive"
         return "torch zip"
     if len(head) >= 2 and head[0] == pickle.PROTO[0] and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
         return "pickle"
