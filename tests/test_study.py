@@ -416,6 +416,10 @@ def test_cli_refuses_bad_inputs_before_any_work(runs, template_study, tmp_path, 
         ([*base, "--images", "2", "--dataset", "other"], "--dataset other"),
         ([*base[:-1], str(template_study), "--images", "2"], "not an empty folder"),
         (["study", "serve", str(tmp_path / "nope"), "--port", "0"], "not a study folder"),
+        (["study", "serve", str(template_study), "--port", "0", "--id-param", "bad name"], "--id-param"),
+        (["study", "serve", str(template_study), "--port", "0", "--completion-url", "javascript:x"],
+         "--completion-url"),
+        (["study", "serve", str(template_study), "--port", "0", "--public-url", "ftp://x"], "--public-url"),
         (["study", "tally", str(template_study), "--out", str(tmp_path / "r")], "no answers yet"),
     ]
     for argv, message in cases:

@@ -28,14 +28,19 @@ examples:
   misato study create --runs runs/ --methods asuka-sd,sd,lama --images 40 --attention-checks 4 --out study/
   misato study create --runs runs/ --methods a,b --dataset misato-512 --dataset-root /data/MISATO --images 40 --out s/"""
 
-SERVE_EPILOG = """Binds 127.0.0.1 unless --host says otherwise (--host 0.0.0.0: every interface; put it behind an HTTPS
-proxy for a public study). Prints the participants' URL and a fresh organiser token; the results (GET /results)
-and the export of every answer (GET /export, CSV) need `Authorization: Bearer TOKEN`. Answers are stored in
-STUDY/answers.sqlite as they are given; stopping and restarting the server loses nothing.
+SERVE_EPILOG = """Binds 127.0.0.1 unless --host says otherwise (--host 0.0.0.0: every interface, plain HTTP; for a public
+study put it behind an HTTPS proxy with --behind-proxy). Prints the participants' URL, the recruiting link
+(URL?PROLIFIC_PID=...; the id is stored with the answers) and the organiser token (a fresh one, or the one kept in
+--token-file); the results (GET /results) and the export of every answer (GET /export, CSV) need
+`Authorization: Bearer TOKEN`. Participants consent, then answer in an order drawn from the study's secret; every
+answer is stored in STUDY/answers.sqlite as it is given (with the order shown and the response time); stopping and
+restarting the server loses nothing. GET /healthz for monitoring.
 
 examples:
   misato study serve study/                             (http://127.0.0.1:8000/)
-  misato study serve study/ --host 0.0.0.0 --port 8080  (reachable from other machines)"""
+  misato study serve study/ --host 0.0.0.0 --port 8080  (reachable from other machines)
+  misato study serve study/ --behind-proxy --public-url https://study.example.org --token-file ~/study.token \\
+      --completion-code C1A2B3 --completion-url 'https://app.prolific.com/submissions/complete?cc=C1A2B3'"""
 
 TALLY_EPILOG = """Writes one result file per method (<method>__<dataset>__user-study.json): the top-1 selection ratio (%)
 per question over the participants who answered every item and passed the attention checks, 95% bootstrap
