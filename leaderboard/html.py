@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from evaluators.metrics import CONSISTENCY, PER_IMAGE, spec
-from leaderboard.render import format_cell, format_value, half_widths, metric_header
+from leaderboard.render import cell_text, format_value, metric_header
 from leaderboard.results import Result, per_image_scores
 from leaderboard.tables import Table
 
@@ -50,6 +50,7 @@ tr.paper td, tr.paper th { color: #555; font-style: italic; background: #f6f6f6;
 tr.diff td, tr.diff th { color: #666; font-size: .78rem; background: #f6f6f6; }
 tr.measured th[scope=row] { font-weight: 600; }
 td.best { font-weight: 700; }
+td.failed { color: #a00; font-style: italic; }
 ul.notes { font-size: .8rem; color: #555; max-width: 70rem; white-space: pre-line; }
 table.grid td, table.grid th { vertical-align: top; text-align: center; border: none; }
 table.grid figure { margin: 0; }
@@ -79,17 +80,15 @@ def table_html(table: Table, notes: list[str] | None = None) -> str:
              f'<tr class="groups"><th colspan="{n_labels}"></th>{head_groups}</tr>',
              "<tr>" + "".join(f'<th scope="col">{_e(n)}</th>' for n in names) + head_metrics + "</tr>",
              "</thead><tbody>"]
-    values = table.frame.to_numpy(dtype=float)
     best = table.best.to_numpy(dtype=bool)
-    widths = half_widths(table)
-    metrics = [m for _, m in table.frame.columns]
+    failed = table.failed_cells()
     for i, label in enumerate(table.frame.index):
         labels = label if isinstance(label, tuple) else (label,)
         kind = table.row_kind[i]
         cells = [f'<th scope="row">{_e(labels[0])}</th>'] + [f"<td>{_e(x)}</td>" for x in labels[1:]]
-        for j, metric in enumerate(metrics):
-            text = format_cell(table, values[i, j], metric, kind, widths[i, j])
-            cls = ' class="best"' if best[i, j] else ""
+        for j in range(table.frame.shape[1]):
+            text = cell_text(table, i, j)
+            cls = ' class="best"' if best[i, j] else ' class="failed"' if failed[i, j] else ""
             cells.append(f"<td{cls}>{_e(text) if text is not None else '&ndash;'}</td>")
         parts.append(f'<tr class="{_e(kind)}">' + "".join(cells) + "</tr>")
     parts.append("</tbody></table></div>")

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from evaluators.metrics import spec
-from leaderboard.tables import DIFF, Table
+from leaderboard.tables import DIFF, FAILED, Table
 
-CSV_TAIL: tuple[str, ...] = ("row_kind", "group", "metric", "higher_is_better", "value", "half_width", "best")
+CSV_TAIL: tuple[str, ...] = ("row_kind", "group", "metric", "higher_is_better", "value", "half_width", "best",
+                             "failed")
 
 
 def format_value(value: float, metric: str, signed: bool = False, half_width: float | None = None) -> str | None:
@@ -56,15 +57,22 @@ def half_widths(table: Table) -> np.ndarray:
     return table.half_width.to_numpy(dtype=float)
 
 
+def cell_text(table: Table, i: int, j: int) -> str | None:
+    """The text of cell (i, j): "failed" where its measurement failed, else `format_cell` (None: no value)."""
+    if table.failed is not None and bool(table.failed.iat[i, j]):
+        return FAILED
+    metric = table.frame.columns[j][1]
+    width = float(table.half_width.iat[i, j]) if table.half_width is not None else math.nan
+    return format_cell(table, float(table.frame.iat[i, j]), metric, table.row_kind[i], width)
+
+
 def _rows(table: Table):
-    """Yield (labels tuple, row kind, [(metric, value, best, half_width)]) per row."""
-    metrics = [m for _, m in table.frame.columns]
-    values = table.frame.to_numpy(dtype=float)
+    """Yield (labels tuple, row kind, [(text or None, best)]) per row."""
     best = table.best.to_numpy(dtype=bool)
-    widths = half_widths(table)
     for i, label in enumerate(table.frame.index):
         labels = label if isinstance(label, tuple) else (label,)
-        yield tuple(str(x) for x in labels), table.row_kind[i], list(zip(metrics, values[i], best[i], widths[i]))
+        cells = [(cell_text(table, i, j), bool(best[i, j])) for j in range(table.frame.shape[1])]
+        yield tuple(str(x) for x in labels), table.row_kind[i], cells
 
 
 def _index_names(table: Table) -> list[str]:
@@ -94,8 +102,7 @@ def table_markdown(table: Table) -> str:
              "|" + "|".join([":--"] * n_labels + ["--:"] * (len(header) - n_labels)) + "|"]
     for labels, kind, cells in _rows(table):
         out = [escape_markdown(x) for x in labels]
-        for metric, value, is_best, width in cells:
-            text = format_cell(table, value, metric, kind, width)
+        for text, is_best in cells:
             out.append("–" if text is None else f"**{text}**" if is_best else text)
         lines.append("| " + " | ".join(out) + " |")
     if table.notes:
@@ -148,9 +155,9 @@ def table_latex(table: Table) -> str:
             lines.append(r"\addlinespace")
         previous = labels[0]
         out = [escape_latex(x) for x in labels]
-        for metric, value, is_best, width in cells:
-            text = format_cell(table, value, metric, kind, width)
-            out.append("--" if text is None else rf"\textbf{{{text}}}" if is_best else text)
+        for text, is_best in cells:
+            out.append("--" if text is None else rf"\textbf{{{text}}}" if is_best else
+                       rf"\textit{{{text}}}" if text == FAILED else text)
         lines.append(" & ".join(out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if table.notes:
@@ -168,17 +175,18 @@ def render_latex(tables: list[Table]) -> str:
 # ---------------------------------------------------------------- CSV
 def table_csv(table: Table) -> str:
     """Tidy CSV: one line per cell, columns = index levels + row_kind, group, metric, higher_is_better,
-    value (full precision, empty for NaN), half_width (of the 95% interval, empty where none), best.
-    `read_table_csv` reads it back."""
+    value (full precision, empty for NaN), half_width (of the 95% interval, empty where none), best, failed (True
+    where the measurement failed: value empty). `read_table_csv` reads it back."""
     names = [str(n) for n in table.frame.index.names]
     records = []
     widths = half_widths(table)
+    failed = table.failed_cells()
     for i, label in enumerate(table.frame.index):
         labels = label if isinstance(label, tuple) else (label,)
         for j, (group, metric) in enumerate(table.frame.columns):
             records.append([*labels, table.row_kind[i], group, metric,
                             table.higher_is_better.get(metric, spec(metric).higher_is_better),
-                            table.frame.iat[i, j], widths[i, j], bool(table.best.iat[i, j])])
+                            table.frame.iat[i, j], widths[i, j], bool(table.best.iat[i, j]), bool(failed[i, j])])
     buffer = io.StringIO()
     pd.DataFrame(records, columns=[*names, *CSV_TAIL]).to_csv(buffer, index=False, na_rep="")
     return buffer.getvalue()
@@ -198,19 +206,23 @@ def read_table_csv(path: str | os.PathLike, key: str | None = None) -> Table:
     values = np.full((len(rows), len(columns)), np.nan)
     widths = np.full((len(rows), len(columns)), np.nan)
     best = np.zeros((len(rows), len(columns)), dtype=bool)
+    failed = np.zeros((len(rows), len(columns)), dtype=bool)
     row_at = {r: i for i, r in enumerate(rows)}
     col_at = {c: j for j, c in enumerate(columns)}
     kinds: dict[tuple, str] = {}
     half = data["half_width"].astype(float) if "half_width" in data else [np.nan] * len(data)
-    for label, group, metric, value, width, is_best, kind in zip(labels, data["group"], data["metric"],
-                                                                 data["value"].astype(float), half, data["best"],
-                                                                 data["row_kind"]):
+    failures = data["failed"] if "failed" in data else ["False"] * len(data)  # CSVs written before the column
+    for label, group, metric, value, width, is_best, kind, is_failed in zip(
+            labels, data["group"], data["metric"], data["value"].astype(float), half, data["best"], data["row_kind"],
+            failures):
         i, j = row_at[label], col_at[(group, metric)]
         values[i, j], widths[i, j], best[i, j] = value, width, str(is_best) == "True"
+        failed[i, j] = str(is_failed) == "True"
         kinds[label] = kind
     higher = {m: str(h) == "True" for m, h in zip(data["metric"], data["higher_is_better"])}
     key = key or Path(path).stem
     half_width = None if np.isnan(widths).all() else pd.DataFrame(widths, index=index, columns=col_index)
     return Table(key, key, "", pd.DataFrame(values, index=index, columns=col_index),
                  pd.DataFrame(best, index=index, columns=col_index), [kinds[r] for r in rows], higher,
-                 half_width=half_width)
+                 half_width=half_width,
+                 failed=pd.DataFrame(failed, index=index, columns=col_index) if failed.any() else None)

@@ -13,7 +13,7 @@ from misato.io import atomic_write_text
 from leaderboard.html import build_grids, render_html
 from leaderboard.render import render_latex, render_markdown, table_csv
 from leaderboard.results import collect
-from leaderboard.tables import build_tables
+from leaderboard.tables import FailedRun, build_tables
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +41,17 @@ def write_reports(
     formats: Iterable[str] = FORMATS,
     samples: Iterable[str] | None = None,
     paper: bool = True,
+    failures: Iterable[FailedRun] = (),
 ) -> dict[str, Path]:
     """Collect result JSONs (files or folders) and write the leaderboard into `out_dir`, atomically.
 
+    failures: runs that could not be scored, kept in the tables as "failed" rows (`leaderboard.tables.FailedRun`).
     Returns {name: path}: "md" -> leaderboard.md, "tex" -> leaderboard.tex, "html" -> report.html, and one
     "csv:<table key>" -> <table key>.csv per table (tidy CSV, see `leaderboard.render.table_csv`).
     """
     options = ReportOptions(tuple(formats), tuple(samples) if samples else None, paper)
     results = collect(result_paths)
-    tables = build_tables(results, paper=options.paper)
+    tables = build_tables(results, paper=options.paper, failures=tuple(failures))
     out = Path(out_dir)
     written: dict[str, Path] = {}
     if "md" in options.formats:

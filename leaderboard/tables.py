@@ -7,6 +7,11 @@ the label names what differs, e.g. "MISATO (comod v1)" and "MISATO (asuka v1)". 
 protocols are therefore never ranked against each other in one column. Two results for the same method in
 the same group are an error naming both files.
 
+Failed runs. A (method, dataset) pair that a job could not score (`FailedRun`, from `misato run` / `misato
+reproduce`) is never left out: its row is kept and each of its cells in that pair's column group reads "failed"
+(`Table.failed`), with the stage and error in the notes. A failure supersedes an older result of the same pair
+found in the results folder (which is then named in the notes, not shown).
+
 Rows. Every table keeps measured numbers, the paper's figures and their differences apart: Table 1 rows are
 indexed by (method, source) with source "measured", "paper" or "diff" (= measured - paper), and only
 measured rows are ranked. The best measured value per column is marked in `Table.best` (compared at the
@@ -27,6 +32,7 @@ from evaluators.metrics import METRICS, PER_IMAGE, SCORED, TABLE1, spec
 from leaderboard.results import Result, ResultFileError
 
 MEASURED, PAPER, DIFF = "measured", "paper", "diff"
+FAILED = "failed"  # the text of a cell whose measurement failed, in every format
 KIND_ORDER: tuple[str, ...] = ("MISATO", "Places2", "custom")
 TABLE2_LABELS: dict[str, str] = {"2a_mae": "(a) MAE", "2b_alignment": "(b) alignment", "2d_decoder": "(d) decoder"}
 
@@ -44,6 +50,8 @@ class Table:
     half_width: float frame of the same shape: half the width of the 95% bootstrap interval of a measured
         value (shown as "value ± half-width"); NaN where the result has no interval. None: no intervals at all.
     value_format: "metric" (each metric's decimals) or "probability" (cells are probabilities, 2 decimals).
+    failed: bool frame of the same shape: True where the cell's measurement failed (shown as "failed", never as a
+        number or a blank). None: nothing failed.
     """
 
     key: str
@@ -56,6 +64,13 @@ class Table:
     notes: list[str] = field(default_factory=list)
     half_width: pd.DataFrame | None = None
     value_format: str = "metric"  # "metric": the metric's decimals; "probability": 2 decimals
+    failed: pd.DataFrame | None = None
+
+    def failed_cells(self) -> np.ndarray:
+        """bool (rows, columns): True where the measurement failed."""
+        if self.failed is None:
+            return np.zeros(self.frame.shape, dtype=bool)
+        return self.failed.to_numpy(dtype=bool)
 
     def groups(self) -> list[tuple[str, list[str]]]:
         """Column groups in order: [(group label, [metric keys])]."""
@@ -75,16 +90,43 @@ class GroupKey:
     paste_back: bool | None
 
 
+@dataclass(frozen=True)
+class FailedRun:
+    """A (method, dataset) pair a job could not score. kind, dataset, protocol (its label, "comod v1") and
+    paste_back place it in the column group its result would have had; stage ("inpaint", "score", "dataset", ...)
+    and error (one line) go to the notes."""
+
+    method: str
+    dataset: str
+    kind: str
+    protocol: str
+    paste_back: bool | None
+    stage: str
+    error: str
+
+    @property
+    def key(self) -> GroupKey:
+        return GroupKey(self.kind, self.dataset, self.protocol, self.paste_back)
+
+
 @dataclass
 class _Group:
     key: GroupKey
     label: str
     results: dict[str, Result]  # method -> result
+    failed: dict[str, FailedRun] = field(default_factory=dict)  # method -> its failure
+    superseded: dict[str, Result] = field(default_factory=dict)  # method -> an older result its failure replaces
+
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys([*self.results, *self.failed]))
 
 
-def group_results(results: list[Result]) -> list[_Group]:
-    """Split results into column groups (see module docstring), in kind order then first appearance."""
+def group_results(results: list[Result], failures: list[FailedRun] | tuple[FailedRun, ...] = ()) -> list[_Group]:
+    """Split results (and failed runs) into column groups (see module docstring), in kind order then first
+    appearance."""
     keys: dict[GroupKey, dict[str, Result]] = {}
+    failed: dict[GroupKey, dict[str, FailedRun]] = {}
+    superseded: dict[GroupKey, dict[str, Result]] = {}
     for r in results:
         key = GroupKey(r.dataset_kind, r.dataset_name, r.protocol_label, r.paste_back)
         methods = keys.setdefault(key, {})
@@ -94,6 +136,13 @@ def group_results(results: list[Result]) -> list[_Group]:
                 f"{methods[r.method].path} and {r.path}; pass only one of them"
             )
         methods[r.method] = r
+    for failure in failures:
+        if failure.kind not in KIND_ORDER:
+            raise ValueError(f"failed run of {failure.method}: kind must be one of {KIND_ORDER}, got {failure.kind!r}")
+        methods = keys.setdefault(failure.key, {})
+        if failure.method in methods:
+            superseded.setdefault(failure.key, {})[failure.method] = methods.pop(failure.method)
+        failed.setdefault(failure.key, {})[failure.method] = failure
     ordered = sorted(keys, key=lambda k: KIND_ORDER.index(k.kind))  # stable: appearance order within a kind
     groups = []
     for key in ordered:
@@ -107,7 +156,7 @@ def group_results(results: list[Result]) -> list[_Group]:
         if len({k.paste_back for k in siblings}) > 1:
             parts.append({True: "pasted back", False: "raw", None: "paste-back unknown"}[key.paste_back])
         label = f"{base} ({', '.join(parts)})" if parts else base
-        groups.append(_Group(key, label, keys[key]))
+        groups.append(_Group(key, label, keys[key], failed.get(key, {}), superseded.get(key, {})))
     return groups
 
 
@@ -161,9 +210,25 @@ def _group_caption(group: _Group) -> str:
             f"{paste[group.key.paste_back]}, {_n_text(counts)}")
 
 
+def _failure_notes(groups: list[_Group]) -> list[str]:
+    """One line per failed run (stage and error), and per older result a failure supersedes."""
+    lines = [f"{method} [{group.label}]: {FAILED} while {failure.stage}: {failure.error}"
+             for group in groups for method, failure in group.failed.items()]
+    lines += [f"{method} [{group.label}]: the older result {r.path} is not shown (this run failed)"
+              for group in groups for method, r in group.superseded.items()]
+    return lines
+
+
+def _failed_frame(frame: pd.DataFrame, cells: list[list[bool]]) -> pd.DataFrame | None:
+    """The failed-cell mask of a table (rows as `frame`), None when nothing failed."""
+    mask = pd.DataFrame(np.array(cells, dtype=bool).reshape(frame.shape), index=frame.index, columns=frame.columns)
+    return mask if mask.to_numpy().any() else None
+
+
 def _notes(groups: list[_Group], metrics: list[str]) -> list[str]:
-    """One line per reason (a missing file): which metrics and methods/groups lack it and how to fix it; then the scorer's notes on
-    overall values (e.g. infinite PSNRs left out of the mean), one line per method and metric."""
+    """Failed runs first (`_failure_notes`); then one line per reason (a missing file): which metrics and
+    methods/groups lack it and how to fix it; then the scorer's notes on overall values (e.g. infinite PSNRs left
+    out of the mean), one line per method and metric."""
     reasons: dict[str, tuple[dict[str, None], dict[str, None]]] = {}  # why -> (metrics, who), ordered sets
     for group in groups:
         for method, r in group.results.items():
@@ -172,7 +237,8 @@ def _notes(groups: list[_Group], metrics: list[str]) -> list[str]:
                     labels, who = reasons.setdefault(why, ({}, {}))
                     labels[spec(metric).label] = None
                     who[f"{method} [{group.label}]"] = None
-    lines = [f"{', '.join(labels)} unavailable for {', '.join(who)}: {why}" for why, (labels, who) in reasons.items()]
+    lines = _failure_notes(groups)
+    lines += [f"{', '.join(labels)} unavailable for {', '.join(who)}: {why}" for why, (labels, who) in reasons.items()]
     for group in groups:
         for method, r in group.results.items():
             for key, text in r.record.notes.items():
@@ -183,15 +249,16 @@ def _notes(groups: list[_Group], metrics: list[str]) -> list[str]:
 
 
 def _methods(groups: list[_Group]) -> list[str]:
-    return list(dict.fromkeys(m for g in groups for m in g.results))
+    return list(dict.fromkeys(m for g in groups for m in g.methods()))
 
 
-def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, ...] = TABLE1) -> Table:
+def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, ...] = TABLE1,
+                 failures: list[FailedRun] | tuple[FailedRun, ...] = ()) -> Table:
     """Paper Table 1 layout: rows = methods (measured, then paper and diff rows where the paper has the
-    method), columns = column group x {LPIPS, FID, U-IDS, P-IDS}."""
-    groups = group_results(results)
+    method), columns = column group x {LPIPS, FID, U-IDS, P-IDS}; failed runs as "failed" cells."""
+    groups = group_results(results, failures)
     higher = directions(results, list(metrics))
-    frame, kinds, widths, matched = _measured_and_paper(
+    frame, kinds, widths, matched, failed = _measured_and_paper(
         groups, metrics, (lambda name, group, metric: paper_data.table1_value(name, group.key.kind, metric))
         if paper else None)
     best = best_mask(frame, higher, np.array([k == MEASURED for k in kinds]))
@@ -208,17 +275,18 @@ def build_table1(results: list[Result], paper: bool = True, metrics: tuple[str, 
         caption.append("± = half-width of the 95% bootstrap interval (images resampled; see each result's "
                        "bootstrap settings).")
     return Table("table1", "Table 1: overall results", " ".join(caption), frame, best, kinds, higher, notes,
-                 _half_width_frame(frame, widths))
+                 _half_width_frame(frame, widths), failed=_failed_frame(frame, failed))
 
 
 def _measured_and_paper(groups: list[_Group], metrics: tuple[str, ...] | list[str],
                         reported: Callable[[str, _Group, str], float | None] | None
-                        ) -> tuple[pd.DataFrame, list[str], list[list[float]], list[str]]:
+                        ) -> tuple[pd.DataFrame, list[str], list[list[float]], list[str], list[list[bool]]]:
     """Rows = methods (measured, then paper and diff rows where `reported(paper name, group, metric)` has a figure
-    for the method), columns = group x metric: (frame, row kinds, half-widths, "method = paper name" matches).
-    reported None: measured rows only."""
+    for the method), columns = group x metric: (frame, row kinds, half-widths, "method = paper name" matches,
+    failed cells: a measured row's cells in the groups where the method failed). reported None: measured rows
+    only."""
     columns = pd.MultiIndex.from_tuples([(g.label, m) for g in groups for m in metrics], names=["group", "metric"])
-    rows, kinds, values, widths = [], [], [], []
+    rows, kinds, values, widths, failed = [], [], [], [], []
     matched: list[str] = []
     for method in _methods(groups):
         measured = [g.results[method].overall.get(m, math.nan) if method in g.results else math.nan
@@ -228,6 +296,7 @@ def _measured_and_paper(groups: list[_Group], metrics: tuple[str, ...] | list[st
         values.append(measured)
         widths.append([half_width(g.results[method], m) if method in g.results else math.nan
                        for g in groups for m in metrics])
+        failed.append([method in g.failed for g in groups for _ in metrics])
         name = paper_data.paper_name(method) if reported else None
         if name is None:
             continue
@@ -240,9 +309,10 @@ def _measured_and_paper(groups: list[_Group], metrics: tuple[str, ...] | list[st
         kinds += [PAPER, DIFF]
         values += [figures, [a - b for a, b in zip(measured, figures)]]
         widths += [[math.nan] * len(figures), widths[-1]]  # a diff's uncertainty is the measured value's
+        failed += [[False] * len(figures), [False] * len(figures)]
     frame = pd.DataFrame(values, index=pd.MultiIndex.from_tuples(rows, names=["method", "source"]),
                          columns=columns, dtype=float)
-    return frame, kinds, widths, matched
+    return frame, kinds, widths, matched, failed
 
 
 def half_width(result: Result, metric: str, scope: str = "overall") -> float:
@@ -269,44 +339,52 @@ def _present(results: list[Result], blocks: str) -> list[str]:
     return [m for m in SCORED if m in seen]
 
 
-def build_metrics_table(results: list[Result]) -> Table:
-    """Every metric present, overall: rows = methods, columns = column group x metric."""
-    groups = group_results(results)
+def build_metrics_table(results: list[Result], failures: list[FailedRun] | tuple[FailedRun, ...] = ()) -> Table:
+    """Every metric present, overall: rows = methods, columns = column group x metric (a group of failed runs
+    only: the metrics of the other groups, else Table 1's); failed runs as "failed" cells."""
+    groups = group_results(results, failures)
     methods = _methods(groups)
-    cols = [(g.label, m) for g in groups for m in _present(list(g.results.values()), "overall")]
+    fallback = _present(results, "overall") or list(TABLE1)
+    present = {g.label: _present(list(g.results.values()), "overall") or fallback for g in groups}
+    cols = [(g.label, m) for g in groups for m in present[g.label]]
     metrics = list(dict.fromkeys(m for _, m in cols))
     higher = directions(results, metrics)
     data = [[g.results[method].overall.get(m, math.nan) if method in g.results else math.nan
-             for g in groups for m in _present(list(g.results.values()), "overall")] for method in methods]
+             for g in groups for m in present[g.label]] for method in methods]
+    failed = [[method in g.failed for g in groups for _ in present[g.label]] for method in methods]
     frame = pd.DataFrame(data, index=pd.MultiIndex.from_tuples([(m, MEASURED) for m in methods],
                                                                 names=["method", "source"]),
                          columns=pd.MultiIndex.from_tuples(cols, names=["group", "metric"]), dtype=float)
     best = best_mask(frame, higher, np.ones(len(frame), dtype=bool))
     widths = [[half_width(g.results[method], m) if method in g.results else math.nan
-               for g in groups for m in _present(list(g.results.values()), "overall")] for method in methods]
+               for g in groups for m in present[g.label]] for method in methods]
     caption = " ".join(["All metrics, overall. Bold: best measured value per column. ± = half-width of the 95% "
                         "bootstrap interval where the result has one."] + [_group_caption(g) + "." for g in groups])
     return Table("metrics", "All metrics (overall)", caption, frame, best, [MEASURED] * len(methods), higher,
-                 _notes(groups, metrics), _half_width_frame(frame, widths))
+                 _notes(groups, metrics), _half_width_frame(frame, widths), failed=_failed_frame(frame, failed))
 
 
-def build_domain_tables(results: list[Result]) -> list[Table]:
+def build_domain_tables(results: list[Result], failures: list[FailedRun] | tuple[FailedRun, ...] = ()) -> list[Table]:
     """Per-domain tables, one per MISATO-kind column group that has per-domain figures:
-    rows = methods, columns = domain (landscape/indoor/building/background, then any others) x metric."""
+    rows = methods, columns = domain (landscape/indoor/building/background, then any others) x metric; the
+    group's failed runs as rows of "failed" cells."""
     from misato.data import DOMAINS
 
     tables = []
-    for group in group_results(results):
+    eligible = [g for g in group_results(results, failures)
+                if g.key.kind == "MISATO" and any(r.per_domain for r in g.results.values())]
+    for group in eligible:
         members = [r for r in group.results.values() if r.per_domain]
-        if group.key.kind != "MISATO" or not members:
-            continue
         found = list(dict.fromkeys(d for r in members for d in r.per_domain))
         domains = [d for d in DOMAINS if d in found] + [d for d in found if d not in DOMAINS]
         metrics = [m for m in _present(members, "domains") if m in SCORED]
         higher = directions(members, metrics)
-        methods = [r.method for r in members]
+        methods = [r.method for r in members] + list(group.failed)
         data = [[r.per_domain.get(d, {}).get(m, math.nan) for d in domains for m in metrics] for r in members]
+        data += [[math.nan] * (len(domains) * len(metrics)) for _ in group.failed]
         widths = [[half_width(r, m, d) for d in domains for m in metrics] for r in members]
+        widths += [[math.nan] * (len(domains) * len(metrics)) for _ in group.failed]
+        failed = [[method in group.failed] * (len(domains) * len(metrics)) for method in methods]
         frame = pd.DataFrame(data, index=pd.MultiIndex.from_tuples([(m, MEASURED) for m in methods],
                                                                     names=["method", "source"]),
                              columns=pd.MultiIndex.from_tuples([(d, m) for d in domains for m in metrics],
@@ -315,11 +393,10 @@ def build_domain_tables(results: list[Result]) -> list[Table]:
         counts = "; ".join(f"{d} {_n_text([r.per_domain_n.get(d) for r in members])}" for d in domains)
         caption = (f"Per-domain results on {group.label} (dataset {group.key.dataset}, protocol "
                    f"{group.key.protocol}); {counts}. Bold: best measured value per column.")
-        key = "per_domain" if sum(g.key.kind == "MISATO" for g in group_results(results)) == 1 else \
-            f"per_domain_{len(tables) + 1}"
+        key = "per_domain" if len(eligible) == 1 else f"per_domain_{len(tables) + 1}"
         tables.append(Table(key, f"Per-domain results: {group.label}", caption, frame, best,
                             [MEASURED] * len(methods), higher, _notes([group], metrics),
-                            _half_width_frame(frame, widths)))
+                            _half_width_frame(frame, widths), failed=_failed_frame(frame, failed)))
     return tables
 
 
@@ -364,20 +441,22 @@ def paper_table2() -> Table:
 TABLE2_METRICS: tuple[str, ...] = (*TABLE1, "psnr", "ssim")
 
 
-def build_table2(rows: list[tuple[str, str, Result]]) -> list[Table]:
+def build_table2(rows: list[tuple[str, str, Result | FailedRun]]) -> list[Table]:
     """Measured Table 2 (a), (b), (d) beside the paper's figures: one Table per sub-table.
 
-    rows: (sub-table key of paper_table2.csv, the paper's variant name, the row's result). Each variant gets a
-    measured row, a paper row and a diff row (measured - paper); only measured rows are ranked (bold = best
-    measured value of the sub-table). PSNR and SSIM are measured only (the paper reports neither).
+    rows: (sub-table key of paper_table2.csv, the paper's variant name, the row's result, or its `FailedRun`:
+    a measured row of "failed" cells). Each variant gets a measured row, a paper row and a diff row (measured -
+    paper); only measured rows are ranked (bold = best measured value of the sub-table). PSNR and SSIM are
+    measured only (the paper reports neither).
     """
     reported = paper_data.table2().set_index(["table", "variant"])
     tables = []
     for key in dict.fromkeys(table for table, _, _ in rows):
         chosen = [(variant, result) for table, variant, result in rows if table == key]
-        index, values, kinds = [], [], []
+        index, values, kinds, failed = [], [], [], []
         for variant, result in chosen:
-            measured = [result.overall.get(m, math.nan) for m in TABLE2_METRICS]
+            ok = isinstance(result, Result)
+            measured = [result.overall.get(m, math.nan) if ok else math.nan for m in TABLE2_METRICS]
             paper = [float(reported.loc[(key, variant), m]) if (key, variant) in reported.index and m in reported
                      else math.nan for m in TABLE2_METRICS]
             for source, row in ((MEASURED, measured), (PAPER, paper),
@@ -385,20 +464,25 @@ def build_table2(rows: list[tuple[str, str, Result]]) -> list[Table]:
                 index.append((variant, source))
                 values.append(row)
                 kinds.append(source)
+                failed.append([source == MEASURED and not ok] * len(TABLE2_METRICS))
+        measured_results = [r for _, r in chosen if isinstance(r, Result)]
         first = chosen[0][1]
-        kind = first.dataset_kind if first.dataset_kind != "custom" else first.dataset_name
+        key_of = first.key if isinstance(first, FailedRun) else GroupKey(
+            first.dataset_kind, first.dataset_name, first.protocol_label, first.paste_back)
+        kind = key_of.kind if key_of.kind != "custom" else key_of.dataset
         frame = pd.DataFrame(values, index=pd.MultiIndex.from_tuples(index, names=["variant", "source"]),
                              columns=pd.MultiIndex.from_tuples([(kind, m) for m in TABLE2_METRICS],
                                                                names=["group", "metric"]), dtype=float)
-        higher = directions([r for _, r in chosen], list(TABLE2_METRICS))
+        higher = directions(measured_results, list(TABLE2_METRICS))
         best = best_mask(frame, higher, np.array([k == MEASURED for k in kinds]))
-        group = _Group(GroupKey(kind, first.dataset_name, first.protocol_label, first.paste_back), kind,
-                       {variant: r for variant, r in chosen})
+        group = _Group(key_of, kind, {v: r for v, r in chosen if isinstance(r, Result)},
+                       {v: r for v, r in chosen if isinstance(r, FailedRun)})
         notes = _notes([group], list(TABLE2_METRICS))
         label = TABLE2_LABELS.get(key, key)
-        caption = (f"Table 2 {label}: measured on {first.dataset_name} ({first.protocol_label}), "
+        caption = (f"Table 2 {label}: measured on {key_of.dataset} ({key_of.protocol}), "
                    "with the paper's figures and the difference. Bold: best measured value.")
-        tables.append(Table(f"table2_{key}", f"Table 2 {label}", caption, frame, best, kinds, higher, notes))
+        tables.append(Table(f"table2_{key}", f"Table 2 {label}", caption, frame, best, kinds, higher, notes,
+                            failed=_failed_frame(frame, failed)))
     return tables
 
 
@@ -435,7 +519,7 @@ def build_table2c(results: list[Result], paper: bool = True) -> Table:
     reported = paper_data.table2c_user_study().set_index("method")
     same_methods = all({paper_data.paper_name(m) for m in g.results} == set(reported.index) for g in groups)
     paper = paper and same_methods  # top-1 shares depend on which methods compete: the paper's set only
-    frame, kinds, widths, matched = _measured_and_paper(
+    frame, kinds, widths, matched, _ = _measured_and_paper(
         groups, STUDY_METRICS, (lambda name, group, metric: float(reported.loc[name, metric])
                                 if name in reported.index else None) if paper else None)
     higher = directions(results, list(STUDY_METRICS))
@@ -516,15 +600,20 @@ def build_paired_table(results: list[Result]) -> Table | None:
                  higher_all, list(dict.fromkeys(notes)), value_format="probability")
 
 
-def build_tables(results: list[Result], paper: bool = True) -> list[Table]:
+def build_tables(results: list[Result], paper: bool = True,
+                 failures: list[FailedRun] | tuple[FailedRun, ...] = ()) -> list[Table]:
     """Every table a report shows, in order: Table 1, all metrics, per-domain, paired comparison (of the scored
-    results), the measured Table 2 (c) (of the user-study results), then the paper's tables."""
+    results; the first three with the failed runs as "failed" rows), the measured Table 2 (c) (of the user-study
+    results), then the paper's tables."""
     scored = [r for r in results if not r.is_study]
     study = [r for r in results if r.is_study]
     tables = []
-    if scored:
-        tables += [build_table1(scored, paper=paper), build_metrics_table(scored), *build_domain_tables(scored)]
-        paired = build_paired_table(scored)
+    if scored or failures:
+        tables += [build_table1(scored, paper=paper, failures=failures), build_metrics_table(scored, failures),
+                   *build_domain_tables(scored, failures)]
+        replaced = {(f.key, f.method) for f in failures}  # older results of runs that failed now are not compared
+        paired = build_paired_table([r for r in scored if (GroupKey(r.dataset_kind, r.dataset_name, r.protocol_label,
+                                                                      r.paste_back), r.method) not in replaced])
         if paired is not None:
             tables.append(paired)
     if study:

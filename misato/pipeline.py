@@ -5,12 +5,17 @@ The Python API behind `misato run` and `misato demo`. Output layout::
     OUT/predictions/<dataset>/<method>/   the runner's raw/, composite/, records/, manifest.json (resumable)
     OUT/results/<method>__<dataset>__<protocol>.json (+ .per_image.csv)   from evaluators.scoring.score
     OUT/leaderboard/                      leaderboard.md, leaderboard.tex, <table>.csv, report.html
-    OUT/run.json                          this run: every (dataset, method) outcome, errors and their fixes
+    OUT/run.json                          this run: its plan, every (dataset, method) outcome, errors and fixes
+    OUT/.misato.lock                      held while the run writes OUT (`misato.lock`): a second job refuses
 
 A method that fails (a plug-in that does not import, missing weights, an exception while inpainting or
-scoring) is recorded with its error and skipped; the other methods go on. Metrics whose weights are missing
-are not failures: the scorer lists them as unavailable with the fix, and `RunReport.unavailable_weights`
-says which files would enable them.
+scoring) is recorded with its error and skipped; the other methods go on, the failed pair stays in the
+leaderboard as a "failed" row, and the report (`RunReport.ok`, the commands' exit status) is a failure. Metrics
+whose weights are missing are not failures (unless `ScoreConfig.strict`): the scorer lists them as unavailable
+with the fix, and `RunReport.unavailable_weights` says which files would enable them.
+
+run.json is written when the work starts (status "running", the planned pairs), after each pair, and at the
+end ("finished"; "interrupted" after Ctrl-C), so `misato status` can tell failed, partial and missing pairs.
 """
 
 from __future__ import annotations
@@ -25,16 +30,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evaluators.metrics import SCORED
-from misato.data import Dataset, load_dataset
+from misato.data import Dataset, dataset_kind, load_dataset
 from misato.io import atomic_write_json
 
 if TYPE_CHECKING:
-    from evaluators.scoring import ScoreResult
-    from evaluators.scoring import ScoreConfig
+    from evaluators.scoring import ScoreConfig, ScoreResult
+    from leaderboard.tables import FailedRun
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "misato.run/1"
+RUN_FILE = "run.json"
 EMBEDDED = "embedded"  # the dataset name that means the embedded default (misato.embedded)
 KINDS = ("MISATO", "Places2", "custom")
 
@@ -71,8 +77,10 @@ class RunConfig:
     `strict` also makes any failed method an error for the exit code.
     device: inpainting device, None = the runner's default (accelerate's or cuda when available, else cpu).
     batch_size / seed / limit / options: inpainting settings (options: each method gets those it takes).
-    kind: leaderboard group of folder datasets; None = MISATO when stems are MISATO ids, else custom (the
-    embedded set is always custom). embedded_size / embedded_dir: the embedded set's resolution and folder.
+    kind: leaderboard group of folder datasets; None = the dataset's own (`misato.data.dataset_kind`: MISATO
+    only by layout or manifest; the embedded set is always custom). mask_keep_is_white / mask_binary_01: how
+    the folder datasets' mask files are read (`misato.data.load_dataset`).
+    embedded_size / embedded_dir: the embedded set's resolution and folder.
     grid_samples: stems for the HTML grid (None = the leaderboard's default choice).
     reuse_scores: a result file newer than its finished inpainting is reused instead of scoring again
       (`misato reproduce`: a finished score is never redone).
@@ -88,6 +96,8 @@ class RunConfig:
     limit: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     kind: str | None = None
+    mask_keep_is_white: bool = False
+    mask_binary_01: bool = False
     embedded_size: int = 512
     embedded_dir: Path | None = None
     grid_samples: tuple[str, ...] | None = None
@@ -98,7 +108,8 @@ class RunConfig:
 
 @dataclass
 class Outcome:
-    """What happened to one (dataset, method) pair. status: "ok" or "failed"; stage: where it failed."""
+    """What happened to one (dataset, method) pair. status: "ok" or "failed"; stage: where it failed ("dataset",
+    "inpaint", "score"); kind: the dataset's leaderboard group."""
 
     dataset: str
     method: str
@@ -107,6 +118,7 @@ class Outcome:
     stage: str | None = None
     error: str | None = None
     error_type: str | None = None
+    kind: str | None = None
     predictions: str | None = None
     result_json: str | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -130,6 +142,11 @@ class RunReport:
     @property
     def all_failed(self) -> bool:
         return bool(self.outcomes) and len(self.failed) == len(self.outcomes)
+
+    @property
+    def ok(self) -> bool:
+        """Every pair scored and the leaderboard written: the job succeeded (exit status 0)."""
+        return not self.failed and self.leaderboard_error is None
 
     def unavailable_weights(self, protocol: str, weights: dict[str, str] | None = None) -> dict[str, list[str]]:
         """Missing weight key -> the metrics it keeps from being computed (over every result of this run).
@@ -220,8 +237,9 @@ def open_dataset(entry: DatasetEntry, config: RunConfig) -> tuple[Dataset, str]:
         dataset = load_embedded(config.embedded_dir, config.embedded_size)
         kind = "custom"
     else:
-        dataset = load_dataset(entry.source)
-        kind = config.kind or ("MISATO" if dataset.domains else "custom")
+        dataset = load_dataset(entry.source, mask_hole_is_white=not config.mask_keep_is_white,
+                               mask_binary_01=config.mask_binary_01)
+        kind = dataset_kind(dataset, config.kind)
     if kind not in KINDS:
         raise ValueError(f"dataset kind must be one of {KINDS}, got {kind!r}")
     if entry.label:
@@ -246,19 +264,26 @@ def method_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_shared_options(methods: list[MethodEntry], options: dict[str, Any]) -> None:
-    """Every `--option` must be taken by at least one method (a typo is an error, not silently dropped).
-    A method that cannot be imported is left to fail on its own run."""
+    """Every `--option` must be taken by at least one method (a typo is an error, not silently dropped), and its
+    value must have the type each method taking it declares (`baselines.options`). A method that cannot be
+    imported is left to fail on its own run."""
+    from baselines.options import check_option_types
     from baselines.registry import REGISTRY
 
     accepted: set[str] = set()
+    anything = False
     for method in methods:
         try:
-            names = REGISTRY.accepted_options(method.spec)
+            cls, names = REGISTRY.get(method.spec), REGISTRY.accepted_options(method.spec)
         except Exception:  # noqa: BLE001 (reported by its own run)
             continue
+        check_option_types(cls, method_options(method.spec, options), f"--option (for {method.label}) ")
         if names is None:
-            return
+            anything = True
+            continue
         accepted |= names
+    if anything:
+        return
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise ValueError(f"--option {', '.join(unknown)}: no method of this run takes it; "
@@ -274,13 +299,14 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
 
     out = Path(config.out_dir)
     folder = out / "predictions" / _safe(dataset.name) / _safe(method.label)
-    outcome = Outcome(dataset.name, method.label, method.spec, "failed", predictions=str(folder))
+    outcome = Outcome(dataset.name, method.label, method.spec, "failed", predictions=str(folder), kind=kind)
     stage = "inpaint"
     try:
         manifest_path = inpaint_dataset(
             dataset, method.spec, folder, seed=config.seed, batch_size=config.batch_size, limit=config.limit,
             device=config.device, weight_paths=dict(config.score.weights), allow_download=config.score.allow_download,
             options=method_options(method.spec, config.options), progress=config.progress,
+            allow_degenerate_masks=config.score.allow_degenerate_masks,
         )
         manifest = json.loads(Path(manifest_path).read_text())
         if manifest.get("status") != "complete":
@@ -325,9 +351,12 @@ def _reused_result(folder: Path, method: str, dataset: Dataset, config: RunConfi
 
 
 def run_benchmark(config: RunConfig) -> RunReport:
-    """Every dataset x method: inpaint, score; then the leaderboard from every result in OUT/results."""
+    """Every dataset x method: inpaint, score; then the leaderboard from every result in OUT/results, failed pairs
+    kept as "failed" rows. Holds OUT's lock (`misato.lock.folder_lock`) throughout: a second job on OUT is refused
+    before any work."""
     from evaluators.protocols import get_protocol
     from misato.devices import check_device
+    from misato.lock import folder_lock
 
     # settings that would otherwise fail only after inpainting: checked first
     get_protocol(config.score.protocol)
@@ -338,7 +367,11 @@ def run_benchmark(config: RunConfig) -> RunReport:
     out = Path(config.out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        return _run_locked(config, out)
+
+
+def _run_locked(config: RunConfig, out: Path) -> RunReport:
     outcomes: list[Outcome] = []
     opened: list[tuple[Dataset, str]] = []
     names: dict[str, str] = {}
@@ -348,8 +381,8 @@ def run_benchmark(config: RunConfig) -> RunReport:
         except Exception as error:  # noqa: BLE001 (a broken dataset fails its own runs only)
             label = entry.label or entry.source
             log.error("dataset %s: %s", label, error)
-            outcomes += [Outcome(label, m.label, m.spec, "failed", "dataset", _error_text(error), type(error).__name__)
-                         for m in config.methods]
+            outcomes += [Outcome(label, m.label, m.spec, "failed", "dataset", _error_text(error), type(error).__name__,
+                                 kind=config.kind or "custom") for m in config.methods]
             continue
         if dataset.name in names and names[dataset.name] != entry.source:
             raise ValueError(
@@ -365,38 +398,63 @@ def run_benchmark(config: RunConfig) -> RunReport:
         absent = [stem for stem in wanted if stem not in known]
         if absent:
             raise ValueError(f"--thumbnail-samples: not in any dataset of this run: {', '.join(absent[:10])}")
-    for dataset, kind in opened:
-        stems = {s.stem for s in dataset.samples}
-        dataset_config = config if wanted is None else replace(
-            config, score=replace(config.score, thumbnail_samples=tuple(s for s in wanted if s in stems)))
-        for method in config.methods:
-            outcomes.append(run_one(dataset, kind, method, dataset_config))
+    summary = out / RUN_FILE
+    planned = [(o.dataset, o.method) for o in outcomes] + [(d.name, m.label) for d, _ in opened for m in config.methods]
+    journal = RunReport(out, outcomes, {}, summary)
+    atomic_write_json(summary, _summary(config, journal, planned, "running"))
+    try:
+        for dataset, kind in opened:
+            stems = {s.stem for s in dataset.samples}
+            dataset_config = config if wanted is None else replace(
+                config, score=replace(config.score, thumbnail_samples=tuple(s for s in wanted if s in stems)))
+            for method in config.methods:
+                outcomes.append(run_one(dataset, kind, method, dataset_config))
+                atomic_write_json(summary, _summary(config, journal, planned, "running"))
+    except BaseException:  # Ctrl-C, SIGTERM: the record says so, the lock is released by the caller
+        atomic_write_json(summary, _summary(config, journal, planned, "interrupted"))
+        raise
 
     leaderboard: dict[str, Path] = {}
     leaderboard_error = None
-    if any(o.status == "ok" for o in outcomes):
+    if any((out / "results").glob("*.json")):  # earlier results count too; failed pairs supersede theirs
         from leaderboard import write_reports
 
         try:
             leaderboard = write_reports([out / "results"], out / "leaderboard", formats=config.leaderboard_formats,
-                                        samples=config.grid_samples)
+                                        samples=config.grid_samples, failures=failed_runs(outcomes, config.score))
         except Exception as error:  # noqa: BLE001 (results stay valid; report the leaderboard problem)
             leaderboard_error = _error_text(error)
             log.error("leaderboard not written: %s", leaderboard_error)
-    summary = out / "run.json"
     report = RunReport(out, outcomes, leaderboard, summary, leaderboard_error)
-    atomic_write_json(summary, _summary(config, report))
+    atomic_write_json(summary, _summary(config, report, planned, "finished"))
     return report
 
 
-def _summary(config: RunConfig, report: RunReport) -> dict[str, Any]:
+def failed_runs(outcomes: list[Outcome], score: "ScoreConfig") -> list["FailedRun"]:
+    """The failed outcomes as leaderboard rows (`leaderboard.tables.FailedRun`), in the column group that their
+    results would have had (dataset, kind, the run's protocol and paste-back)."""
+    from evaluators.protocols import get_protocol
+    from leaderboard.tables import FailedRun
+
+    protocol = get_protocol(score.protocol)
+    return [FailedRun(o.method, o.dataset, o.kind or "custom", f"{protocol.name} v{protocol.version}",
+                      score.paste_back, o.stage or "?", (o.error or "").splitlines()[0] if o.error else "")
+            for o in outcomes if o.status != "ok"]
+
+
+def _summary(config: RunConfig, report: RunReport, planned: list[tuple[str, str]], status: str) -> dict[str, Any]:
+    """run.json: status ("running", "interrupted", "finished"), the planned (dataset, method) pairs, the outcomes
+    so far, the leaderboard files."""
     settings = asdict(config)
     settings["out_dir"] = str(config.out_dir)
     settings["embedded_dir"] = str(config.embedded_dir) if config.embedded_dir else None
     return {
         "schema": SCHEMA,
+        "status": status,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "pid": os.getpid(),
         "config": settings,
+        "planned": [{"dataset": d, "method": m} for d, m in planned],
         "outcomes": [asdict(o) for o in report.outcomes],
         "leaderboard": {k: str(v) for k, v in report.leaderboard.items()},
         "leaderboard_error": report.leaderboard_error,
@@ -414,7 +472,8 @@ def fix_hint(key: str, metrics: list[str]) -> str:
 
 
 def format_report(report: RunReport, protocol: str, weights: dict[str, str] | None = None) -> str:
-    """A plain-text account for the terminal: outcomes, failures with fixes, metrics lacking weights, files."""
+    """A plain-text account for the terminal: outcomes, metrics lacking weights, files, then (last, where they are
+    seen) the failures with their errors and fixes."""
     lines = []
     width = max([len(o.method) for o in report.outcomes] + [6])
     metrics = [m for m in SCORED if any(m in o.overall for o in report.outcomes)]
@@ -430,12 +489,6 @@ def format_report(report: RunReport, protocol: str, weights: dict[str, str] | No
                 lines.append("  " + o.method.ljust(width) + cells)
             else:
                 lines.append("  " + o.method.ljust(width) + f"  FAILED ({o.stage}): {o.error.splitlines()[0]}")
-    failed = report.failed
-    if failed:
-        lines.append("\nfailed (skipped; the other methods went on):")
-        for o in failed:
-            lines.append(f"- {o.method} on {o.dataset}, while {o.stage} [{o.error_type}]:")
-            lines.extend("    " + line for line in o.error.splitlines())
     needed = report.unavailable_weights(protocol, weights)
     if needed:
         lines.append("\nnot computed, weights missing (the numbers above need no weights):")
@@ -450,7 +503,24 @@ def format_report(report: RunReport, protocol: str, weights: dict[str, str] | No
     column = max(len(name) for name, _ in files)
     lines.append("\nfiles:")
     lines.extend(f"  {name:<{column}}  {where}" for name, where in files)
+    lines += failure_lines(report.outcomes, report.leaderboard_error)
     return "\n".join(lines)
+
+
+def failure_lines(outcomes: list[Outcome], *other: str | None) -> list[str]:
+    """The end of a job's report: each failed pair with its full error, other failed stages (`other`, e.g. the
+    leaderboard's error), and the count; [] when nothing failed."""
+    failed = [o for o in outcomes if o.status != "ok"]
+    stages = [text for text in other if text]
+    if not failed and not stages:
+        return []
+    lines = [f"\nFAILED: {len(failed)} of {len(outcomes)} runs" + (f", {len(stages)} other stage(s)" if stages else "")
+             + " (the others went on; failed rows read 'failed' in the tables; exit status 1):"]
+    for o in failed:
+        lines.append(f"- {o.method} on {o.dataset}, while {o.stage} [{o.error_type}]:")
+        lines.extend("    " + line for line in (o.error or "").splitlines())
+    lines.extend(f"- {text.splitlines()[0]}" for text in stages)
+    return lines
 
 
 def _fmt(value: Any) -> str:

@@ -1,19 +1,31 @@
-"""What an output folder of `misato run` / `misato reproduce` holds: per (dataset, method), the inpainting's
-progress and whether it has been scored. Read from the files only (manifests and result records).
+"""What an output folder of `misato run` / `misato reproduce table1` holds: per (dataset, method), its state and
+how many samples are on disk. Read from the files only: the job's record (OUT/run.json or OUT/reproduce.json: the
+planned pairs and each pair's outcome), the result records (OUT/results), the inpainting folders (their manifest
+and per-sample files) and the folder's lock (`misato.lock`: is a job running there now?).
 
-States: "scored" (a result file exists), "inpainted" (all samples, not scored yet), "running" (partial and its
-manifest was updated in the last `RUNNING_WINDOW_S` seconds), "stopped" (partial, older), "missing" (a pair the
-folder's reproduce.json asks for that has not started).
+States, first match wins:
+  "failed"      the job's record says the pair failed (its error shown); samples on disk counted;
+  "scored"      a result file exists;
+  "inpainted"   every sample inpainted (manifest complete), not scored yet;
+  "running"     samples being written now: the folder's lock is held by a live job;
+  "partial"     some samples on disk, no job running (interrupted or crashed: rerun to resume);
+  "waiting"     planned by the running job, not started yet;
+  "missing"     planned by the job's record, not started, and no job running (e.g. after Ctrl-C).
+Counts "N/M": N samples finished on disk (raw, record and composite files all present), M selected (from the
+manifest; "?" before the pair started).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-RUNNING_WINDOW_S = 600
+from misato.outputs import OutputFolder
+
+STATES = ("failed", "scored", "inpainted", "running", "partial", "waiting", "missing")
+JOB_FILES = ("run.json", "reproduce.json")  # written by misato.pipeline / misato.reproduce.table1
 
 
 @dataclass
@@ -24,55 +36,97 @@ class PairStatus:
     finished: int
     total: int | None
     updated: str | None = None
+    error: str | None = None
 
 
-def folder_status(out: str | Path, now: datetime | None = None) -> list[PairStatus]:
-    """Every (dataset, method) of `out`, in name order; see the module docstring."""
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: unreadable ({error})") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return data
+
+
+def _job_record(out: Path) -> tuple[list[tuple[str, str]], dict[tuple[str, str], dict[str, Any]]]:
+    """(planned pairs, latest outcome per pair) from the folder's run.json / reproduce.json (empty when none)."""
+    planned: list[tuple[str, str]] = []
+    outcomes: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in JOB_FILES:
+        path = out / name
+        if not path.is_file():
+            continue
+        record = _read_json(path)
+        if "planned" in record:
+            planned += [(p["dataset"], p["method"]) for p in record["planned"]]
+        else:  # a reproduce.json written before the plan was recorded: the preset's datasets x methods
+            from misato.reproduce.table1 import dataset_label
+
+            preset = record.get("preset", {})
+            planned += [(dataset_label(key, preset.get("name", "")), method)
+                        for key in preset.get("datasets", {}) for method in preset.get("methods", {})]
+        for outcome in record.get("outcomes", []):
+            outcomes[(outcome["dataset"], outcome["method"])] = outcome
+    return planned, outcomes
+
+
+def finished_samples(folder: OutputFolder) -> int:
+    """Samples whose raw, record and composite files are all present (presence only: no hashing)."""
+    if not folder.records.is_dir():
+        return 0
+    return sum(1 for record in folder.records.glob("*.json")
+               if (folder.raw / f"{record.stem}.png").is_file() and (folder.composite / f"{record.stem}.png").is_file())
+
+
+def folder_status(out: str | Path) -> list[PairStatus]:
+    """Every (dataset, method) of `out` (planned by its job record or found on disk), in name order."""
     from evaluators.record import ResultRecord
+    from misato.lock import is_locked
 
-    out, now = Path(out), now or datetime.now(timezone.utc)
+    out = Path(out)
     if not out.is_dir():
         raise ValueError(f"{out}: not a folder")
+    running = is_locked(out)
+    planned, outcomes = _job_record(out)
     scored = set()
     for path in sorted((out / "results").glob("*.json")):
         record = ResultRecord.read(path)
         scored.add((record.dataset.name, record.method))
-    found: dict[tuple[str, str], PairStatus] = {}
-    for path in sorted((out / "predictions").glob("*/*/manifest.json")):
-        manifest = json.loads(path.read_text())
-        dataset = manifest.get("dataset", {}).get("name", path.parent.parent.name)
-        method = path.parent.name
-        finished, total = int(manifest.get("num_finished", 0)), manifest.get("dataset", {}).get("num_selected")
-        updated = manifest.get("updated")
-        if (dataset, method) in scored:
+    on_disk: dict[tuple[str, str], tuple[int, int | None, str | None, str | None]] = {}
+    for folder in sorted(p.parent for p in (out / "predictions").glob("*/*/records")):
+        manifest = _read_json(folder / "manifest.json") if (folder / "manifest.json").is_file() else {}
+        dataset = manifest.get("dataset", {}).get("name", folder.parent.name)
+        on_disk[(dataset, folder.name)] = (finished_samples(OutputFolder(folder)),
+                                           manifest.get("dataset", {}).get("num_selected"), manifest.get("status"),
+                                           manifest.get("updated"))
+    rows = []
+    for pair in sorted({*planned, *outcomes, *scored, *on_disk}):
+        finished, total, status, updated = on_disk.get(pair, (0, None, None, None))
+        outcome = outcomes.get(pair, {})
+        error = None
+        if outcome.get("status") == "failed":  # the latest job's word on the pair (a rerun rewrites the record)
+            state = "failed"
+            error = f"{outcome.get('stage')}: {(outcome.get('error') or '').splitlines()[0] if outcome.get('error') else '?'}"
+        elif pair in scored:
             state = "scored"
-        elif manifest.get("status") == "complete":
+        elif status == "complete":
             state = "inpainted"
+        elif pair in on_disk:
+            state = "running" if running else "partial"
         else:
-            age = (now - datetime.fromisoformat(updated)).total_seconds() if updated else None
-            state = "running" if age is not None and age < RUNNING_WINDOW_S else "stopped"
-        found[(dataset, method)] = PairStatus(dataset, method, state, finished, total, updated)
-    wanted = out / "reproduce.json"
-    if wanted.is_file():
-        from misato.reproduce.table1 import dataset_label
-
-        summary = json.loads(wanted.read_text())
-        preset = summary.get("preset", {})
-        for key in preset.get("datasets", {}):
-            for method in preset.get("methods", {}):
-                name = dataset_label(key, preset.get("name", ""))
-                found.setdefault((name, method), PairStatus(name, method, "missing", 0, None))
-    return [found[k] for k in sorted(found)]
+            state = "waiting" if running else "missing"
+        rows.append(PairStatus(pair[0], pair[1], state, finished, total, updated, error))
+    return rows
 
 
 def format_status(rows: list[PairStatus]) -> str:
-    """A plain-text table, then the count per state."""
+    """A plain-text table (failed pairs with their error), then the count per state."""
     if not rows:
         return "nothing started yet"
     width = max(len(r.method) for r in rows)
     lines = [f"{r.dataset:<20} {r.method:<{width}}  {r.state:<9} {r.finished}/{r.total if r.total is not None else '?'}"
-             + (f"  (updated {r.updated})" if r.updated and r.state in ("running", "stopped") else "") for r in rows]
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.state] = counts.get(r.state, 0) + 1
-    return "\n".join([*lines, ", ".join(f"{n} {state}" for state, n in counts.items())])
+             + (f"  ({r.error})" if r.error else "")
+             + (f"  (updated {r.updated})" if r.updated and r.state in ("running", "partial") else "") for r in rows]
+    counts = {state: sum(r.state == state for r in rows) for state in STATES}
+    return "\n".join([*lines, ", ".join(f"{n} {state}" for state, n in counts.items() if n)])

@@ -58,7 +58,8 @@ def test_paper_preset_names_the_unreleased_files(tmp_path, capsys):
 
 
 def test_status_states(tmp_path, capsys):
-    """scored / inpainted / running / stopped / missing, read from manifests, results and reproduce.json."""
+    """scored / inpainted / partial / missing, read from manifests, samples on disk, results and an older
+    reproduce.json (preset datasets x methods, no recorded plan)."""
     from datetime import datetime, timedelta, timezone
 
     from misato.status import folder_status
@@ -69,19 +70,23 @@ def test_status_states(tmp_path, capsys):
     (out / "results").mkdir(parents=True)
     row = next(r for r in ROWS if r["method"] == "lama" and r["kind"] == "MISATO")
     (out / "results" / "lama__misato-512__comod.json").write_text(json.dumps(record(row, 0, out / "results").to_json()))
-    manifests = {"lama": ("complete", 4, now), "telea": ("complete", 4, now), "sd": ("partial", 2, now - timedelta(
-        seconds=30)), "mat": ("partial", 1, now - timedelta(hours=2))}
+    manifests = {"lama": ("complete", 4, now), "telea": ("complete", 4, now), "sd": ("running", 2, now - timedelta(
+        seconds=30)), "mat": ("incomplete", 1, now - timedelta(hours=2))}
     for method, (status, finished, updated) in manifests.items():
         folder = out / "predictions" / "misato-512" / method
-        folder.mkdir(parents=True)
+        for sub in ("raw", "records", "composite"):
+            (folder / sub).mkdir(parents=True)
+        for i in range(finished):
+            for sub, suffix in (("raw", ".png"), ("records", ".json"), ("composite", ".png")):
+                (folder / sub / f"{i:04d}{suffix}").write_text("{}")
         (folder / "manifest.json").write_text(json.dumps({
-            "status": status, "num_finished": finished, "updated": updated.isoformat(timespec="seconds"),
+            "status": status, "num_finished": 0, "updated": updated.isoformat(timespec="seconds"),
             "dataset": {"name": "misato-512", "num_selected": 4}}))
     (out / "reproduce.json").write_text(json.dumps({"preset": {"name": "512", "datasets": {"MISATO": {}},
                                                                "methods": {"lama": {}, "comod": {}}}}))
-    states = {(s.dataset, s.method): (s.state, s.finished, s.total) for s in folder_status(out, now)}
+    states = {(s.dataset, s.method): (s.state, s.finished, s.total) for s in folder_status(out)}
     assert states == {("misato-512", "lama"): ("scored", 4, 4), ("misato-512", "telea"): ("inpainted", 4, 4),
-                      ("misato-512", "sd"): ("running", 2, 4), ("misato-512", "mat"): ("stopped", 1, 4),
+                      ("misato-512", "sd"): ("partial", 2, 4), ("misato-512", "mat"): ("partial", 1, 4),
                       ("misato-512", "comod"): ("missing", 0, None)}
     assert main(["status", str(out)]) == 0
     assert "1 scored" in capsys.readouterr().out

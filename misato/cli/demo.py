@@ -90,4 +90,4 @@ def run(args: argparse.Namespace) -> int:
     if note:
         print(note)
     print(f"demo finished in {time.perf_counter() - start:.1f} s; open {report.leaderboard.get('html', args.out)}")
-    return exit_code(report, strict=False)
+    return exit_code(report)

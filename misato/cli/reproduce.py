@@ -31,7 +31,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     one.add_argument("--places2", default=None, help="Places2 evaluation folder (`misato build places2` output)")
     one.add_argument("--methods", type=parse_csv, default=None, help="comma-separated subset of the preset's labels")
     one.add_argument("--set", action="append", default=[], metavar="LABEL.KEY=VALUE",
-                     help="change one generation option of one method (repeatable)")
+                     help="change one generation option of one method (repeatable; the value is JSON when it parses, "
+                          "checked against the option's type before any work)")
     two = tables.add_parser("table2", help="Table 2 (a)(b)(d): train every ablation, inpaint, score, tabulate",
                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     two.add_argument("--preset", required=True, choices=table2.preset_names(), help="what to run (a data file)")
@@ -56,7 +57,9 @@ TABLE1_EPILOG = """examples:
   misato reproduce table1 --preset paper --methods LaMa,MAT --misato MISATO/512 --places2 PLACES2_VAL --out runs/t1
 
 Rerunning continues where it stopped (finished inpaintings and scores are reused). Outputs: table1.md (with the
-settings the paper does not state), leaderboard/ (all formats, intervals, paired comparisons), reproduce.json."""
+settings the paper does not state), leaderboard/ (all formats, intervals, paired comparisons), reproduce.json.
+A method that fails is listed at the end and kept in the tables as 'failed'; the others go on; exit status 1.
+One job at a time per --out (OUT/.misato.lock): a second one is refused, naming the first."""
 
 
 def run_table1(args: argparse.Namespace) -> int:
@@ -68,12 +71,16 @@ def run_table1(args: argparse.Namespace) -> int:
         methods=tuple(args.methods) if args.methods else None, sets=tuple(args.set),
         weights=parse_weight_overrides(args.weight), allow_download=args.allow_download, device=args.device,
         progress=not args.no_progress))
-    failed = [o for o in summary["outcomes"] if o["status"] != "ok"]
-    print(f"table1 ({args.preset}): {len(summary['outcomes']) - len(failed)} of {len(summary['outcomes'])} runs "
-          f"scored; table in {args.out}/table1.md")
-    for o in failed:
-        print(f"  failed: {o['method']} on {o['dataset']} ({o['stage']}): {o['error'].splitlines()[0]}")
-    return 0
+    from misato.pipeline import Outcome, failure_lines
+
+    outcomes = [Outcome(**o) for o in summary["outcomes"]]
+    failed = [o for o in outcomes if o.status != "ok"]
+    print(f"table1 ({args.preset}): {len(outcomes) - len(failed)} of {len(outcomes)} runs scored; table in "
+          f"{args.out}/table1.md")
+    lines = failure_lines(outcomes, summary.get("leaderboard_error"))
+    if lines:
+        print("\n".join(lines))
+    return 1 if lines else 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from misato.cli._common import (
-    add_device_argument, add_option_argument, add_progress_argument, add_scoring_arguments, add_weight_arguments, parse_csv, score_config_from_args,
+    add_device_argument, add_mask_arguments, add_option_argument, add_progress_argument, add_scoring_arguments, add_weight_arguments, parse_csv, score_config_from_args,
 )
+from misato.data import KINDS
 from misato.defaults import INPAINT_BATCH_SIZE, SCORE_BATCH_SIZE
 
 HELP = "inpaint and score several methods on several datasets, then write the leaderboard (resumable)"
@@ -19,8 +20,10 @@ default set, see `misato demo`); LABEL=PATH renames one.
 
 Writes OUT/predictions/<dataset>/<method>/ (resumable: run the command again to continue),
 OUT/results/*.json, OUT/leaderboard/ (md, tex, csv, html) and OUT/run.json. A method that fails (a plug-in
-that does not import, missing weights, ...) is reported with its fix and skipped; the others go on. Exit
-status: 0, unless --strict and something failed, or every method failed.
+that does not import, missing weights, ...) is skipped and the others go on; it stays in the tables as a
+'failed' row and is listed, with its fix, at the end. Exit status: 0 when every method was scored and the
+leaderboard written, else 1 (--strict also turns a metric's missing weights into its method's failure).
+One run at a time per --out: a second one is refused, naming the first (OUT/.misato.lock).
 
 examples:
   misato run --methods telea,ns,lama --dataset MISATO/ --out runs/misato
@@ -38,11 +41,13 @@ def register(parser: argparse.ArgumentParser) -> None:
                       help="dataset folder or 'embedded' (repeatable)")
     what.add_argument("--out", required=True, help="output folder")
     what.add_argument("--limit", type=int, default=None, help="only the first N samples of each dataset (stem order)")
-    what.add_argument("--kind", choices=["MISATO", "Places2", "custom"], default=None,
-                      help="leaderboard group of folder datasets (default: MISATO when stems are MISATO ids, else custom)")
+    what.add_argument("--kind", choices=KINDS, default=None,
+                      help="leaderboard group of folder datasets (default: the dataset's own: MISATO only for the "
+                           "layout ROOT/{512,1024}/ or a `misato build` manifest, else custom)")
     what.add_argument("--embedded-size", type=int, default=512, help="resolution of the 'embedded' dataset (default 512)")
     add_option_argument(what, "constructor option, given to each method that takes it (repeatable)")
     add_scoring_arguments(parser)
+    add_mask_arguments(parser)
     extra = parser.add_argument_group("scoring (run)")
     extra.add_argument("--score-batch-size", type=int, default=SCORE_BATCH_SIZE,
                        help=f"scoring batch size (default {SCORE_BATCH_SIZE})")
@@ -58,11 +63,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
-def exit_code(report, strict: bool) -> int:
-    """1 when every method failed, or when `strict` and any failed; else 0."""
-    if report.all_failed or (strict and (report.failed or report.leaderboard_error)):
-        return 1
-    return 0
+def exit_code(report) -> int:
+    """0 when every (dataset, method) pair was scored and the leaderboard written (`RunReport.ok`), else 1."""
+    return 0 if report.ok else 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,10 +86,12 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         options=dict(args.option),
         kind=args.kind,
+        mask_keep_is_white=args.mask_keep_is_white,
+        mask_binary_01=args.mask_binary_01,
         embedded_size=args.embedded_size,
         grid_samples=tuple(args.samples) if args.samples else None,
         progress=not args.no_progress,
     )
     report = run_benchmark(config)
     print(format_report(report, config.score.protocol, config.score.weights))
-    return exit_code(report, args.strict)
+    return exit_code(report)

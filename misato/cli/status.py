@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "show what a run folder holds: scored, inpainted, running, stopped or missing, per dataset and method"
+HELP = ("show what a run folder holds per dataset and method: failed, scored, inpainted, running, partial N/M, "
+        "waiting or missing")
 
-EPILOG = """examples:
+EPILOG = """States come from the job's record (run.json / reproduce.json: planned pairs, failures), the result
+files, the samples on disk and the folder's lock (a live job); see misato/status.py.
+
+examples:
   misato status runs/table1          (a `misato reproduce table1` folder: also lists pairs not started)
   misato status runs/                (a `misato run` folder)"""
 

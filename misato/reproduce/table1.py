@@ -5,10 +5,12 @@ the datasets (`misato`, `places2` or `embedded`) and, per method, its spec, its 
 batch size, and `chosen`: what of these the paper does not state and was chosen once (shown under the table).
 `--set LABEL.KEY=VALUE` changes one option (e.g. the learned prompt file, the trained ASUKA run).
 
-Everything is checked before any work (preset, methods, options, dataset folders, files named by options);
-then each (dataset, method) is inpainted (resumed, sharded by sample id under `accelerate launch`) and scored
-(a finished score is reused), failures stay with their method, and OUT/table1.md, the leaderboard and
-OUT/reproduce.json (settings, outcomes) are written.
+Everything is checked before any work (preset, methods, option names and value types, dataset folders and
+their contents, files named by options); then, holding OUT's lock (`misato.lock`), each (dataset, method) is
+inpainted (resumed, sharded by sample id under `accelerate launch`) and scored (a finished score is reused).
+A failure stays with its method: the others go on, its row reads "failed" in table1.md and the leaderboard, and
+the summary lists it (the command exits 1). OUT/reproduce.json (settings, planned pairs, outcomes, status
+"running" / "interrupted" / "finished") is written when the work starts and after each pair.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """The preset's data, checked: every method's spec resolves and takes the options given."""
+    """The preset's data, checked: every method's spec resolves and takes the options given, of their types."""
+    from baselines.options import check_option_types
     from baselines.registry import REGISTRY
 
     path = PRESET_DIR / f"table1_{name}.json"
@@ -50,6 +53,7 @@ def load_preset(name: str) -> dict[str, Any]:
         if unknown:
             raise ValueError(f"{path}: {label} ({method['spec']}) takes no option {', '.join(unknown)}; "
                              f"valid: {', '.join(sorted(accepted or ()))}")
+        check_option_types(REGISTRY.get(method["spec"]), method["options"], f"{path}: {label}: ")
     return preset
 
 
@@ -71,7 +75,11 @@ class Table1Inputs:
 
 
 def apply_sets(preset: dict[str, Any], sets: tuple[str, ...]) -> dict[str, Any]:
-    """`LABEL.KEY=VALUE` (VALUE parsed as JSON when it parses) into the methods' options; unknown labels fail."""
+    """`LABEL.KEY=VALUE` (VALUE parsed as JSON when it parses) into the methods' options. An unknown label, an
+    option the method does not take, or a value not of the option's type (`baselines.options`) is a ValueError
+    naming the --set."""
+    from baselines.options import check_option_types
+    from baselines.registry import REGISTRY
     from misato.cli._common import parse_option
 
     for item in sets:
@@ -80,8 +88,15 @@ def apply_sets(preset: dict[str, Any], sets: tuple[str, ...]) -> dict[str, Any]:
         if not sep or not dot or label not in preset["methods"]:
             raise ValueError(f"--set {item!r}: expected LABEL.KEY=VALUE with LABEL one of "
                              f"{', '.join(preset['methods'])}")
-        preset["methods"][label]["options"][key] = parse_option(f"{key}={item.split('=', 1)[1]}")[1]
-        preset["methods"][label]["chosen"] += f"; {key} set on the command line"
+        method = preset["methods"][label]
+        accepted = REGISTRY.accepted_options(method["spec"])
+        if accepted is not None and key not in accepted:
+            raise ValueError(f"--set {item!r}: {label} ({method['spec']}) takes no option {key!r}; "
+                             f"valid: {', '.join(sorted(accepted))}")
+        value = parse_option(f"{key}={item.split('=', 1)[1]}")[1]
+        check_option_types(REGISTRY.get(method["spec"]), {key: value}, f"--set {label}.")
+        method["options"][key] = value
+        method["chosen"] += f"; {key} set on the command line"
     return preset
 
 
@@ -103,14 +118,12 @@ def _check_paths(preset: dict[str, Any], inputs: Table1Inputs) -> None:
 
 
 def run_table1(inputs: Table1Inputs) -> dict[str, Any]:
-    """Run the preset (see the module docstring); returns the summary written to OUT/reproduce.json."""
+    """Run the preset (see the module docstring); returns the summary written to OUT/reproduce.json. Failed pairs
+    are in its "outcomes" (status "failed"); the caller decides the exit status."""
     from evaluators.scoring import ScoreConfig
-    from leaderboard import write_reports
-    from leaderboard.render import render_markdown
-    from leaderboard.results import collect
-    from leaderboard.tables import build_table1
     from misato.devices import check_device
-    from misato.pipeline import DatasetEntry, MethodEntry, RunConfig, open_dataset, run_one
+    from misato.lock import folder_lock
+    from misato.pipeline import DatasetEntry, RunConfig, open_dataset
 
     preset = apply_sets(load_preset(inputs.preset), inputs.sets)
     methods = preset["methods"]
@@ -131,23 +144,57 @@ def run_table1(inputs: Table1Inputs) -> dict[str, Any]:
                         bootstrap=boot.get("resamples", 1000), set_bootstrap=boot.get("set_resamples", 20),
                         kid_bootstrap=boot.get("kid_resamples", 0))
     score.selected()
-    outcomes = []
-    for key, spec in preset["datasets"].items():
+    datasets = []
+    for key, spec in preset["datasets"].items():  # every dataset opened (built, checked) before any work
         source = {"misato": inputs.misato, "places2": inputs.places2}.get(spec["source"], "embedded")
         base = RunConfig(methods=[], datasets=[], out_dir=out, score=score, device=inputs.device, seed=preset["seed"],
                          kind=spec["kind"], embedded_size=spec.get("embedded_size", 512), progress=inputs.progress,
                          reuse_scores=True)
         dataset, _ = open_dataset(DatasetEntry(source, label=dataset_label(key, inputs.preset)), base)
-        for label, method in methods.items():
-            config = replace(base, batch_size=method["batch_size"], options=dict(method["options"]))
-            outcomes.append(run_one(dataset, spec["kind"], MethodEntry(label, method["spec"]), config))
-    summary: dict[str, Any] = {"table": "table1", "preset": preset, "outcomes": [vars(o) for o in outcomes]}
-    if any(o.status == "ok" for o in outcomes):
-        results = collect([out / "results"])
-        table = build_table1(results)
+        datasets.append((dataset, spec["kind"], base))
+    with folder_lock(out):
+        return _run_pairs(inputs, preset, methods, datasets, score, out)
+
+
+def _run_pairs(inputs: Table1Inputs, preset: dict[str, Any], methods: dict[str, Any], datasets: list[Any],
+               score: Any, out: Path) -> dict[str, Any]:
+    from leaderboard import write_reports
+    from leaderboard.render import render_markdown
+    from leaderboard.results import collect
+    from leaderboard.tables import build_table1
+    from misato.pipeline import MethodEntry, failed_runs, run_one
+
+    outcomes: list[Any] = []
+    summary: dict[str, Any] = {"table": "table1", "status": "running", "preset": preset,
+                               "planned": [{"dataset": d.name, "method": m} for d, _, _ in datasets for m in methods],
+                               "outcomes": []}
+
+    def save(status: str) -> None:
+        summary.update(status=status, outcomes=[vars(o) for o in outcomes])
+        atomic_write_json(out / "reproduce.json", summary)
+
+    save("running")
+    try:
+        for dataset, kind, base in datasets:
+            for label, method in methods.items():
+                config = replace(base, batch_size=method["batch_size"], options=dict(method["options"]))
+                outcomes.append(run_one(dataset, kind, MethodEntry(label, method["spec"]), config))
+                save("running")
+    except BaseException:  # Ctrl-C, SIGTERM: recorded; the lock is released by the caller
+        save("interrupted")
+        raise
+    failures = failed_runs(outcomes, score)
+    if any((out / "results").glob("*.json")) or failures:
+        results = collect([out / "results"]) if any((out / "results").glob("*.json")) else []
+        table = build_table1(results, failures=failures)
         table.notes += [f"{label} ({m['spec']}): {m['chosen']}; options "
                         + (", ".join(f"{k}={v}" for k, v in m["options"].items()) or "none") for label, m in methods.items()]
         atomic_write_text(out / "table1.md", render_markdown([table], title=f"Table 1 ({inputs.preset})"))
-        summary["leaderboard"] = {k: str(v) for k, v in write_reports([out / "results"], out / "leaderboard").items()}
-    atomic_write_json(out / "reproduce.json", summary)
+    if any((out / "results").glob("*.json")):
+        try:
+            summary["leaderboard"] = {k: str(v) for k, v in write_reports([out / "results"], out / "leaderboard",
+                                                                          failures=failures).items()}
+        except Exception as error:  # noqa: BLE001 (table1.md and the results stand; the failure is reported)
+            summary["leaderboard_error"] = f"leaderboard not written: {error}"
+    save("finished")
     return summary
