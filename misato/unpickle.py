@@ -43,7 +43,7 @@ STORAGE_FROM_BYTES = "torch.storage._load_from_bytes"
 # Containers whose constructors take only data.
 _BUILTIN_CONTAINERS: dict[str, type] = {f"builtins.{t.__name__}": t for t in (
     dict, list, tuple, set, frozenset, bytes, bytearray, complex, slice, range)}
-# numpy's array pickling: (module suffix, name) -> attribute path inside numpy (numpy 1 `core`, numpy 2 `_core`).
+# numpy's array pickling: global (numpy 1 spelling) -> attribute inside numpy, or its `core` / numpy 2 `_core`.
 _NUMPY_GLOBALS: dict[str, str] = {
     "numpy.ndarray": "ndarray", "numpy.dtype": "dtype",
     "numpy.core.multiarray._reconstruct": "multiarray._reconstruct", "numpy.core.multiarray.scalar": "multiarray.scalar",
@@ -126,15 +126,22 @@ def module_state(obj: Any) -> Mapping[str, Any] | None:
     return None
 
 
-def module_tensors(state: Mapping[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
+def module_tensors(state: Mapping[str, Any], prefix: str = "", _parents: frozenset[int] = frozenset()
+                   ) -> dict[str, torch.Tensor]:
     """What `torch.nn.Module.state_dict()` returns for the module whose `__dict__` is `state`, from the pickle:
     parameters, then persistent buffers, then each child's with "child." prefixed; None entries left out.
-    Raises ValueError (naming the entry) for a part that is not a tensor, a mapping or a pickled module."""
-    out: dict[str, torch.Tensor] = {}
+    Raises ValueError (naming the entry) for a part that is not a tensor, a mapping or a pickled module, and for
+    a module that contains itself."""
+    where = prefix.rstrip(".") or "the module"
+    if id(state) in _parents:
+        raise ValueError(f"{where}: a module that contains itself")
     non_persistent = state.get("_non_persistent_buffers_set") or set()
+    if not isinstance(non_persistent, (set, frozenset)):
+        raise ValueError(f"{where}: its _non_persistent_buffers_set is a {type(non_persistent).__name__}, not a set")
     for kind in ("_parameters", "_buffers", "_modules"):
         if not isinstance(state[kind] or {}, Mapping):
-            raise ValueError(f"{prefix or 'the module'}: its {kind} is a {type(state[kind]).__name__}, not a mapping")
+            raise ValueError(f"{where}: its {kind} is a {type(state[kind]).__name__}, not a mapping")
+    out: dict[str, torch.Tensor] = {}
     for kind in ("_parameters", "_buffers"):
         for name, value in (state[kind] or {}).items():
             if value is None or (kind == "_buffers" and name in non_persistent):
@@ -148,7 +155,7 @@ def module_tensors(state: Mapping[str, Any], prefix: str = "") -> dict[str, torc
         child_state = module_state(child)
         if child_state is None:
             raise ValueError(f"{prefix}{name}: a sub-module that is not a pickled module ({child!r})")
-        out.update(module_tensors(child_state, f"{prefix}{name}."))
+        out.update(module_tensors(child_state, f"{prefix}{name}.", _parents | {id(state)}))
     return out
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
+import functools
 import os
 import pickle
 import sys
@@ -208,7 +210,10 @@ def persistent_pickler(handle: Any, protocol: int) -> pickle.Pickler:
 def network_pickle(path: Path, g_ema: torch.nn.Module, protocol: int = pickle.DEFAULT_PROTOCOL,
                    extra: Any = None) -> Path:
     """A MAT network pickle: {'G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs'}, written by pickle.dump."""
-    g = Generator(MAT_TINY)  # the training copy: other weights, so G_ema's selection shows
+    g = copy.deepcopy(g_ema)  # the training copy: other weights, so G_ema's selection shows
+    with torch.no_grad():
+        for param in g.parameters():
+            param.add_(1)
     snapshot = {"training_set_kwargs": EasyDict(path="/data/places365", resolution=512, use_labels=False),
                 "G": g, "D": torch.nn.Conv2d(3, 4, 3), "G_ema": g_ema, "augment_pipe": None, "extra": extra}
     with authors_modules(), open(path, "wb") as handle:
@@ -216,7 +221,9 @@ def network_pickle(path: Path, g_ema: torch.nn.Module, protocol: int = pickle.DE
     return path
 
 
+@functools.cache
 def mat_generator() -> Generator:
+    """A tiny random MAT generator in eval mode (built once; the tests only read it)."""
     net = Generator(MAT_TINY)
     net.load_state_dict(random_state(MAT_TINY))
     return net.eval()
