@@ -230,6 +230,7 @@ def test_bad_input_is_refused_with_clear_status_codes(study_dir):
         anonymous = Client(base)
         client = Client(base)
         first = study.item(parse_item(client.start())[0])
+        other = next(item for item in study.items if item.id != first.id)
         good = {"item": first.id, "context": first.options[0].id, "visual": first.options[1].id}
         assert anonymous.request("/answer", good, json_api=True)[0] == 401  # no participant cookie
         signed = next(c.value for c in client.cookies)
@@ -238,7 +239,7 @@ def test_bad_input_is_refused_with_clear_status_codes(study_dir):
             assert anonymous.request("/answer", good, json_api=True, headers=headers)[0] == 401
         for form, status in [
             ({**good, "item": "0123456789abcdef"}, 404),                      # unknown item id
-            ({**good, "context": study.items[1].options[0].id}, 422),         # another item's option
+            ({**good, "context": other.options[0].id}, 422),                  # another item's option
             ({**good, "context": "lama"}, 422),                               # a forged method name
             ({"item": first.id, "context": first.options[0].id}, 422),        # one question unanswered
             ({**good, "method": "lama"}, 422),                                 # an unknown field
