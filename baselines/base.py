@@ -4,7 +4,9 @@ Tensors at the boundary (diffusers-style, stated once here):
   images: float32 (B, 3, H, W), RGB in [0, 1]; the harness sets hole pixels to 0 (ground truth hidden)
   masks:  float32 (B, 1, H, W) in {0, 1}, 1 = hole (white in files)
   seeds:  list[int] of length B, one per sample, derived from the sample id (never from batch position)
-  return: float32 (B, 3, H, W), RGB in [0, 1]; the raw output, the harness composites it.
+  return: float32 (B, 3, H, W), RGB in [0, 1]; the raw output, the harness composites it. Values outside [0, 1]
+          (beyond float rounding) or NaN are refused by the harness, naming method and sample (clipped only
+          with `clip_outputs` / `--clip-outputs`, recorded in the run manifest).
 A model that wants [-1, 1] or 1 = keep converts inside its own class and converts back.
 """
 

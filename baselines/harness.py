@@ -9,8 +9,10 @@ The runner hands the harness lists of samples as arrays (images uint8 (H, W, 3) 
    (as LaMa's own pipeline does with `img * (1 - mask)`), then pads each batch to the inpainter's `ResolutionPolicy` (reflect padding at the bottom and right,
    so cropping back is `[..., :H, :W]`);
 3. moves tensors to `inpainter.device`, calls `inpaint(images, masks, seeds)` under `torch.no_grad()`,
-   checks the output (shape, finite values), clamps it to [0, 1] and counts the values that were
-   outside [-CLAMP_TOLERANCE, 1 + CLAMP_TOLERANCE];
+   checks the output (shape, dtype, finite values: `OutputError` naming the method and the samples) and its
+   range: values outside [-CLAMP_TOLERANCE, 1 + CLAMP_TOLERANCE] are refused (`OutputError`, with the share
+   and extremes) unless `clip_outputs=True` (CLI `--clip-outputs`, recorded in the run manifest), which clips
+   them and counts them per sample; values within the tolerance (float rounding) are clamped to [0, 1];
 4. returns the raw outputs, cropped back, as float32 (H, W, 3) arrays in [0, 1].
 
 Compositing (paste-back of known pixels) is not done here: the runner does it, for every method alike.
@@ -29,14 +31,24 @@ from baselines.base import Inpainter, ResolutionPolicy
 
 log = logging.getLogger(__name__)
 
-# Outputs are clamped to [0, 1]; values further out than this are counted per sample in the manifest.
+# Outputs within this distance of [0, 1] are clamped (float rounding); values further out are refused, or clipped
+# and counted per sample with `clip_outputs`.
 CLAMP_TOLERANCE = 1e-3
-VALUE_POLICY = {"range": [0.0, 1.0], "action": "clamp", "counted_beyond": CLAMP_TOLERANCE}
+
+
+class OutputError(ValueError):
+    """An inpainter returned something that is not an image in [0, 1]; the message names the method and samples."""
+
+
+def value_policy(clip_outputs: bool) -> dict[str, object]:
+    """What the harness does with output values outside [0, 1] (recorded in run manifests)."""
+    return {"range": [0.0, 1.0], "tolerance": CLAMP_TOLERANCE, "beyond_tolerance": "clip" if clip_outputs else "refuse"}
 
 
 @dataclass
 class Prediction:
-    """One raw output: float32 (H, W, 3) RGB in [0, 1], and the fraction of values that were clamped."""
+    """One raw output: float32 (H, W, 3) RGB in [0, 1], and the fraction of values that were outside
+    [-CLAMP_TOLERANCE, 1 + CLAMP_TOLERANCE] (non-zero only with `clip_outputs`)."""
 
     raw: np.ndarray
     out_of_range: float
@@ -97,17 +109,36 @@ def _to_tensors(images: list[np.ndarray], masks: list[np.ndarray]) -> tuple[torc
     return image.contiguous(), mask.contiguous()
 
 
-def check_output(out: object, expected: tuple[int, ...], who: str) -> torch.Tensor:
-    """Raise `ValueError` unless `out` is a finite float tensor of shape `expected`."""
+def check_output(out: object, expected: tuple[int, ...], who: str, samples: list[str] | None = None) -> torch.Tensor:
+    """Raise `OutputError` unless `out` is a finite float tensor of shape `expected`; `samples` (ids, one per
+    batch item) are named for non-finite values."""
     if not isinstance(out, torch.Tensor):
-        raise ValueError(f"{who}.inpaint returned {type(out).__name__}, expected a torch.Tensor of shape {expected}")
+        raise OutputError(f"{who}.inpaint returned {type(out).__name__}, expected a torch.Tensor of shape {expected}")
     if tuple(out.shape) != tuple(expected):
-        raise ValueError(f"{who}.inpaint returned shape {tuple(out.shape)}, expected {tuple(expected)}")
+        raise OutputError(f"{who}.inpaint returned shape {tuple(out.shape)}, expected {tuple(expected)}")
     if not out.is_floating_point():
-        raise ValueError(f"{who}.inpaint returned dtype {out.dtype}, expected float in [0, 1]")
-    if not torch.isfinite(out).all():
-        raise ValueError(f"{who}.inpaint returned NaN or infinite values")
+        raise OutputError(f"{who}.inpaint returned dtype {out.dtype}, expected float in [0, 1]")
+    finite = torch.isfinite(out).flatten(1).all(1).cpu()
+    if not finite.all():
+        named = samples or [str(i) for i in range(len(finite))]
+        bad = [named[i] for i in torch.nonzero(~finite).flatten().tolist()]
+        raise OutputError(f"{who}.inpaint returned NaN or infinite values for sample(s) {', '.join(map(repr, bad))}")
     return out
+
+
+def _check_range(out: torch.Tensor, who: str, samples: list[str], clip_outputs: bool) -> torch.Tensor:
+    """Per-sample share of values outside [0, 1] beyond `CLAMP_TOLERANCE`; `OutputError` for the first sample with
+    any, unless `clip_outputs`."""
+    flat = out.flatten(1)
+    outside = ((flat < -CLAMP_TOLERANCE) | (flat > 1 + CLAMP_TOLERANCE)).float().mean(1)
+    if not clip_outputs and bool((outside > 0).any()):
+        i = int(torch.nonzero(outside > 0)[0])
+        raise OutputError(
+            f"{who}: the output for sample {samples[i]!r} has {100 * float(outside[i]):.1f}% of its values outside "
+            f"[0, 1] (min {float(flat[i].min()):.3g}, max {float(flat[i].max()):.3g}); an inpainter returns RGB in "
+            "[0, 1] (a model working in [-1, 1] converts with (x + 1) / 2 in its own class). Pass --clip-outputs "
+            "(Python: clip_outputs=True) to clip them instead; the run manifest records it")
+    return outside
 
 
 def run_batch(
@@ -116,18 +147,22 @@ def run_batch(
     masks: list[np.ndarray],
     seeds: list[int],
     stems: list[str] | None = None,
+    clip_outputs: bool = False,
+    labels: list[str] | None = None,
 ) -> list[Prediction]:
-    """Inpaint one batch of equal-sized samples with the policy applied; see the module docstring."""
+    """Inpaint one batch of equal-sized samples with the policy applied; see the module docstring. Errors name the
+    samples by `labels` (default: the stems, else the position in the batch)."""
     who = inpainter.name or type(inpainter).__name__
+    named = list(labels or stems or [f"#{i}" for i in range(len(images))])
     image, mask = _to_tensors(images, masks)
     image = image * (1.0 - mask)  # hide the ground truth inside the hole
     image, mask, size = pad_batch(image, mask, inpainter.policy)
     kwargs = {"stems": list(stems or [])} if inpainter.uses_sample_ids else {}
     with torch.no_grad():
         out = inpainter.inpaint(image.to(inpainter.device), mask.to(inpainter.device), list(seeds), **kwargs)
-    out = check_output(out, tuple(image.shape), who)
+    out = check_output(out, tuple(image.shape), who, named)
     out = crop_back(out.detach().float().cpu(), size)
-    outside = ((out < -CLAMP_TOLERANCE) | (out > 1 + CLAMP_TOLERANCE)).flatten(1).float().mean(1)
+    outside = _check_range(out, who, named, clip_outputs)
     out = out.clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous().numpy()
     return [Prediction(out[i], float(outside[i])) for i in range(len(images))]
 
@@ -139,10 +174,12 @@ def inpaint_arrays(
     seeds: list[int],
     stems: list[str] | None = None,
     batch_size: int = 1,
+    clip_outputs: bool = False,
 ) -> list[Prediction]:
     """Inpaint samples of any sizes: groups equal sizes into batches of at most `batch_size`.
 
     images: uint8 (H, W, 3) RGB; masks: float32 (H, W) in {0, 1}, 1 = hole; seeds: one per sample.
+    clip_outputs: clip output values outside [0, 1] instead of raising `OutputError` (module docstring, step 3).
     Returns one `Prediction` per sample, in input order. Results do not depend on `batch_size` as
     long as the inpainter honours its per-sample seeds.
     """
@@ -169,6 +206,8 @@ def inpaint_arrays(
                 [masks[i] for i in chunk],
                 [seeds[i] for i in chunk],
                 [stems[i] for i in chunk] if stems is not None else None,
+                clip_outputs,
+                [stems[i] if stems is not None else f"#{i}" for i in chunk],
             )
             for i, pred in zip(chunk, preds):
                 results[i] = pred

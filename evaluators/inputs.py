@@ -1,7 +1,9 @@
 """Validation of a dataset + predictions pair before any computation.
 
-Every problem is collected and reported at once, naming the file. Nothing is dropped silently: empty or
-full masks are errors unless `allow_degenerate_masks` is set, and then they are scored and counted.
+Every problem is collected and reported at once, naming the file. Nothing is dropped silently: the masks
+go through the one check every entry point shares (`misato.masks.files`, via `Dataset.mask_report`): 0/1 masks
+without `--mask-binary-01`, unreadable and 16-bit masks are errors; empty or full masks are errors unless
+`allow_degenerate_masks` is set, and then they are scored and counted.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from misato.data import Dataset, list_images
-from misato.io import read_mask_gray
+from misato.masks.files import format_problems
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +53,14 @@ def _mode_problem(path: Path, image: Image.Image) -> str | None:
     return f"{path}: mode {mode} is not 8-bit RGB (RGBA, gray, 16-bit and CMYK are refused)"
 
 
-def _mask_mode_problem(path: Path, image: Image.Image) -> str | None:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return f"{path}: mask mode {image.mode!r} (16-bit or float) is not supported; save it as 8-bit L"
-    return None
-
-
 def check_inputs(
     dataset: Dataset, predictions_dir: str | Path, allow_degenerate_masks: bool = False, max_listed: int = 20
 ) -> CheckedInputs:
     """Match predictions to samples and check every file; raise InputError listing all problems.
 
     Checks: missing and extra predictions (by stem, png/jpg); readable, untruncated files (PIL verify);
-    8-bit RGB modes for predictions and ground truths, 8-bit masks; prediction size == ground-truth size
-    == mask size; masks that are empty (no hole) or full (no known pixel).
+    8-bit RGB modes for predictions and ground truths; prediction size == ground-truth size == mask size;
+    the masks as `Dataset.mask_report` finds them (`misato.masks.files`: unusable, 0/1, empty, full).
     """
     predictions_dir = Path(predictions_dir)
     if not predictions_dir.is_dir():
@@ -76,9 +72,11 @@ def check_inputs(
     checked = CheckedInputs(predictions=[found.get(stem, predictions_dir / f"{stem}.png") for stem in stems])
     if problems:
         _raise(problems, max_listed)
+    masks = dataset.mask_report()
+    problems += list(masks.problems.values())
     for sample, pred_path in zip(dataset.samples, checked.predictions):
         sizes = {}
-        for role, path in (("prediction", pred_path), ("image", sample.image_path), ("mask", sample.mask_path)):
+        for role, path in (("prediction", pred_path), ("image", sample.image_path)):
             try:
                 source: Path | io.BytesIO = path
                 if role == "prediction":  # read once: verified here, hashed for the scorer's pass cache
@@ -87,13 +85,15 @@ def check_inputs(
                     source = io.BytesIO(data)
                 with Image.open(source) as image:
                     sizes[role] = image.size
-                    problem = _mask_mode_problem(path, image) if role == "mask" else _mode_problem(path, image)
+                    problem = _mode_problem(path, image)
                     if problem:
                         problems.append(problem)
                     image.verify()  # chunk checksums and truncation, without decoding the pixels
             except Exception as error:  # PIL raises several types for broken files
                 problems.append(f"{path}: unreadable {role} ({error})")
                 sizes.pop(role, None)
+        if sample.stem in masks.info:
+            sizes["mask"] = masks.info[sample.stem].size
         if len(set(sizes.values())) > 1:
             listed = ", ".join(f"{role} {w}x{h}" for role, (w, h) in sizes.items())
             problems.append(f"{pred_path}: sizes differ for {sample.stem!r}: {listed}")
@@ -102,19 +102,9 @@ def check_inputs(
             width, height = sizes["image"]
             problems.append(f"{sample.image_path}: {width}x{height} is too small to score (each side must be at "
                             f"least {MIN_SIDE} pixels, the SSIM window)")
-        if "mask" in sizes and not any(str(sample.mask_path) in p for p in problems):
-            # Masks are small 8-bit files: decoding them here (and again in the scoring pass) is cheap.
-            gray = read_mask_gray(sample.mask_path, dataset.mask_hole_is_white)
-            if ((gray != 0) & (gray != 255)).any():
-                checked.non_binary_masks.append(sample.stem)
-            hole = gray >= 128
-            if not hole.any():
-                checked.empty_masks.append(sample.stem)
-            elif hole.all():
-                checked.full_masks.append(sample.stem)
+    checked.empty_masks, checked.full_masks, checked.non_binary_masks = masks.empty, masks.full, masks.non_binary
     if not allow_degenerate_masks:
-        problems += [f"{dataset.root}: mask of {s!r} has no hole (empty mask)" for s in checked.empty_masks]
-        problems += [f"{dataset.root}: mask of {s!r} is all hole (full mask)" for s in checked.full_masks]
+        problems += masks.degenerate_messages()
     if problems:
         _raise(problems, max_listed)
     if checked.non_binary_masks:
@@ -124,7 +114,4 @@ def check_inputs(
 
 
 def _raise(problems: list[str], max_listed: int) -> None:
-    shown = "\n  ".join(problems[:max_listed])
-    more = f"\n  ... and {len(problems) - max_listed} more" if len(problems) > max_listed else ""
-    raise InputError(f"{len(problems)} problem(s) with the inputs:\n  {shown}{more}")
-
+    raise InputError(format_problems(problems, max_listed))

@@ -37,11 +37,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from misato.data import KINDS as DATASET_KINDS
+
 SCHEMA_VERSION = 2
 SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 
 # dataset.kind as written (case-insensitive) -> the kind used for grouping; "custom" groups by dataset name.
-KINDS: dict[str, str] = {"misato": "MISATO", "places2": "Places2", "custom": "custom"}
+KINDS: dict[str, str] = {kind.lower(): kind for kind in DATASET_KINDS}
 THUMBNAIL_ROLES: tuple[str, ...] = ("input", "scored", "truth")
 
 
@@ -155,7 +157,7 @@ class ResultRecord:
         metrics = check.required(data, "metrics", dict)
         kind = check.required(dataset, "kind", str, "dataset.")
         if kind.lower() not in KINDS:
-            raise ResultFileError(f"{source}: dataset.kind must be one of MISATO, Places2, custom; got {kind!r}")
+            raise ResultFileError(f"{source}: dataset.kind must be one of {', '.join(DATASET_KINDS)}; got {kind!r}")
         check.required(protocol, "name", str, "protocol.")
         check.required(protocol, "version", int, "protocol.")
         per_domain = check.optional(metrics, "per_domain", dict, "metrics.") or {}

@@ -1,7 +1,8 @@
 """Evaluation datasets on disk: the released MISATO layout and any image/mask folder pair.
 
 A dataset is an ordered list of `Sample`s (image file, mask file, id, domain). Files are read lazily by
-the stages that need them; nothing here decodes pixels except `Dataset.content_hash`, which hashes bytes.
+the stages that need them; nothing here decodes pixels (`Dataset.content_hash` hashes bytes,
+`Dataset.mask_report` calls `misato.masks.files`).
 
 MISATO layout (as released, `yikaiwang/MISATO`)::
 
@@ -9,19 +10,35 @@ MISATO layout (as released, `yikaiwang/MISATO`)::
     ROOT/{512,1024}/mask/0000.png  ...   (1024: mask/000000.png, i.e. "00" + stem)
 
 Domain by index: 0000-0499 landscape, 0500-0999 indoor, 1000-1499 building, 1500-1999 background.
+
+Kind (the leaderboard group, `KINDS`): a dataset is "MISATO" only when its layout says so (opened as
+ROOT/{512,1024}/, or given as such a 512/ or 1024/ folder, every stem a MISATO index) or the `misato build`
+manifest in ROOT (or beside the 512/ folder) says "misato"; "Places2" when that manifest says "places2"; else
+"custom". Only MISATO datasets have domains: a user's own files named 0000.png... are "custom", never
+grouped with the paper's MISATO figures.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from misato.io import IMAGE_SUFFIXES, sha256_file
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from misato.masks.files import MaskReport
+
 DOMAINS: tuple[str, ...] = ("landscape", "indoor", "building", "background")
 DOMAIN_SIZE = 500
+MISATO, PLACES2, CUSTOM = "MISATO", "Places2", "custom"
+KINDS: tuple[str, ...] = (MISATO, PLACES2, CUSTOM)  # leaderboard groups, as written in result files
+RESOLUTIONS: tuple[int, ...] = (512, 1024)  # the MISATO layout's sub-folders
 
 
 class DatasetError(ValueError):
@@ -47,15 +64,23 @@ class Sample:
 
 @dataclass
 class Dataset:
-    """An ordered, named list of samples; `mask_hole_is_white` records the mask convention used;
-    `resolution` the MISATO sub-folder opened (None for a plain image/ + mask/ folder)."""
+    """An ordered, named list of samples; `mask_hole_is_white` and `mask_binary_01` record how mask files are
+    read (`misato.io.orient_mask`); `resolution` the MISATO sub-folder opened (None for a plain image/ + mask/
+    folder); `kind` one of `KINDS` (see the module docstring)."""
 
     name: str
     root: Path
     samples: list[Sample]
     mask_hole_is_white: bool = True
     resolution: int | None = None
+    kind: str = CUSTOM
+    mask_binary_01: bool = False
     _hash: str | None = field(default=None, repr=False, compare=False)
+    _masks: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise DatasetError(f"{self.root}: dataset kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -73,6 +98,8 @@ class Dataset:
         """
         if self._hash is None:
             digest = hashlib.sha256(f"hole_is_white={self.mask_hole_is_white}\n".encode())
+            if self.mask_binary_01:  # only when set: hashes (and caches) of 0/255 datasets stay as they were
+                digest.update(b"binary_01=True\n")
             for s in self.samples:
                 line = f"{s.stem}\t{sha256_file(s.image_path)}\t{sha256_file(s.mask_path)}\n"
                 digest.update(line.encode())
@@ -85,7 +112,22 @@ class Dataset:
         missing = [s for s in stems if s not in by_stem]
         if missing:
             raise DatasetError(f"{self.root}: no samples named {missing[:5]}")
-        return Dataset(self.name, self.root, [by_stem[s] for s in stems], self.mask_hole_is_white, self.resolution)
+        masks = self._masks.subset(stems) if self._masks is not None else None
+        return replace(self, samples=[by_stem[s] for s in stems], _hash=None, _masks=masks)
+
+    def mask_report(self) -> "MaskReport":
+        """Every mask checked once (`misato.masks.files.check_masks`), remembered for later stages."""
+        if self._masks is None:
+            from misato.masks.files import check_masks
+
+            self._masks = check_masks(self.samples, self.mask_hole_is_white, self.mask_binary_01)
+        return self._masks
+
+    def read_mask(self, sample: Sample) -> np.ndarray:
+        """The mask of `sample` as float32 (H, W) in {0, 1}, 1 = hole, read with this dataset's convention."""
+        from misato.io import read_mask
+
+        return read_mask(sample.mask_path, self.mask_hole_is_white, self.mask_binary_01)
 
 
 def list_images(folder: Path) -> dict[str, Path]:
@@ -100,10 +142,9 @@ def list_images(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _misato_domain(stem: str) -> str | None:
-    if len(stem) == 4 and stem.isdigit() and int(stem) < DOMAIN_SIZE * len(DOMAINS):
-        return domain_of_index(int(stem))
-    return None
+def is_misato_stem(stem: str) -> bool:
+    """A MISATO sample id: four digits, 0000-1999."""
+    return len(stem) == 4 and stem.isdigit() and int(stem) < DOMAIN_SIZE * len(DOMAINS)
 
 
 def load_pair_folders(
@@ -111,12 +152,15 @@ def load_pair_folders(
     mask_dir: str | os.PathLike,
     name: str | None = None,
     mask_hole_is_white: bool = True,
+    kind: str = CUSTOM,
+    mask_binary_01: bool = False,
 ) -> Dataset:
     """Pair `image_dir` and `mask_dir` by file stem.
 
     Masks may also carry the released MISATO-1024 prefix ("00" + image stem). Every image needs a mask
     and every mask an image: an unmatched file raises `DatasetError` listing the names.
-    Domains are assigned from the stem when stems are MISATO indices (0000-1999).
+    `kind="MISATO"` (the caller knows the folders are MISATO's) assigns domains from the stems, which must all
+    be MISATO indices (0000-1999); other kinds have no domains, whatever the stems look like.
     """
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
     for folder in (image_dir, mask_dir):
@@ -125,6 +169,11 @@ def load_pair_folders(
     images, masks = list_images(image_dir), list_images(mask_dir)
     if not images:
         raise DatasetError(f"{image_dir}: no .png/.jpg images")
+    if kind == MISATO:
+        foreign = [stem for stem in images if not is_misato_stem(stem)]
+        if foreign:
+            raise DatasetError(f"{image_dir}: a MISATO dataset names its images 0000-1999; {len(foreign)} do not, "
+                               f"e.g. {foreign[:5]}")
     samples, used = [], set()
     unmatched = []
     for stem, image_path in images.items():
@@ -133,35 +182,88 @@ def load_pair_folders(
             unmatched.append(stem)
             continue
         used.add(mask_stem)
-        samples.append(Sample(stem, image_path, masks[mask_stem], _misato_domain(stem)))
+        domain = domain_of_index(int(stem)) if kind == MISATO else None
+        samples.append(Sample(stem, image_path, masks[mask_stem], domain))
     if unmatched:
         raise DatasetError(f"{mask_dir}: no mask for {len(unmatched)} image(s), e.g. {unmatched[:5]}")
     extra = sorted(set(masks) - used)
     if extra:
         raise DatasetError(f"{mask_dir}: {len(extra)} mask(s) without an image, e.g. {extra[:5]}")
-    return Dataset(name or image_dir.parent.name, image_dir.parent, samples, mask_hole_is_white)
+    return Dataset(name or image_dir.parent.name, image_dir.parent, samples, mask_hole_is_white, kind=kind,
+                   mask_binary_01=mask_binary_01)
+
+
+def manifest_kind(folder: Path) -> str | None:
+    """The kind a `misato build` manifest in `folder` states ("misato" -> MISATO, "places2" -> Places2), or None
+    when `folder` holds no such manifest (a `manifest.json` of another format is not one)."""
+    from misato.build.export import MANIFEST_FORMAT, MANIFEST_NAME
+
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path}: unreadable manifest ({error}); it decides the dataset's kind: repair or "
+                           "remove it") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        return None
+    stated = {MISATO.lower(): MISATO, PLACES2.lower(): PLACES2}.get(str(manifest.get("dataset")).lower())
+    if stated is None:
+        raise DatasetError(f"{path}: a {MANIFEST_FORMAT} manifest for dataset {manifest.get('dataset')!r}; "
+                           f"known: misato, places2")
+    return stated
 
 
 def load_dataset(
-    root: str | os.PathLike, resolution: int | None = None, mask_hole_is_white: bool = True
+    root: str | os.PathLike, resolution: int | None = None, mask_hole_is_white: bool = True,
+    mask_binary_01: bool = False,
 ) -> Dataset:
     """Open a dataset folder: `ROOT/image + ROOT/mask`, or the MISATO `ROOT/{512,1024}/...` layout.
 
-    With the MISATO layout, `resolution` picks the sub-folder (default 512).
+    With the MISATO layout, `resolution` picks the sub-folder (default 512); a `ROOT/512` folder given itself
+    opens as `ROOT` at 512 (same name, root and kind). The kind follows the module docstring's rule.
     """
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"{root}: no such folder")
-    base = root
-    if not (root / "image").is_dir():
-        resolution = resolution or 512
-        base = root / str(resolution)
+    if (root / "image").is_dir():
+        base = root
+        sub_folder = root.name in {str(r) for r in RESOLUTIONS} and resolution in (None, int(root.name))
+        layout_root, resolution = (root.parent, int(root.name)) if sub_folder else (root, None)
+        stated = manifest_kind(root) or (manifest_kind(root.parent) if sub_folder else None)
+    else:
+        resolution = resolution or RESOLUTIONS[0]
+        base, layout_root = root / str(resolution), root
         if not (base / "image").is_dir():
             raise DatasetError(
                 f"{root}: expected image/ and mask/ folders, or the MISATO layout {resolution}/image and {resolution}/mask"
             )
-    dataset = load_pair_folders(base / "image", base / "mask", mask_hole_is_white=mask_hole_is_white)
-    dataset.name = root.name if base == root else f"{root.name}-{resolution}"
-    dataset.root = root
-    dataset.resolution = None if base == root else resolution
+        stated = manifest_kind(root)
+    stems = list_images(base / "image")
+    in_layout = resolution is not None and bool(stems) and all(is_misato_stem(stem) for stem in stems)
+    kind = stated or (MISATO if in_layout else CUSTOM)
+    if base == root and kind != MISATO:  # a plain folder (even one named 512): opened as itself
+        layout_root, resolution = root, None
+    dataset = load_pair_folders(base / "image", base / "mask", mask_hole_is_white=mask_hole_is_white, kind=kind,
+                                mask_binary_01=mask_binary_01)
+    dataset.name = layout_root.name if resolution is None else f"{layout_root.name}-{resolution}"
+    dataset.root = layout_root
+    dataset.resolution = resolution
     return dataset
+
+
+def dataset_kind(dataset: Dataset, requested: str | None = None) -> str:
+    """The leaderboard group of results on `dataset`: its own kind, or `requested` (`--kind`).
+
+    A dataset that is not MISATO by its layout or manifest is never put in the MISATO group (its figures would
+    stand beside the paper's), nor a MISATO dataset in the Places2 one: ValueError naming the folder.
+    """
+    if requested is None or requested == dataset.kind:
+        return dataset.kind
+    if requested not in KINDS:
+        raise ValueError(f"--kind must be one of {', '.join(KINDS)}, got {requested!r}")
+    if requested == CUSTOM or (requested == PLACES2 and dataset.kind == CUSTOM):
+        return requested
+    raise ValueError(f"--kind {requested}: {dataset.root} is a {dataset.kind} dataset (MISATO only by its layout "
+                     f"ROOT/{{512,1024}}/image + mask with ids 0000-1999, or a `misato build` manifest)")

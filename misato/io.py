@@ -217,13 +217,14 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return np.array(image, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
 
 
-def read_mask(path: str | os.PathLike, mask_hole_is_white: bool = True) -> np.ndarray:
+def read_mask(path: str | os.PathLike, mask_hole_is_white: bool = True, binary_01: bool = False) -> np.ndarray:
     """Read a mask file as float32 (H, W) in {0, 1} with 1 = hole.
 
     The file is converted to 8-bit gray (RGB masks via PIL's "L" conversion) and binarised at 0.5 after
-    /255 (>= 128 is white). `mask_hole_is_white=False` reads the MAT convention (white = keep) and inverts it.
+    /255 (>= 128 is white). `mask_hole_is_white=False` reads the MAT convention (white = keep) and inverts it;
+    `binary_01=True` reads masks stored as 0/1 (the LaMa convention). See `read_mask_gray` for the checks.
     """
-    return (read_mask_gray(path, mask_hole_is_white) >= 128).astype(np.float32)
+    return (read_mask_gray(path, mask_hole_is_white, binary_01) >= MASK_THRESHOLD).astype(np.float32)
 
 
 def _open(path: str | os.PathLike) -> Image.Image:
@@ -237,14 +238,50 @@ def _open(path: str | os.PathLike) -> Image.Image:
     return image
 
 
-def read_mask_gray(path: str | os.PathLike, mask_hole_is_white: bool = True) -> np.ndarray:
-    """Read a mask file as uint8 (H, W) gray levels oriented so that 255 = hole.
+# A mask pixel is a hole when its gray level (oriented so that 255 = hole) is at least this (0.5 after /255).
+MASK_THRESHOLD = 128
+
+
+def read_mask_stored(path: str | os.PathLike) -> np.ndarray:
+    """The gray levels of a mask file as stored: uint8 (H, W), RGB converted by PIL's "L" conversion.
+
+    16-bit and float masks raise `ImageFileError` naming the file.
+    """
+    image = _open(path)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        raise ImageFileError(f"{path}: mask mode {image.mode!r} (16-bit or float) is not supported; save it as 8-bit L")
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def looks_binary_01(stored: np.ndarray) -> bool:
+    """True for stored levels 0 and 1 only, with at least one 1: a 0/1 mask (the LaMa convention), which
+    binarised at 128 has no white pixel at all."""
+    return bool(stored.max(initial=0) == 1)
+
+
+def orient_mask(stored: np.ndarray, path: str | os.PathLike, mask_hole_is_white: bool = True,
+                binary_01: bool = False) -> np.ndarray:
+    """Stored levels -> uint8 (H, W) with 255 = hole (the one rule every mask reader applies).
+
+    A 0/1 mask read without `binary_01` raises `ImageFileError` ("looks like a 0/1 mask"), never read as a mask
+    without a hole; with `binary_01` a level above 1 raises it (that file is not a 0/1 mask).
+    """
+    if binary_01:
+        if stored.max(initial=0) > 1:
+            raise ImageFileError(f"{path}: read as a 0/1 mask (--mask-binary-01) but it has gray levels up to "
+                                 f"{int(stored.max())}; 0/1 masks hold only 0 and 1")
+        stored = stored * np.uint8(255)
+    elif looks_binary_01(stored):
+        raise ImageFileError(f"{path}: looks like a 0/1 mask (gray levels 0 and 1 only, so no pixel reaches the "
+                             f"hole threshold {MASK_THRESHOLD}): pass --mask-binary-01 (Python: mask_binary_01=True) "
+                             "or convert it to 0/255")
+    return stored if mask_hole_is_white else 255 - stored
+
+
+def read_mask_gray(path: str | os.PathLike, mask_hole_is_white: bool = True, binary_01: bool = False) -> np.ndarray:
+    """Read a mask file as uint8 (H, W) gray levels oriented so that 255 = hole (`orient_mask`'s checks).
 
     `read_mask` binarises this at >= 128 (0.5 after /255). The gray levels are kept for metrics that use the
     soft mask (the asuka boundary gradient).
     """
-    image = _open(path)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        raise ImageFileError(f"{path}: 16-bit or float masks are not supported; save it as 8-bit L")
-    gray = np.asarray(image.convert("L"), dtype=np.uint8)
-    return gray if mask_hole_is_white else 255 - gray
+    return orient_mask(read_mask_stored(path), path, mask_hole_is_white, binary_01)

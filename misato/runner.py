@@ -2,15 +2,20 @@
 
 Layout of an output folder::
 
-    OUT/raw/<stem>.png         the inpainter's output, clamped to [0, 1] and rounded to uint8
+    OUT/raw/<stem>.png         the inpainter's output in [0, 1] (outside it: refused, or clipped with
+                               `clip_outputs`), rounded to uint8
     OUT/composite/<stem>.png   raw inside the hole, the ground truth outside (what is scored)
-    OUT/records/<stem>.json    per-sample provenance (seed, timing, clamped fraction, rank)
+    OUT/records/<stem>.json    per-sample provenance (seed, timing, clipped fraction, rank)
     OUT/manifest.json          method config, arguments, package versions, git commit, all records
 
 Every file is written atomically (temporary file + rename), in the order raw, record, composite, so a
 sample is finished exactly when its raw and composite files both exist. A run that is interrupted, even
 by SIGKILL, is resumed by running it again: finished samples are skipped, the others are recomputed.
 Resuming with another method, options, weights or seed is refused (it would mix two runs).
+
+Before any work the selected samples' masks are checked (`Dataset.mask_report`, the rule `misato score` applies
+too): unusable masks (0/1 masks without `mask_binary_01`, unreadable files) are refused, and empty or full ones
+unless `allow_degenerate_masks` -- an empty mask would make the ground truth the "output".
 
 Seeds: sample `stem` gets `misato.seeds.sample_seed(stem, seed)`, independent of batch position,
 batch size and process rank. Under `accelerate launch` each process takes the samples whose index in
@@ -33,10 +38,11 @@ from typing import Any, Callable
 import numpy as np
 
 from baselines.base import Inpainter
+from baselines.harness import value_policy
 from misato.data import Dataset, Sample, load_dataset
 from misato.composite import composite_uint8
 from misato.environment import git_state, package_versions
-from misato.io import atomic_write_bytes, atomic_write_json, png_bytes, read_mask, read_rgb
+from misato.io import atomic_write_bytes, atomic_write_json, png_bytes, read_rgb
 from misato.outputs import MANIFEST_SCHEMA, OutputFolder
 from misato.seeds import sample_seed
 
@@ -148,15 +154,16 @@ def _manifest(
 
 def _process_batch(
     inpainter: Inpainter, dataset: Dataset, samples: list[Sample], seed: int, folder: OutputFolder,
-    batch_size: int, workers: Workers,
+    batch_size: int, workers: Workers, clip_outputs: bool = False,
 ) -> dict[str, dict[str, Any]]:
     from baselines.harness import inpaint_arrays
 
     images = [read_rgb(s.image_path) for s in samples]
-    masks = [read_mask(s.mask_path, mask_hole_is_white=dataset.mask_hole_is_white) for s in samples]
+    masks = [dataset.read_mask(s) for s in samples]
     seeds = [sample_seed(s.stem, seed) for s in samples]
     start = time.perf_counter()
-    preds = inpaint_arrays(inpainter, images, masks, seeds, [s.stem for s in samples], batch_size=batch_size)
+    preds = inpaint_arrays(inpainter, images, masks, seeds, [s.stem for s in samples], batch_size=batch_size,
+                           clip_outputs=clip_outputs)
     seconds = time.perf_counter() - start
     records = {}
     for sample, image, mask, sample_seed_, pred in zip(samples, images, masks, seeds, preds):
@@ -192,14 +199,19 @@ def inpaint_dataset(
     allow_download: bool = False,
     options: dict[str, Any] | None = None,
     progress: bool = True,
+    allow_degenerate_masks: bool = False,
+    clip_outputs: bool = False,
 ) -> Path:
     """Inpaint `dataset` with `inpainter` into `out_dir`; returns the manifest path.
 
     dataset: a `Dataset` or a folder for `misato.data.load_dataset`. inpainter: a method spec for
     `baselines.registry`, built here with `device`, `weight_paths`, `allow_download` and `options`; or
     an instance, already built (those four arguments are then only recorded). limit: only the first `limit` samples in sorted stem order. The manifest's `status` is
-    "complete" once every selected sample is finished. See the module docstring for files, seeds,
-    resumption and data parallelism (run under `accelerate launch` to shard across processes).
+    "complete" once every selected sample is finished. allow_degenerate_masks: inpaint samples whose mask is
+    empty or full instead of refusing the run (`misato.masks.files`). clip_outputs: clip output values outside
+    [0, 1] instead of refusing them (`baselines.harness`); both are recorded in the manifest. See the module
+    docstring for files, seeds, masks, resumption and data parallelism (run under `accelerate launch` to shard
+    across processes).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -213,6 +225,9 @@ def inpaint_dataset(
         dataset = load_dataset(dataset)
     by_stem = {s.stem: s for s in dataset.samples}
     stems = sorted(by_stem)[:limit]
+    selected = dataset if len(stems) == len(dataset) else dataset.subset(stems)
+    masks = selected.mask_report()
+    masks.require_usable(allow_degenerate_masks)  # before building the inpainter (weights can take minutes)
     method_spec = inpainter if isinstance(inpainter, str) else None
     if isinstance(inpainter, str):
         from baselines.registry import REGISTRY
@@ -240,13 +255,16 @@ def inpaint_dataset(
         "arguments": {
             "dataset": str(dataset.root), "seed": seed, "batch_size": batch_size, "limit": limit,
             "device": device, "weight_paths": dict(weight_paths or {}), "allow_download": allow_download,
-            "options": dict(options or {}),
+            "options": dict(options or {}), "allow_degenerate_masks": allow_degenerate_masks,
+            "clip_outputs": clip_outputs,
         },
-        "dataset": {"name": dataset.name, "root": str(dataset.root), "num_samples": len(dataset),
-                    "num_selected": len(stems), "mask_hole_is_white": dataset.mask_hole_is_white,
+        "dataset": {"name": dataset.name, "kind": dataset.kind, "root": str(dataset.root),
+                    "num_samples": len(dataset), "num_selected": len(stems),
+                    "mask_hole_is_white": dataset.mask_hole_is_white, "mask_binary_01": dataset.mask_binary_01,
+                    "empty_masks": masks.empty, "full_masks": masks.full,
                     "content_sha256": dataset.content_hash()},
         "compositing": "rint(raw_uint8 * hole + gt_uint8 * (1 - hole)), hole = mask file >= 128",
-        "value_policy": _value_policy(),
+        "value_policy": value_policy(clip_outputs),
         "device": device_record(inpainter.device),
         "world_size": workers.world_size,
         "misato_version": _version(),
@@ -275,7 +293,7 @@ def inpaint_dataset(
                disable=not progress or workers.rank != 0)
     for start in range(0, len(pending), batch_size):
         chunk = [by_stem[s] for s in pending[start : start + batch_size]]
-        records.update(_process_batch(inpainter, dataset, chunk, seed, folder, batch_size, workers))
+        records.update(_process_batch(inpainter, dataset, chunk, seed, folder, batch_size, workers, clip_outputs))
         bar.update(len(chunk))
         if workers.rank == 0 and time.monotonic() - last_write > MANIFEST_WRITE_INTERVAL_S:
             atomic_write_json(folder.manifest, _manifest(base, records, stems, "running"))
@@ -288,12 +306,6 @@ def inpaint_dataset(
         atomic_write_json(folder.manifest, _manifest(base, records, stems, "complete" if complete else "incomplete"))
     workers.barrier()
     return folder.manifest
-
-
-def _value_policy() -> dict[str, Any]:
-    from baselines.harness import VALUE_POLICY
-
-    return dict(VALUE_POLICY)
 
 
 def _version() -> str:

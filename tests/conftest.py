@@ -56,9 +56,13 @@ def _photos() -> list[np.ndarray]:
     return [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
 
 
-def make_dataset(root: Path, stems: list[str], size: int = 64, seed: int = 0) -> Path:
-    """Write image/ and mask/ PNGs (crops of scikit-image photos; stroke + box masks, white = hole)."""
+def make_dataset(root: Path, stems: list[str], size: int = 64, seed: int = 0, misato: bool = True) -> Path:
+    """Write image/ and mask/ PNGs (crops of scikit-image photos; stroke + box masks, white = hole); with `misato`
+    also the `misato build` manifest stating a MISATO dataset (kind MISATO, domains from the stems)."""
     import cv2
+    import json
+
+    from misato.build.export import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
 
     rng = np.random.default_rng(seed)
     photos = _photos()
@@ -75,6 +79,9 @@ def make_dataset(root: Path, stems: list[str], size: int = 64, seed: int = 0) ->
         mask[a : a + size // 3, b : b + size // 3] = 255
         cv2.line(mask, tuple(int(v) for v in rng.integers(0, size, 2)), tuple(int(v) for v in rng.integers(0, size, 2)), 255, 5)
         Image.fromarray(mask).save(root / "mask" / f"{stem}.png")
+    if misato:
+        manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "dataset": "misato", "files": {}}
+        (root / MANIFEST_NAME).write_text(json.dumps(manifest))
     return root
 
 

@@ -106,9 +106,13 @@ def test_harness_rejects_bad_outputs(mode, message):
         inpaint_arrays(BadOutput(mode=mode), [np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 8), np.float32)], [0])
 
 
-def test_harness_clamps_and_counts_out_of_range_values():
-    (pred,) = inpaint_arrays(BadOutput(mode="range"), [np.zeros((8, 8, 3), np.uint8)],
-                             [np.zeros((8, 8), np.float32)], [0])
+def test_harness_refuses_out_of_range_values_unless_clipping_is_asked():
+    """Values outside [0, 1] end the call naming method and sample; `clip_outputs=True` clips and counts them."""
+    args = ([np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 8), np.float32)], [0])
+    with pytest.raises(ValueError, match=r"bad: the output for sample '0007' has 66.7% of its values outside \[0, 1\] "
+                                         r"\(min -0.5, max 1.5\).*--clip-outputs"):
+        inpaint_arrays(BadOutput(mode="range"), *args, stems=["0007"])
+    (pred,) = inpaint_arrays(BadOutput(mode="range"), *args, clip_outputs=True)
     assert pred.raw.min() == 0.0 and pred.raw.max() == 1.0
     assert pred.out_of_range == pytest.approx(2 / 3)  # two of three channels were outside [0, 1]
 

@@ -226,7 +226,7 @@ def test_16_bit_mask_is_listed(tiny_dataset, tiny_predictions, tmp_path):
 @pytest.mark.parametrize("value,word", [(0, "empty"), (255, "full")])
 def test_degenerate_masks(value, word, tiny_dataset, tiny_predictions, tmp_path):
     Image.fromarray(np.full((64, 64), value, np.uint8)).save(tiny_dataset / "mask" / "0501.png")
-    _bad(tiny_dataset, tiny_predictions, tmp_path, f"'0501' .*{word} mask")
+    _bad(tiny_dataset, tiny_predictions, tmp_path, f"0501.png: .*{word} mask")
     result = score(load_dataset(tiny_dataset), tiny_predictions, "m", tmp_path,
                    ScoreConfig(device="cpu", metrics=("psnr",), allow_degenerate_masks=True))
     assert result.record.degenerate_masks[word] == ["0501"]

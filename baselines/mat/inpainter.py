@@ -89,7 +89,9 @@ class MatInpainter(Inpainter):
         rng = SampleRandomness(seeds)
         z = rng.normal((self.net.config.z_dim,)).to(self.device)
         out = self.net(x, keep, z, rng, noise_mode=self.noise_mode, truncation_psi=self.truncation_psi)
-        return ((out + 1) / 2).float()
+        # MAT's generate_image.py clamps too: `(output * 127.5 + 127.5).round().clamp(0, 255)`; the harness refuses
+        # values outside [0, 1] from any inpainter that does not say what it does with them
+        return ((out + 1) / 2).clamp(0, 1).float()
 
     def config(self) -> dict[str, Any]:
         record = super().config()

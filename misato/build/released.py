@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from misato.data import Dataset, DatasetError, load_pair_folders
+from misato.data import MISATO, Dataset, DatasetError, load_pair_folders
 from misato.io import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,6 @@ def open_released(path: str | os.PathLike, resolution: int = 512, extract_to: st
         raise DatasetError(f"{path}: no image/ and mask/ folders of {resolution}x{resolution} images found "
                            "(unpacked archives included)")
     log.info("MISATO-%d found at %s", resolution, found)
-    dataset = load_pair_folders(found / "image", found / "mask", name=f"MISATO-{resolution}")
+    dataset = load_pair_folders(found / "image", found / "mask", name=f"MISATO-{resolution}", kind=MISATO)
     dataset.root = found
     return dataset

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from evaluators.scoring import ScoreConfig
+    from misato.data import Dataset
 
 
 def parse_weight_overrides(values: list[str] | None) -> dict[str, str]:
@@ -75,6 +76,38 @@ def add_device_arguments(parser: argparse.ArgumentParser, batch_size: int = SCOR
     add_progress_argument(group)
 
 
+def add_mask_arguments(parser: argparse.ArgumentParser) -> None:
+    """How mask files are read (`misato.data.load_dataset`'s `mask_hole_is_white` and `mask_binary_01`): one
+    definition for every command that opens a dataset folder; `dataset_from_args` reads them."""
+    group = parser.add_argument_group("masks (white = hole, stored 0/255, unless these say otherwise)")
+    group.add_argument("--mask-keep-is-white", action="store_true", help="masks use white = keep (MAT convention)")
+    group.add_argument("--mask-binary-01", action="store_true",
+                       help="masks are stored as 0/1 (LaMa convention); without it such masks are refused, never "
+                            "read as masks without a hole")
+
+
+def dataset_from_args(args: argparse.Namespace, root: str, resolution: int | None = None) -> "Dataset":
+    """`misato.data.load_dataset` with the flags of `add_mask_arguments`."""
+    from misato.data import load_dataset
+
+    return load_dataset(root, resolution, mask_hole_is_white=not args.mask_keep_is_white,
+                        mask_binary_01=args.mask_binary_01)
+
+
+def add_degenerate_masks_argument(group: argparse._ActionsContainer) -> None:
+    """`--allow-degenerate-masks`, the same flag in `score`, `inpaint` and `run`."""
+    group.add_argument("--allow-degenerate-masks", action="store_true",
+                       help="accept samples with empty or full masks (refused by default, naming the files): "
+                            "inpainted, scored and counted, left out of the means they would bias")
+
+
+def add_clip_outputs_argument(group: argparse._ActionsContainer) -> None:
+    """`--clip-outputs`: clip inpainter outputs outside [0, 1] instead of refusing them (recorded in the manifest)."""
+    group.add_argument("--clip-outputs", action="store_true",
+                       help="clip inpainter outputs outside [0, 1] (refused by default, naming method and sample); "
+                            "recorded in the run manifest with the clipped share of every sample")
+
+
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """The scoring flags of `misato score` and `misato run` (one definition: they mean the same in both)."""
     from evaluators.metrics import DEFAULT, SCORED, metrics_help
@@ -86,8 +119,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"comma-separated subset of {', '.join(SCORED)} (default: all but the opt-in "
                        f"{', '.join(m for m in SCORED if m not in DEFAULT)})")
     group.add_argument("--no-paste-back", action="store_true", help="score raw predictions, without compositing")
-    group.add_argument("--allow-degenerate-masks", action="store_true",
-                       help="score samples with empty or full masks (left out of the means they would bias)")
+    add_degenerate_masks_argument(group)
     group.add_argument("--no-cache", action="store_true", help="do not read or write the ground-truth feature cache")
     group.add_argument("--cache-dir", help="feature cache folder (default $MISATO_CACHE_DIR/features, "
                                            "$MISATO_CACHE_DIR defaulting to ~/.cache/misato)")

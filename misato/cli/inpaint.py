@@ -7,10 +7,14 @@ import json
 import os
 
 from misato.cli._common import (
+    add_clip_outputs_argument,
+    add_degenerate_masks_argument,
     add_device_argument,
+    add_mask_arguments,
     add_option_argument,
     add_progress_argument,
     add_weight_arguments,
+    dataset_from_args,
     parse_weight_overrides,
 )
 from misato.defaults import INPAINT_BATCH_SIZE
@@ -40,12 +44,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--out", help="output folder (raw/, composite/, manifest.json)")
     what.add_argument("--limit", type=int, default=None, help="only the first N samples in stem order")
     add_option_argument(what, "inpainter constructor option (repeatable; values parsed as JSON when possible)")
+    add_degenerate_masks_argument(what)
+    add_clip_outputs_argument(what)
     how = parser.add_argument_group("how")
     add_device_argument(how)
     how.add_argument("--batch-size", type=int, default=INPAINT_BATCH_SIZE,
                      help=f"samples per call for batched inpainters (default {INPAINT_BATCH_SIZE})")
     how.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it and the stem")
     add_progress_argument(how)
+    add_mask_arguments(parser)
     add_weight_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -66,7 +73,6 @@ def list_inpainters() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from misato.data import load_dataset
     from misato.runner import inpaint_dataset
 
     if args.list:
@@ -77,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the following arguments are required: {', '.join('--' + m for m in missing)} "
                          "(or --list)")
 
-    dataset = load_dataset(args.dataset, resolution=args.resolution)
+    dataset = dataset_from_args(args, args.dataset, args.resolution)
     manifest = inpaint_dataset(
         dataset,
         args.method,
@@ -90,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         allow_download=args.allow_download,
         options=dict(args.option),
         progress=not args.no_progress,
+        allow_degenerate_masks=args.allow_degenerate_masks,
+        clip_outputs=args.clip_outputs,
     )
     if os.environ.get("RANK", "0") != "0":  # one summary line per data-parallel run
         return 0

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from misato.cli._common import add_device_arguments, add_scoring_arguments, add_weight_arguments, score_config_from_args
+from misato.cli._common import (
+    add_device_arguments,
+    add_mask_arguments,
+    add_scoring_arguments,
+    add_weight_arguments,
+    dataset_from_args,
+    score_config_from_args,
+)
+from misato.data import KINDS
 
 HELP = "score a folder of predictions (PNG/JPG by sample stem) against a dataset"
 
@@ -23,9 +31,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, help="method name recorded in the result")
     parser.add_argument("--out", default="results", help="folder for the result JSON and per-image CSV")
     parser.add_argument("--resolution", type=int, help="MISATO sub-folder (512 or 1024) when --dataset is the release root")
-    parser.add_argument("--kind", default=None, choices=["MISATO", "Places2", "custom"],
-                        help="leaderboard group (default: MISATO when stems are MISATO ids, else custom)")
-    parser.add_argument("--mask-keep-is-white", action="store_true", help="masks use white = keep (MAT convention)")
+    parser.add_argument("--kind", default=None, choices=KINDS,
+                        help="leaderboard group (default: the dataset's own: MISATO only for the MISATO layout "
+                             "ROOT/{512,1024}/ or a `misato build` manifest, Places2 by its manifest, else custom)")
+    add_mask_arguments(parser)
     add_scoring_arguments(parser)
     add_device_arguments(parser)
     add_weight_arguments(parser)
@@ -36,11 +45,11 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from evaluators.scoring import score
-    from misato.data import load_dataset
+    from misato.data import dataset_kind
 
-    dataset = load_dataset(args.dataset, args.resolution, mask_hole_is_white=not args.mask_keep_is_white)
+    dataset = dataset_from_args(args, args.dataset, args.resolution)
     config = score_config_from_args(args, args.batch_size, args.device)
-    kind = args.kind or ("MISATO" if dataset.domains else "custom")
+    kind = dataset_kind(dataset, args.kind)
     result = score(dataset, args.predictions, args.method, args.out, config, dataset_kind=kind)
     print(json.dumps(result.record.overall, indent=2))
     for metric, reason in result.record.unavailable.items():
