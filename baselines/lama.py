@@ -108,7 +108,8 @@ def load_authors_generator(path: str | Path, config: FFCResNetConfig) -> FFCResN
         raise ValueError(
             f"{path} is the big-lama.zip release archive; unzip it and convert its Lightning checkpoint once (its "
             f"tensors only, no code is run): misato weights convert big-lama/models/best.ckpt "
-            f"big-lama-best.safetensors --state-key {AUTHORS_STATE_KEY}, then pass big-lama-best.safetensors (--weight lama-big-authors=PATH)"
+            f"big-lama-best.safetensors --state-key {AUTHORS_STATE_KEY}, then pass big-lama-best.safetensors "
+            f"(--weight lama-big-authors=PATH)"
         )
     state = load_checkpoint(path, state_key=AUTHORS_STATE_KEY)
     weights = generator_state_dict(state) if isinstance(state, dict) else {}

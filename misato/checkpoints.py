@@ -209,7 +209,8 @@ class Conversion:
             total = sum(self.stand_ins.values())
             lines.append(f"not built: {total} objects of {len(self.stand_ins)} other classes (recorded as stand-ins, "
                          f"never imported or run):")
-            lines += [f"  {count} x {name}" for name, count in sorted(self.stand_ins.items(), key=lambda i: (-i[1], i[0]))]
+            by_count = sorted(self.stand_ins.items(), key=lambda item: (-item[1], item[0]))
+            lines += [f"  {count} x {name}" for name, count in by_count]
         return "\n".join(lines)
 
 

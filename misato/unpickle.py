@@ -46,7 +46,8 @@ _BUILTIN_CONTAINERS: dict[str, type] = {f"builtins.{t.__name__}": t for t in (
 # numpy's array pickling: global (numpy 1 spelling) -> attribute inside numpy, or its `core` / numpy 2 `_core`.
 _NUMPY_GLOBALS: dict[str, str] = {
     "numpy.ndarray": "ndarray", "numpy.dtype": "dtype",
-    "numpy.core.multiarray._reconstruct": "multiarray._reconstruct", "numpy.core.multiarray.scalar": "multiarray.scalar",
+    "numpy.core.multiarray._reconstruct": "multiarray._reconstruct",
+    "numpy.core.multiarray.scalar": "multiarray.scalar",
     "numpy.core.numeric._frombuffer": "numeric._frombuffer",
 }
 # torch.save's marker at the start of a legacy (non-zip) file.
