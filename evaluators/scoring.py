@@ -157,7 +157,7 @@ class _Items(torch.utils.data.Dataset):
                  pixel_metrics: dict[str, Callable[[Decoded, Protocol], float]], sources: list[Source],
                  thumbnail_stems: set[str]):
         self.samples, self.predictions, self.thumbnail_stems = dataset.samples, predictions, thumbnail_stems
-        self.mask_hole_is_white = dataset.mask_hole_is_white
+        self.mask_hole_is_white, self.mask_binary_01 = dataset.mask_hole_is_white, dataset.mask_binary_01
         self.protocol, self.paste_back, self.pixel_metrics, self.sources = protocol, paste_back, pixel_metrics, sources
 
     def __len__(self) -> int:
@@ -167,7 +167,7 @@ class _Items(torch.utils.data.Dataset):
         sample = self.samples[index]
         gt = read_rgb(sample.image_path)
         pred = read_rgb(self.predictions[index])
-        gray = read_mask_gray(sample.mask_path, self.mask_hole_is_white)
+        gray = read_mask_gray(sample.mask_path, self.mask_hole_is_white, self.mask_binary_01)
         hole = (gray >= round(self.protocol.mask_threshold * 255)).astype(np.float32)
         scored = composite_uint8(pred, gt, hole) if self.paste_back else pred
         decoded = Decoded(gt, pred, gray, hole, scored, self.paste_back)
