@@ -5,8 +5,9 @@ Features: the CLS token after the final layer norm (transformers `Dinov2Model`'s
 model's `x_norm_clstoken`), 1024-d, of the whole image: float RGB in [0, 1], resized to 224 x 224 (`Protocol.
 dinov2_size`) by torch's bicubic interpolation with antialiasing (torchvision's tensor `Resize` as dgm-eval applies
 it), ImageNet mean/std. The network is built from its hub files, `config.json` and `model.safetensors` of
-facebook/dinov2-large (registry keys `dinov2-vit-l-14-config` and `dinov2-vit-l-14`), read locally: never a
-download at run time (`misato weights fetch` brings them). The distance is the suite's own
+facebook/dinov2-large (registry keys `dinov2-vit-l-14-config` and `dinov2-vit-l-14`), read from the local files
+the registry resolves (transformers itself never reaches the hub; the registry fetches only where downloads are
+allowed). The distance is the suite's own
 `evaluators.functional.frechet` (np.cov, divisor N - 1), as FID.
 """
 

@@ -3,7 +3,8 @@
 
 The distance is the `dreamsim` package's own model (`dreamsim.dreamsim(dreamsim_type="ensemble")`: DINO ViT-B/16 CLS,
 CLIP and OpenCLIP ViT-B/16 embeddings with the released LoRA adapter, 1 - cosine similarity of the normalised,
-concatenated embeddings), read from the registry's files, never downloaded at run time:
+concatenated embeddings), read from the registry's files (the package itself never downloads; the registry
+fetches only where downloads are allowed):
 - `dreamsim-ensemble`: the release archive the package downloads (backbones and adapter), unpacked once into the
   cache (`<cache root>/dreamsim/<sha256 prefix>`), every member checked to stay inside that folder;
 - `dino-vitb16`: the DINO backbone. The package builds it with `torch.hub.load("facebookresearch/dino:main",
