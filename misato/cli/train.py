@@ -72,18 +72,22 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.record(), indent=2))
         return 0
+    from misato.lock import folder_lock
+
     if args.stage == LATENTS:
         from baselines.asuka.training.latents import build_latent_cache
 
-        index = build_latent_cache(config, args.data, args.out, progress=not args.no_progress,
-                                   device="cpu" if args.cpu else None, allow_download=args.allow_download)
+        with folder_lock(args.out):  # one job per output folder: a second is refused, naming the first
+            index = build_latent_cache(config, args.data, args.out, progress=not args.no_progress,
+                                       device="cpu" if args.cpu else None, allow_download=args.allow_download)
         print(f"{LATENTS}: {len(index['entries'])} latents in {args.out} ({len(index['bad'])} unreadable files)")
         return 0
     inputs = TrainInputs(data=args.data, out=args.out, mae=args.mae, masks=args.masks,
                          coco_annotations=args.coco_annotations, decoder_init=args.decoder_init, latents=args.latents,
                          weights=parse_weight_overrides(args.weight), allow_download=args.allow_download)
-    record = train(config, stage_builder(args.stage), inputs, max_steps=args.max_steps,
-                   progress=not args.no_progress, cpu=args.cpu)
+    with folder_lock(args.out):
+        record = train(config, stage_builder(args.stage), inputs, max_steps=args.max_steps,
+                       progress=not args.no_progress, cpu=args.cpu)
     print(f"{args.stage}: {record['status']} at step {record['step']}; files in {args.out}: "
           f"{', '.join(sorted(record.get('files', {})))}")
     return 0
