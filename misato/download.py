@@ -26,6 +26,7 @@ import errno
 import fcntl
 import hashlib
 import http.client
+import importlib
 import logging
 import os
 import re
@@ -313,10 +314,9 @@ def _hf_errors() -> tuple[type[BaseException], ...]:
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
     errors: tuple[type[BaseException], ...] = (HfHubHTTPError, EntryNotFoundError, OSError)
-    with contextlib.suppress(ImportError):
-        import httpx
-
-        errors += (httpx.HTTPError,)
+    for client in ("httpx2", "httpx"):  # huggingface_hub 2.x uses httpx2, 1.x httpx: their network errors
+        with contextlib.suppress(ImportError):
+            errors += (importlib.import_module(client).HTTPError,)
     return errors
 
 

@@ -30,11 +30,33 @@ def _loopback_only(connect):
     return guarded
 
 
+def _local_names_only(getaddrinfo):
+    """Name lookups only for this machine (localhost, its own name) and address literals: a lookup of any other
+    name would be a DNS query leaving the machine."""
+    import ipaddress
+    import socket
+
+    local = {"localhost", socket.gethostname()}
+
+    def guarded(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is None or name in local:
+            return getaddrinfo(host, *args, **kwargs)
+        try:
+            ipaddress.ip_address(name.split("%")[0])
+        except ValueError:
+            raise socket.gaierror(socket.EAI_NONAME, f"network disabled in the tests: name lookup of {name}") from None
+        return getaddrinfo(host, *args, **kwargs)
+
+    return guarded
+
+
 def _disable_network() -> None:
     import socket
 
     socket.socket.connect = _loopback_only(socket.socket.connect)
     socket.socket.connect_ex = _loopback_only(socket.socket.connect_ex)
+    socket.getaddrinfo = _local_names_only(socket.getaddrinfo)
 
 
 _disable_network()

@@ -410,6 +410,8 @@ def test_network_is_disabled_and_offline_mode_connects_nowhere(monkeypatch):
                         real_connect(self, address))
     with socket.socket() as sock, pytest.raises(OSError, match="network disabled in the tests: connect to 192.0.2.1"):
         sock.connect(("192.0.2.1", 80))
+    with pytest.raises(socket.gaierror, match="network disabled in the tests: name lookup of huggingface.co"):
+        socket.getaddrinfo("huggingface.co", 443)
     attempts.clear()
     assert download.offline()  # the session's MISATO_OFFLINE=1
     for call in (lambda: fetch_url("http://127.0.0.1:9/f.bin", Path("unused/f.bin")),
@@ -434,12 +436,18 @@ def test_fetch_for_a_job_prints_sizes_first_then_downloads(server, monkeypatch, 
         specs[key] = dataclasses.replace(specs[key], sha256=hashlib.sha256(body).hexdigest())
     monkeypatch.setattr(weights, "all_specs", lambda: specs)
     monkeypatch.setenv("MISATO_WEIGHTS_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_ENDPOINT", server.url)  # `list --sizes` asks about the Hub files too: 404 here
     assert main(["weights", "fetch", "--for", "score", "--dry-run"]) == 0
     dry = capsys.readouterr().out
     assert "inception-tf (weights-inception-2015-12-05-6726825d.pth; metrics fid, u_ids, p_ids, kid" in dry
     assert "to download, 1.5 MB, from " + server.url in dry and "to download, 2.5 kB" in dry
     assert "clip-vit-l-14-openai (ViT-L-14.pt; metrics clip_score (comod)): to download, size unknown: " in dry
     assert server.gets() == []  # HEAD requests only
+    assert main(["weights", "list", "--sizes"]) == 0
+    listing = capsys.readouterr().out
+    assert "inception-tf: weights-inception-2015-12-05-6726825d.pth  [missing, 1.5 MB]" in listing
+    assert "lpips-alex-lin: alex.pth  [ok, 6.0 kB]" in listing
+    assert "asuka-mae: mae_300.pth  [missing, size unknown: yikaiwang/ASUKA-FLUX.1-Fill/mae_300.pth@main: " in listing
     assert main(["weights", "fetch", "--for", "score"]) == 1
     out = capsys.readouterr().out
     first_download = out.index("inception-tf: ")

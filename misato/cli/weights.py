@@ -11,6 +11,7 @@ HELP = "list, verify or download the registered pretrained weight files"
 
 EPILOG = """examples:
   misato weights list                              every file: size, source, present?, which metrics/methods need it
+  misato weights list --sizes                      also the servers' sizes of the missing files
   misato weights verify                            hash every file found (exit 1 when one does not match)
   misato weights verify inception-tf lpips-alex-lin
   misato weights fetch inception-tf                download into $MISATO_WEIGHTS_DIR (needs internet)
@@ -28,6 +29,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = sub.add_parser("list", help="every file: its size, where it comes from, whether it is present, and "
                                           "which metrics and methods need it")
+    listing.add_argument("--sizes", action="store_true",
+                         help="also ask the servers for the size of each missing file (HEAD requests)")
     listing.set_defaults(handler=run_list)
     verify = sub.add_parser("verify", help="hash every file found and compare with the registry")
     verify.add_argument("keys", nargs="*", help="keys to verify (default: all)")
@@ -111,6 +114,8 @@ def run_list(args: argparse.Namespace) -> int:
     print(f"weights folder: {default_weights_dir()}  (set MISATO_WEIGHTS_DIR to change); {mode}")
     for key, spec in all_specs().items():
         state, where, size = _status(key)
+        if state == "missing" and args.sizes and spec.url and not spec.manual:
+            state = f"missing, {_remote_size(spec)}"
         needed = [f"metrics {'; '.join(metrics[key])}"] if key in metrics else []
         needed += [f"methods {', '.join(methods[key])}"] if key in methods else []
         print(f"\n{key}: {spec.filename}  [{state}{', ' + _size(size) if size is not None else ''}]\n"
