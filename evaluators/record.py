@@ -9,7 +9,8 @@ Schema version 2 (version 1 files are read too: no `resolution`, no `thumbnails`
     schema_version: 2
     method: str                    display name, any characters (always escaped when rendered)
     dataset: {name, kind (MISATO | Places2 | custom), root, content_hash, n_images, domains,
-              mask_hole_is_white, resolution (MISATO sub-folder, null for other layouts)}
+              mask_hole_is_white, mask_binary_01 (masks stored 0/1), resolution (MISATO sub-folder, null for
+              other layouts)}
     protocol: {name, version, ...}  `evaluators.protocols.Protocol.record()`
     paste_back: bool               the scorer composited predictions onto the ground truth before scoring
     metrics: {overall: {n, <metric>: number | null, ...}, per_domain: {domain: {n, ...}}}
@@ -69,6 +70,7 @@ class DatasetInfo:
     domains: list[str] = field(default_factory=list)
     mask_hole_is_white: bool = True
     resolution: int | None = None
+    mask_binary_01: bool = False
 
 
 @dataclass
@@ -165,9 +167,11 @@ class ResultRecord:
         info = DatasetInfo(**{k: v for k, v in dataset.items() if k in known})
         info.name = check.required(dataset, "name", str, "dataset.")
         info.kind = KINDS[kind.lower()]
-        for key, kinds in (("root", str), ("resolution", int), ("mask_hole_is_white", bool), ("n_images", int)):
+        for key, kinds in (("root", str), ("resolution", int), ("mask_hole_is_white", bool), ("mask_binary_01", bool),
+                           ("n_images", int)):
             check.optional(dataset, key, kinds, "dataset.")
         info.mask_hole_is_white = dataset.get("mask_hole_is_white", True)
+        info.mask_binary_01 = dataset.get("mask_binary_01", False)
         return cls(
             method=method,
             dataset=info,

@@ -430,7 +430,8 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         dataset=DatasetInfo(
             name=dataset.name, kind=dataset_kind, root=str(Path(dataset.root).resolve()),
             content_hash=dataset.content_hash(), n_images=len(dataset), domains=dataset.domains,
-            mask_hole_is_white=dataset.mask_hole_is_white, resolution=dataset.resolution),
+            mask_hole_is_white=dataset.mask_hole_is_white, mask_binary_01=dataset.mask_binary_01,
+            resolution=dataset.resolution),
         protocol=protocol.record(),
         paste_back=config.paste_back,
         overall=rows["overall"],

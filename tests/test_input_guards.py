@@ -92,6 +92,7 @@ def test_score_names_01_masks_and_reads_them_with_the_flag(tmp_path, capsys):
     (result,) = tmp_path.joinpath("res").glob("*.json")
     record = json.loads(result.read_text())
     assert record["metrics"]["overall"]["n"] == 3 and record["metrics"]["overall"]["psnr"] < 60  # holes scored
+    assert record["dataset"]["mask_binary_01"] is True
 
 
 @pytest.mark.parametrize("case", ["empty", "faint", "full"])
