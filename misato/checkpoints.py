@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from misato.io import write_errors_named
 from misato.unpickle import StandIn, file_format, module_state, module_tensors, read_release, walk
 
 # Plain attribute bags that training scripts pickle beside the weights (MAE's `misc.save_model` stores `args`).
@@ -252,11 +253,9 @@ def convert_checkpoint(src: str | os.PathLike, dest: str | os.PathLike, state_ke
     out = {key: value.detach().cpu().contiguous().clone() for key, value in tensors.items()}
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
-    try:
+    with write_errors_named(dest, temporary=tmp):  # a full disk: removed, and an OSError naming dest
         save_file(out, str(tmp), metadata={"converted_from": src.name, "state_key": state_key or ""})
         os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return Conversion(src, dest, release.format, state_key, len(out), len(everything - kept),
                       dict(stand_in_counts(release.obj)))
 

@@ -315,3 +315,20 @@ def test_train_final_weights_on_a_full_disk_name_the_file_and_leave_no_temporary
     assert _one_line_error(capsys, "train") == f"misato train: error: {out / 'mae.safetensors'}: No space left on " \
                                                "device (free some space and run the same command again)"
     assert _temporaries(tmp_path) == []
+
+
+def test_weights_convert_on_a_full_disk_names_the_file_and_leaves_no_temporary_file(tmp_path, capsys, monkeypatch):
+    import safetensors.torch
+    import torch
+
+    def save_file(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    source, dest = tmp_path / "model.pth", tmp_path / "out" / "model.safetensors"
+    torch.save({"weight": torch.zeros(3)}, source)
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    assert main(["weights", "convert", str(source), str(dest)]) == 1
+    assert _one_line_error(capsys, "weights") == f"misato weights: error: {dest}: No space left on device (free " \
+                                                 "some space and run the same command again)"
+    assert _temporaries(tmp_path) == [] and not dest.exists()
