@@ -143,6 +143,19 @@ def test_run_applies_the_mask_rule_and_flag(tmp_path, capsys):
     assert json.loads(result.read_text())["metrics"]["overall"]["n"] == 3
 
 
+def test_study_create_reads_the_runs_masks_as_they_did(tmp_path):
+    """`misato study create` opens the runs' dataset with the recorded mask convention (a 0/1 set used to be "not
+    the dataset the runs read")."""
+    from misato.study.create import CreateConfig, create_study
+
+    data = _write_set(tmp_path / "lama", _lama_masks())
+    for label, spec in (("a", "telea"), ("b", "ns")):
+        inpaint_dataset(load_dataset(data, mask_binary_01=True), spec, tmp_path / "runs" / "predictions" / "lama" / label,
+                        progress=False)
+    study = create_study(CreateConfig(tmp_path / "runs", ("a", "b"), 2, tmp_path / "study"))
+    assert len(study.items) == 2 and study.source["dataset"]["kind"] == "custom"
+
+
 # ---------------------------------------------------------------- case 2: kind
 
 

@@ -37,7 +37,7 @@ from PIL import Image
 from misato.composite import composite_uint8
 from misato.data import Dataset, DatasetError, Sample, load_dataset
 from misato.environment import utc_now
-from misato.io import read_mask, read_rgb
+from misato.io import read_rgb
 from misato.outputs import MANIFEST_SCHEMA, OutputFolder
 from misato.study.design import (MEDIA_DIR, QUESTIONS, STUDY_FILE, Item, Option, Study, new_secret, write_study)
 from misato.study.media import pad_all, write_media
@@ -137,7 +137,7 @@ def open_dataset(run: MethodRun, root: Path | None) -> Dataset:
     resolutions = [None] if (root / "image").is_dir() else [None, 1024]  # the MISATO layout: 512/ or 1024/
     for resolution in resolutions:
         try:
-            dataset = load_dataset(root, resolution, hole_is_white)
+            dataset = load_dataset(root, resolution, hole_is_white, bool(recorded.get("mask_binary_01", False)))
         except DatasetError:
             continue
         if dataset.content_hash() == recorded.get("content_sha256"):
@@ -206,7 +206,7 @@ def _item(sample: Sample, runs: list[MethodRun], dataset: Dataset, config: Creat
     """One item; its images go into `media` (name -> bytes). truth_in_place_of: the index of the method whose
     output the ground truth replaces (an attention check), None for an ordinary item."""
     truth = read_rgb(sample.image_path)
-    hole = read_mask(sample.mask_path, dataset.mask_hole_is_white)
+    hole = dataset.read_mask(sample)
     if hole.shape != truth.shape[:2]:
         raise ValueError(f"{sample.mask_path}: mask size differs from {sample.image_path}")
     masked = np.where(hole[..., None] >= 0.5, np.uint8(HOLE_GREY), truth)
@@ -259,7 +259,7 @@ def create_study(config: CreateConfig) -> Study:
         items=tuple(items), attention_pass_fraction=config.attention_pass_fraction, image_max_side=config.max_side,
         created=utc_now(),
         source={"runs": str(Path(config.runs).resolve()), "folders": {r.method: str(r.folder.resolve()) for r in runs},
-                "dataset": {"name": dataset.name, "kind": "MISATO" if dataset.domains else "custom",
+                "dataset": {"name": dataset.name, "kind": dataset.kind,
                             "root": str(Path(dataset.root).resolve()), "content_sha256": dataset.content_hash(),
                             "n_images": len(dataset), "domains": dataset.domains,
                             "mask_hole_is_white": dataset.mask_hole_is_white, "resolution": dataset.resolution}},
