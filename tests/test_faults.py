@@ -332,3 +332,25 @@ def test_weights_convert_on_a_full_disk_names_the_file_and_leaves_no_temporary_f
     assert _one_line_error(capsys, "weights") == f"misato weights: error: {dest}: No space left on device (free " \
                                                  "some space and run the same command again)"
     assert _temporaries(tmp_path) == [] and not dest.exists()
+
+
+def test_unpacking_an_archive_on_a_full_disk_names_the_target_and_removes_the_partial_folder(tmp_path, monkeypatch):
+    import zipfile
+
+    from misato.build.released import safe_extract
+
+    archive = tmp_path / "release.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("image/0000.png", b"x" * 100)
+
+    def extractall(self, path=None, *args, **kwargs):
+        (Path(path) / "image").mkdir(parents=True)
+        (Path(path) / "image" / "0000.png").write_bytes(b"x")
+        _enospc()
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", extractall)
+    target = tmp_path / "unpacked"
+    with pytest.raises(OSError) as raised:
+        safe_extract(archive, target)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["release.zip"]  # no partial folder

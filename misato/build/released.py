@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from misato.data import MISATO, Dataset, DatasetError, load_pair_folders
-from misato.io import IMAGE_SUFFIXES
+from misato.io import IMAGE_SUFFIXES, write_errors_named
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ def safe_extract(archive: Path, target: Path) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with write_errors_named(target, temporary=tmp):  # removed on any error; a full disk names `target`
         with zipfile.ZipFile(archive) as handle:
             for name in handle.namelist():
                 parts = Path(name).parts
@@ -45,9 +44,6 @@ def safe_extract(archive: Path, target: Path) -> Path:
                     raise ValueError(f"{archive}: unsafe member name {name!r}")
             handle.extractall(tmp)
         os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
