@@ -79,7 +79,8 @@ class RunConfig:
     batch_size / seed / limit / options: inpainting settings (options: each method gets those it takes).
     kind: leaderboard group of folder datasets; None = the dataset's own (`misato.data.dataset_kind`: MISATO
     only by layout or manifest; the embedded set is always custom). mask_keep_is_white / mask_binary_01: how
-    the folder datasets' mask files are read (`misato.data.load_dataset`).
+    the folder datasets' mask files are read (`misato.data.load_dataset`). clip_outputs: clip inpainter outputs
+    outside [0, 1] instead of failing the method (`baselines.harness`; recorded in each run manifest).
     embedded_size / embedded_dir: the embedded set's resolution and folder.
     grid_samples: stems for the HTML grid (None = the leaderboard's default choice).
     reuse_scores: a result file newer than its finished inpainting is reused instead of scoring again
@@ -98,6 +99,7 @@ class RunConfig:
     kind: str | None = None
     mask_keep_is_white: bool = False
     mask_binary_01: bool = False
+    clip_outputs: bool = False
     embedded_size: int = 512
     embedded_dir: Path | None = None
     grid_samples: tuple[str, ...] | None = None
@@ -306,7 +308,7 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
             dataset, method.spec, folder, seed=config.seed, batch_size=config.batch_size, limit=config.limit,
             device=config.device, weight_paths=dict(config.score.weights), allow_download=config.score.allow_download,
             options=method_options(method.spec, config.options), progress=config.progress,
-            allow_degenerate_masks=config.score.allow_degenerate_masks,
+            allow_degenerate_masks=config.score.allow_degenerate_masks, clip_outputs=config.clip_outputs,
         )
         manifest = json.loads(Path(manifest_path).read_text())
         if manifest.get("status") != "complete":

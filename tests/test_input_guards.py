@@ -249,3 +249,17 @@ def test_clipping_only_when_asked_and_recorded(tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "cli2"), "--clip-outputs"]) == 0
     recorded = json.loads((tmp_path / "cli2" / "manifest.json").read_text())
     assert recorded["value_policy"]["beyond_tolerance"] == "clip" and recorded["arguments"]["clip_outputs"] is True
+
+
+def test_run_refuses_or_clips_like_inpaint(tmp_path, capsys):
+    data = _write_set(tmp_path / "d")
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text("from baselines.base import Inpainter\n\n\nclass Off(Inpainter):\n    name = 'off'\n\n"
+                      "    def inpaint(self, images, masks, seeds):\n        return images * 2 - 1\n")
+    args = ["run", "--methods", f"off={plugin}:Off", "--dataset", str(data), "--metrics", "psnr", "--no-cache",
+            "--bootstrap", "0", "--set-bootstrap", "0", "--device", "cpu", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a")]) != 0
+    assert "off: the output for sample '0000'" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "b"), "--clip-outputs"]) == 0
+    manifest = json.loads((tmp_path / "b" / "predictions" / "d" / "off" / "manifest.json").read_text())
+    assert manifest["value_policy"]["beyond_tolerance"] == "clip"

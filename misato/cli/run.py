@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from misato.cli._common import (
-    add_device_argument, add_mask_arguments, add_option_argument, add_progress_argument, add_scoring_arguments, add_weight_arguments, parse_csv, score_config_from_args,
+    add_clip_outputs_argument, add_device_argument, add_mask_arguments, add_option_argument, add_progress_argument, add_scoring_arguments, add_weight_arguments, parse_csv, score_config_from_args,
 )
 from misato.data import KINDS
 from misato.defaults import INPAINT_BATCH_SIZE, SCORE_BATCH_SIZE
@@ -46,6 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                            "layout ROOT/{512,1024}/ or a `misato build` manifest, else custom)")
     what.add_argument("--embedded-size", type=int, default=512, help="resolution of the 'embedded' dataset (default 512)")
     add_option_argument(what, "constructor option, given to each method that takes it (repeatable)")
+    add_clip_outputs_argument(what)
     add_scoring_arguments(parser)
     add_mask_arguments(parser)
     extra = parser.add_argument_group("scoring (run)")
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         kind=args.kind,
         mask_keep_is_white=args.mask_keep_is_white,
         mask_binary_01=args.mask_binary_01,
+        clip_outputs=args.clip_outputs,
         embedded_size=args.embedded_size,
         grid_samples=tuple(args.samples) if args.samples else None,
         progress=not args.no_progress,
