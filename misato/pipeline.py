@@ -249,7 +249,8 @@ def open_dataset(entry: DatasetEntry, config: RunConfig) -> tuple[Dataset, str]:
     return dataset, kind
 
 
-def _error_text(error: BaseException) -> str:
+def error_text(error: BaseException) -> str:
+    """The error's message (else its type's name), with its cause's when that adds something."""
     text = str(error) or type(error).__name__
     cause = error.__cause__
     if cause is not None and str(cause) and str(cause) not in text:
@@ -319,7 +320,7 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
         if result is None:  # the raw outputs: the scorer composites them itself (paste_back)
             result = score(scored, folder / "raw", method.label, out / "results", config.score, dataset_kind=kind)
     except Exception as error:  # noqa: BLE001 (any plug-in error must only fail its own method)
-        outcome.stage, outcome.error, outcome.error_type = stage, _error_text(error), type(error).__name__
+        outcome.stage, outcome.error, outcome.error_type = stage, error_text(error), type(error).__name__
         log.error("%s on %s failed while %s: %s", method.label, dataset.name,
                   "inpainting" if stage == "inpaint" else "scoring", outcome.error.splitlines()[0])
         log.debug("%s", traceback.format_exc())
@@ -383,7 +384,7 @@ def _run_locked(config: RunConfig, out: Path) -> RunReport:
         except Exception as error:  # noqa: BLE001 (a broken dataset fails its own runs only)
             label = entry.label or entry.source
             log.error("dataset %s: %s", label, error)
-            outcomes += [Outcome(label, m.label, m.spec, "failed", "dataset", _error_text(error), type(error).__name__,
+            outcomes += [Outcome(label, m.label, m.spec, "failed", "dataset", error_text(error), type(error).__name__,
                                  kind=config.kind or "custom") for m in config.methods]
             continue
         if dataset.name in names and names[dataset.name] != entry.source:
@@ -425,7 +426,7 @@ def _run_locked(config: RunConfig, out: Path) -> RunReport:
             leaderboard = write_reports([out / "results"], out / "leaderboard", formats=config.leaderboard_formats,
                                         samples=config.grid_samples, failures=failed_runs(outcomes, config.score))
         except Exception as error:  # noqa: BLE001 (results stay valid; report the leaderboard problem)
-            leaderboard_error = _error_text(error)
+            leaderboard_error = error_text(error)
             log.error("leaderboard not written: %s", leaderboard_error)
     report = RunReport(out, outcomes, leaderboard, summary, leaderboard_error)
     atomic_write_json(summary, _summary(config, report, planned, "finished"))

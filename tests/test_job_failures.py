@@ -242,3 +242,40 @@ def test_a_lock_naming_another_host_is_refused_with_the_file_to_delete(tmp_path)
         with folder_lock(tmp_path / "other"):
             assert read_owner(tmp_path / "other")["pid"] == os.getpid()
     assert not lock_path(tmp_path / "other").exists()
+
+
+def test_reproduce_table2_with_a_failed_stage_goes_on_exits_1_and_keeps_the_rows(tmp_path, monkeypatch, capsys):
+    """A failed training stage skips what builds on it (and says so), the independent stages still run, every row
+    stays in table2.md as "failed", reproduce.json lists the failures, exit status 1 (used to be a traceback)."""
+    from baselines.asuka.training import latents, loop
+    from misato.reproduce.table2 import load_preset
+
+    trained = []
+
+    def fake_train(config, builder, inputs, **kwargs):
+        name = Path(inputs.out).name
+        trained.append(name)
+        if name == "mae-ft":
+            raise RuntimeError("boom: the MAE fine-tune ran out of memory")
+        return {"status": "complete", "step": 0}  # nothing written: composing its model fails later
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    monkeypatch.setattr(latents, "build_latent_cache", lambda *args, **kwargs: {"entries": []})
+    out = tmp_path / "t2"
+    assert main(["reproduce", "table2", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 1
+    printed = capsys.readouterr().out
+    preset = load_preset("smoke")
+    independent = [n for n, s in preset["stages"].items() if s.get("mae") == "pretrained" or s["stage"] == "decoder"]
+    assert "align-pt-mae" in independent and set(independent) <= set(trained)  # went on after mae-ft failed
+    assert "align-self4" not in trained  # builds on mae-ft: skipped
+    summary = json.loads((out / "reproduce.json").read_text())
+    failures = {f["name"]: f["error"] for f in summary["failures"]}
+    assert failures["mae-ft"].startswith("boom") and "builds on stage mae-ft" in failures["align-self4"]
+    assert set(preset["runs"]) <= set(failures) and summary["status"] == "finished"
+    tail = printed[printed.index("FAILED:"):]
+    assert "stage mae-ft:" in tail and "boom: the MAE fine-tune" in tail
+    table = (out / "table2.md").read_text()
+    for row in preset["rows"]:
+        assert f"| {row['variant']} | measured | failed |" in table.replace("\\", "")
+    lines = (out / "table2_2a_mae.csv").read_text().splitlines()
+    assert lines[0].endswith(",best,failed") and all(line.endswith(",True") for line in lines if ",measured,measured," in line)

@@ -13,7 +13,9 @@ EPILOG = """examples:
       --mae-pretrained MAE-FAR/mae_places.pth --weight vgg16-torchvision=vgg16-397923af.pth --out runs/table2
 
 Rerunning the same command continues where it stopped: finished stages, latents, inpainted samples and scores
-are reused. Outputs: table2.md (measured, paper and difference rows), table2_<sub-table>.csv, reproduce.json."""
+are reused. Outputs: table2.md (measured, paper and difference rows), table2_<sub-table>.csv, reproduce.json.
+A failed stage or run is listed at the end, its rows read 'failed', the rest goes on; exit status 1. One job at a
+time per --out (OUT/.misato.lock): a second one is refused, naming the first."""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -91,5 +93,14 @@ def run(args: argparse.Namespace) -> int:
         preset=args.preset, out=args.out, data=args.data, misato=args.misato, mae_pretrained=args.mae_pretrained,
         coco_annotations=args.coco_annotations, weights=parse_weight_overrides(args.weight),
         allow_download=args.allow_download, device=args.device, progress=not args.no_progress))
-    print(f"table2 ({args.preset}): {len(summary['runs'])} models scored; tables in {args.out}/table2.md")
-    return 0
+    failures = summary.get("failures", [])
+    scored = sum(1 for run in summary["runs"].values() if run.get("status") != "failed")
+    print(f"table2 ({args.preset}): {scored} of {len(summary['preset']['runs'])} models scored; tables in "
+          f"{args.out}/table2.md")
+    if failures:
+        print(f"\nFAILED: {len(failures)} stage(s) or run(s) (the others went on; their rows read 'failed'; "
+              "exit status 1):")
+        for failure in failures:
+            print(f"- {failure['kind']} {failure['name']}:")
+            print("\n".join("    " + line for line in failure["error"].splitlines()))
+    return 1 if failures else 0
