@@ -230,6 +230,9 @@ def load_dataset(
     if (root / "image").is_dir():
         base = root
         sub_folder = root.name in {str(r) for r in RESOLUTIONS} and resolution in (None, int(root.name))
+        if resolution is not None and not sub_folder:
+            raise DatasetError(f"{root}: resolution {resolution} asked, but this folder holds image/ and mask/ itself "
+                               f"(the MISATO layout has them in {' or '.join(map(str, RESOLUTIONS))}/)")
         layout_root, resolution = (root.parent, int(root.name)) if sub_folder else (root, None)
         stated = manifest_kind(root) or (manifest_kind(root.parent) if sub_folder else None)
     else:

@@ -31,6 +31,8 @@ def test_released_layout_512_and_1024(tmp_path):
     assert [s.domain for s in d512.samples] == ["landscape", "indoor", "background"]
     assert d512.samples[0].image_path.suffix == ".jpg" and d512.name.endswith("-512")
     d1024 = load_dataset(tmp_path, resolution=1024)
+    with pytest.raises(DatasetError, match="resolution 512 asked, but this folder holds image/ and mask/ itself"):
+        load_dataset(tmp_path / "1024", resolution=512)  # never silently another resolution than asked
     assert d1024.samples[1].mask_path.name == "000501.png"
     assert d1024.domains == ["landscape", "indoor", "background"]
 
