@@ -6,10 +6,10 @@ scipy.stats.bootstrap has no paired set-metric form (a set metric is recomputed 
 Conventions: one resample = n image indices drawn with replacement from the n images (numpy
 `default_rng(seed)`; `Resamples` draws them in chunks of rows from one generator, the same indices as one
 `resample_indices` call, so memory does not grow with the count); every count is at most
-`misato.defaults.BOOTSTRAP_MAX` (`check_resamples`); the interval is the percentile interval (level 0.95: the 2.5th and 97.5th percentiles of
-the resampled statistic). Per-image values that are not finite (left out of the mean, see the scorer) are left
-out of each resample's mean too. The same indices serve every metric of a result, and two methods scored on the
-same images with the same seed are resampled identically (paired).
+`misato.defaults.BOOTSTRAP_MAX` (`check_resamples`); the interval is the percentile interval (level 0.95: the
+2.5th and 97.5th percentiles of the resampled statistic). Per-image values that are not finite (left out of the
+mean, see the scorer) are left out of each resample's mean too. The same indices serve every metric of a result,
+and two methods scored on the same images with the same seed are resampled identically (paired).
 """
 
 from __future__ import annotations
@@ -98,10 +98,6 @@ class Resamples:
         """One resample's indices (n,) at a time (set metrics recompute from each)."""
         for chunk in self.chunks():
             yield from chunk
-
-    def array(self) -> np.ndarray:
-        """All rows at once, int (count, n)."""
-        return np.concatenate(list(self.chunks())) if self.count else np.zeros((0, self.n), np.int64)
 
 
 Indices = np.ndarray | Resamples  # int (R, N) rows, or the same rows drawn in chunks
