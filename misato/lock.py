@@ -13,7 +13,8 @@ start time, or no such pid) is stale: it is taken over with a warning naming the
 process on another host is refused (its liveness cannot be checked from here; the message says which file to
 delete once that job is gone). The lock is released (file removed) on every exit of the `with` block: normal,
 exception, Ctrl-C (KeyboardInterrupt) and SIGTERM (turned into SystemExit while the lock is held in the main
-thread).
+thread); folders it created that the job left empty are removed with it. A lock file that cannot be written (a
+full disk) is an OSError naming it.
 
 Re-entrant within one process (a locked job calling another locked API on the same folder). Under a distributed
 launch (`accelerate launch`, torchrun: environment RANK > 0) only rank 0 takes the lock; when rank 0 is refused
@@ -129,10 +130,10 @@ def _read(fd: int) -> dict[str, Any] | None:
 
 
 def _write(fd: int, owner: dict[str, Any]) -> None:
+    """The owner's description (not fsynced: after a crash the flock is gone anyway, and an empty file is free)."""
     data = (json.dumps(owner) + "\n").encode()
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
-    os.fsync(fd)
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -178,7 +179,11 @@ def _acquire(path: Path) -> int:
                                     "or stop it")
         if owner:
             log.warning("%s: taking over the lock of %s, which is no longer running", path.parent, describe(owner))
-        _write(fd, _identity())
+        try:
+            _write(fd, _identity())
+        except OSError as error:  # a full disk: named, and no lock file left behind
+            _release(path, fd)
+            raise OSError(error.errno, error.strerror, str(path)) from None
         return fd
     raise FolderLockedError(f"{path}: the lock file kept being replaced; is another job starting on "
                             f"{path.parent}?")
@@ -205,6 +210,9 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     if int(os.environ.get("RANK", "0") or 0) > 0:  # a distributed job's other ranks: rank 0 holds the lock
         yield path
         return
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ValueError(f"{path.parent} is a file, not a folder (an output folder is expected)")
+    created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     key = str(path.resolve())
     if key in _HELD:
@@ -214,7 +222,11 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
         finally:
             _HELD[key][1] -= 1
         return
-    fd = _acquire(path)
+    try:
+        fd = _acquire(path)
+    except BaseException:
+        _remove_empty(created)
+        raise
     _HELD[key] = [fd, 1]
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
@@ -227,3 +239,14 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
         del _HELD[key]
         _release(path, fd)
+        _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders the lock created (deepest first) that are still empty: a job that wrote nothing leaves
+    nothing behind."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the job wrote there), or gone
+            return

@@ -124,7 +124,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache-dir", help="feature cache folder (default $MISATO_CACHE_DIR/features, "
                                            "$MISATO_CACHE_DIR defaulting to ~/.cache/misato)")
     group.add_argument("--strict", action="store_true",
-                       help="fail when a metric's weights are missing (misato run: also exit 1 when a method fails)")
+                       help="fail when a metric's weights are missing (misato run: that method's scoring fails)")
     group.add_argument("--bootstrap", type=parse_resamples, default=1000, metavar="N",
                        help="bootstrap resamples for the 95%% intervals of per-image means and U/P-IDS (default 1000; "
                             f"0: no intervals; every count at most {BOOTSTRAP_MAX:,})")

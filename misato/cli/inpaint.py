@@ -84,21 +84,24 @@ def run(args: argparse.Namespace) -> int:
                          "(or --list)")
 
     dataset = dataset_from_args(args, args.dataset, args.resolution)
-    manifest = inpaint_dataset(
-        dataset,
-        args.method,
-        args.out,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        device=args.device,
-        weight_paths=parse_weight_overrides(args.weight),
-        allow_download=args.allow_download,
-        options=dict(args.option),
-        progress=not args.no_progress,
-        allow_degenerate_masks=args.allow_degenerate_masks,
-        clip_outputs=args.clip_outputs,
-    )
+    from misato.lock import folder_lock
+
+    with folder_lock(args.out):  # one job per output folder: a second is refused, naming the first
+        manifest = inpaint_dataset(
+            dataset,
+            args.method,
+            args.out,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            device=args.device,
+            weight_paths=parse_weight_overrides(args.weight),
+            allow_download=args.allow_download,
+            options=dict(args.option),
+            progress=not args.no_progress,
+            allow_degenerate_masks=args.allow_degenerate_masks,
+            clip_outputs=args.clip_outputs,
+        )
     if os.environ.get("RANK", "0") != "0":  # one summary line per data-parallel run
         return 0
     status = json.loads(manifest.read_text())

@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     dataset = dataset_from_args(args, args.dataset, args.resolution)
     config = score_config_from_args(args, args.batch_size, args.device)
     kind = dataset_kind(dataset, args.kind)
-    result = score(dataset, args.predictions, args.method, args.out, config, dataset_kind=kind)
+    from misato.lock import folder_lock
+
+    with folder_lock(args.out):  # one job per output folder: a second is refused, naming the first
+        result = score(dataset, args.predictions, args.method, args.out, config, dataset_kind=kind)
     print(json.dumps(result.record.overall, indent=2))
     for metric, reason in result.record.unavailable.items():
         print(f"unavailable: {metric}: {reason}")
