@@ -17,6 +17,14 @@ calls it unconditionally); below 512 pairs cal_ids.py runs with --resolution 204
 rows) and U/P-IDS are not compared.
 
     python benchmarks/bench_scoring.py --n 64 --clip
+    python benchmarks/bench_scoring.py --n 16 --new-metrics
+
+--new-metrics times only cmmd, fd_dinov2 and dreamsim (issue 25; random weights of the real architectures, written
+by `new_metric_weights`): the seconds per image each adds to a run (its wall with PSNR minus PSNR's alone, networks
+built by a warm-up, no feature cache: truths and results both go through the network). Measured at 512 (8 images,
+batch 4 or 8): on this project's 2-core machine under a load average of 6-7 from other jobs, cmmd 31.1 s, fd_dinov2
+28.0 s, dreamsim (both crops) 20.3 s; on an otherwise idle 16-core CPU 0.85, 0.39 and 0.63 s; on an H200 GPU (32
+images) 0.03, 0.02 and 0.04 s.
     python benchmarks/bench_scoring.py --n 64 --protocol asuka --num-workers 0 --official-eval ../asuka-misato/asuka-flux/eval
 """
 
@@ -120,6 +128,95 @@ def random_weights(folder: Path, clip: bool, protocol: str = "comod") -> dict[st
         paths["clip-vit-l-14-openai"] = folder / "clip.pth"
         torch.save(open_clip.create_model("ViT-L-14", pretrained=None).state_dict(), paths["clip-vit-l-14-openai"])
     return {k: str(v) for k, v in paths.items()}
+
+
+NEW_METRICS = {"cmmd": ("cmmd",), "fd_dinov2": ("fd_dinov2",), "dreamsim": ("dreamsim", "dreamsim_image")}
+
+
+def new_metric_weights(folder: Path) -> dict[str, str]:
+    """Random weight files of the real architectures behind cmmd, fd_dinov2 and dreamsim (issue 25), in their
+    published layouts: CLIP ViT-L/14-336 (open_clip state dict), DINOv2 ViT-L/14 (hub config.json +
+    model.safetensors), the DreamSim ensemble release zip (ViT-B/16 backbones + a LoRA adapter of the released
+    shape: r 16 on every qkv) and the DINO ViT-B/16 backbone."""
+    import json
+
+    import open_clip
+    from safetensors.torch import save_file
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    paths = {"clip-vit-l-14-336-openai": folder / "clip336.pth"}
+    torch.save(open_clip.create_model("ViT-L-14-336", pretrained=None, force_quick_gelu=True).state_dict(),
+               paths["clip-vit-l-14-336-openai"])
+    dinov2 = folder / "dinov2"
+    dinov2.mkdir()
+    config = Dinov2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, mlp_ratio=4,
+                          patch_size=14, image_size=518, layerscale_value=1.0)
+    (dinov2 / "config.json").write_text(json.dumps(config.to_dict()))
+    save_file({k: v.contiguous() for k, v in Dinov2Model(config).state_dict().items()}, dinov2 / "model.safetensors")
+    paths["dinov2-vit-l-14-config"], paths["dinov2-vit-l-14"] = dinov2 / "config.json", dinov2 / "model.safetensors"
+    paths.update(_dreamsim_release(folder))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _dreamsim_release(folder: Path) -> dict[str, Path]:
+    """The DreamSim ensemble archive and DINO backbone with random ViT-B/16 weights (`new_metric_weights`)."""
+    import zipfile
+
+    from dreamsim import model as package
+    from dreamsim.feature_extraction.vision_transformer import vit_base
+    from peft import LoraConfig, get_peft_model
+
+    from evaluators.dreamsim_metric import dino_backbone
+
+    release = folder / "dreamsim"
+    release.mkdir()
+    dino = folder / "dino_vitbase16_pretrain.pth"
+    torch.save(vit_base(patch_size=16, num_classes=0).state_dict(), dino)
+    # the DINO projection head the package reads but never uses for the CLS feature: any tensors
+    head = [f"module.head.mlp.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")] + ["module.head.last_layer.weight"]
+    torch.save({"student": {key: torch.zeros(1) for key in head}}, release / "dino_vitb16_pretrain.pth")
+    for name in ("clip_vitb16_pretrain.pth.tar", "open_clip_vitb16_pretrain.pth.tar"):
+        vit = vit_base(patch_size=16)
+        vit.pos_drop = torch.nn.LayerNorm(768)
+        torch.save({"state_dict": {**vit.state_dict(), "proj": torch.randn(768, 512) / 28}}, release / name)
+    with mock.patch.object(torch.hub, "load", lambda *a, **k: dino_backbone(dino)), \
+            mock.patch.object(torch.hub, "set_dir", lambda d: None):
+        base = package.PerceptualModel(**package.dreamsim_args["model_config"]["ensemble"], device="cpu",
+                                       load_dir=str(release), normalize_embeds=True)
+    get_peft_model(base, LoraConfig(r=16, lora_alpha=0.5, lora_dropout=0.3, bias="none",
+                                    target_modules=["qkv"])).save_pretrained(release / "ensemble_lora")
+    archive = folder / "dreamsim_ensemble_checkpoint.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(release.rglob("*")):
+            if path.is_file():
+                out.write(path, path.relative_to(release).as_posix())
+    return {"dreamsim-ensemble": archive, "dino-vitb16": dino}
+
+
+def time_new_metrics(tmp: Path, args: argparse.Namespace) -> None:
+    """Seconds per image each issue-25 metric adds to a scoring run (random weights, no feature cache): the wall
+    of scoring it with PSNR minus the wall of PSNR alone, over --n images, networks built beforehand (warm-up)."""
+    from evaluators.scoring import ScoreConfig, score
+    from misato.data import load_dataset
+
+    data_dir, pred, _ = make_inputs(tmp, args.n, args.size)
+    warm_data, warm_pred, _ = make_inputs(tmp / "warm", 2, args.size)
+    weights = new_metric_weights(tmp)
+    walls = {}
+    for name, metrics in {"baseline (psnr)": (), **NEW_METRICS}.items():
+        config = ScoreConfig(metrics=("psnr", *metrics), weights=weights, device=args.device,
+                             batch_size=args.batch_size, num_workers=args.num_workers, use_cache=False, strict=True,
+                             protocol=args.protocol, progress=False)
+        score(load_dataset(warm_data), warm_pred, "warmup", tmp / "res", config)
+        start = time.perf_counter()
+        result = score(load_dataset(data_dir), pred, name.split()[0], tmp / "res", config)
+        walls[name] = time.perf_counter() - start
+        values = ", ".join(f"{m} {result.record.overall[m]:.4g}" for m in metrics)
+        print(f"{name:16s} wall {walls[name]:.1f} s, forward {result.record.timing['forward_s']:.1f} s  {values}")
+    print(f"device {result.record.device}, {args.n} images at {args.size}; added seconds per image:")
+    for name in NEW_METRICS:
+        print(f"  {name:10s} {(walls[name] - walls['baseline (psnr)']) / args.n:.2f} s")
 
 
 OFFICIAL_METRICS = ("lpips", "fid", "u_ids", "p_ids", "psnr", "ssim", "grad_error")  # what the three scripts report
@@ -232,7 +329,13 @@ def main() -> None:
     parser.add_argument("--clip", action="store_true", help="include the CLIP ViT-L/14 score")
     parser.add_argument("--official-eval", type=Path,
                         help="asuka-misato's asuka-flux/eval folder: also time its scripts on the same inputs")
+    parser.add_argument("--new-metrics", action="store_true",
+                        help="only time cmmd, fd_dinov2 and dreamsim (issue 25): added seconds per image")
     args = parser.parse_args()
+    if args.new_metrics:
+        with tempfile.TemporaryDirectory() as tmp:
+            time_new_metrics(Path(tmp), args)
+        return
     if args.official_eval:
         missing = [name for name in OFFICIAL_SCRIPTS if not (args.official_eval / name).is_file()]
         if missing:

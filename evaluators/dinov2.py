@@ -83,9 +83,12 @@ class FrechetDinov2Distance(FrechetInceptionDistance):
     """`fd_dinov2`: FID's streamed float64 statistics and formula on the DINOv2 features."""
 
     def compute(self) -> dict[str, float]:
-        return {"fd_dinov2": super().compute()["fid"]}
+        try:
+            return {"fd_dinov2": super().compute()["fid"]}
+        except ValueError as error:
+            raise ValueError(str(error).replace("FID", "FD-DINOv2")) from None
 
     @staticmethod
     def intervals(real: np.ndarray, fake: np.ndarray, indices: np.ndarray, level: float) -> dict:
         found = FrechetInceptionDistance.intervals(real, fake, indices, level)
-        return {"fd_dinov2": found["fid"]}
+        return {"fd_dinov2": found["fid"]} if "fid" in found else {}
