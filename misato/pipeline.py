@@ -73,8 +73,8 @@ class RunConfig:
 
     methods / datasets: what to run (see `parse_method` / `parse_dataset` for the LABEL=SPEC forms).
     score: how every method is scored (`ScoreConfig`: protocol, metrics, paste-back, batch size, workers, cache,
-    degenerate masks, strictness, device); its `weights` and `allow_download` also serve the inpainters, and
-    `strict` also makes any failed method an error for the exit code.
+    degenerate masks, strictness, device); its `weights` and `allow_download` also serve the inpainters; with
+    `strict` a metric's missing weights fail that method's scoring (a failed method fails the run either way).
     device: inpainting device, None = the runner's default (accelerate's or cuda when available, else cpu).
     batch_size / seed / limit / options: inpainting settings (options: each method gets those it takes).
     kind: leaderboard group of folder datasets; None = the dataset's own (`misato.data.dataset_kind`: MISATO
@@ -140,10 +140,6 @@ class RunReport:
     @property
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.status != "ok"]
-
-    @property
-    def all_failed(self) -> bool:
-        return bool(self.outcomes) and len(self.failed) == len(self.outcomes)
 
     @property
     def ok(self) -> bool:

@@ -143,6 +143,17 @@ def test_run_option_values_are_type_checked_before_any_work(tmp_path, tiny_datas
     assert not out.exists()
 
 
+def test_run_strict_makes_missing_weights_fail_the_method(tmp_path, tiny_dataset, capsys):
+    """--strict keeps its scoring meaning in `misato run`: a metric's missing weights fail that method's scoring
+    (listed, row 'failed', exit 1); without it the metric is unavailable and the run succeeds."""
+    args = ["run", "--methods", "telea", "--limit", "2", "--metrics", "lpips,psnr", "--dataset", str(tiny_dataset),
+            "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "lenient")]) == 0
+    assert main([*args, "--out", str(tmp_path / "strict"), "--strict"]) == 1
+    tail = capsys.readouterr().out.split("FAILED: 1 of 1 runs", 1)[1]
+    assert "telea on data, while score" in tail and "misato weights fetch alexnet-torchvision" in tail
+
+
 def test_demo_with_a_failed_method_exits_1(tmp_path, capsys):
     plugin = tmp_path / "plugin.py"
     plugin.write_text(FLAKY)
