@@ -227,7 +227,8 @@ class InpainterRegistry:
 
     def create(self, spec: str, device: str = "cpu", **options: Any) -> Inpainter:
         """Instantiate the inpainter for `spec` on `device`; spec-implied options (folder root) are added.
-        Options it does not take are refused, naming the valid ones (a typo would otherwise be ignored)."""
+        Options it does not take are refused, naming the valid ones (a typo would otherwise be ignored), and so are
+        values not of the type its constructor declares (`baselines.options`)."""
         options = {**self.parse(spec).options, **options}
         accepted = self.accepted_options(spec)
         unknown = sorted(set(options) - accepted) if accepted is not None else []
@@ -237,6 +238,9 @@ class InpainterRegistry:
             raise InpainterLoadError(
                 f"{spec}: unknown option(s) {', '.join(unknown)}"
                 f"{' (did you mean ' + ', '.join(hints) + '?)' if hints else ''}; valid: {', '.join(sorted(accepted))}")
+        from baselines.options import check_option_types
+
+        check_option_types(self.get(spec), options, f"{spec}: option ")  # 10.7 for an int: one line, no traceback
         return self.get(spec)(device=device, **options)
 
 

@@ -143,6 +143,14 @@ def test_run_option_values_are_type_checked_before_any_work(tmp_path, tiny_datas
     assert not out.exists()
 
 
+def test_inpaint_option_values_are_type_checked_when_the_inpainter_is_built(tmp_path, tiny_dataset, capsys):
+    out = tmp_path / "never"
+    assert main(["inpaint", "--method", "telea", "--option", "radius=wide", "--dataset", str(tiny_dataset),
+                 "--out", str(out), "--no-progress"]) == 1
+    assert 'misato inpaint: error: telea: option radius="wide": radius takes a number' in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_run_strict_makes_missing_weights_fail_the_method(tmp_path, tiny_dataset, capsys):
     """--strict keeps its scoring meaning in `misato run`: a metric's missing weights fail that method's scoring
     (listed, row 'failed', exit 1); without it the metric is unavailable and the run succeeds."""

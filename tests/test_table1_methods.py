@@ -24,7 +24,7 @@ def test_run_without_weights_fails_each_method_with_its_fix(tmp_path, tiny_datas
     methods = ",".join([*METHODS, "lama", "telea"])
     args = ["run", "--methods", methods, "--option", "checkpoint=authors",  # taken by lama only
             "--dataset", str(tiny_dataset), "--limit", "2", "--metrics", "psnr", "--out", str(out), "--no-progress"]
-    assert cli_main(args) == 0
+    assert cli_main(args) == 1  # failed methods fail the job (issue 21 case 3); telea still ran
     printed = capsys.readouterr().out
     outcomes = {o["method"]: o for o in json.loads((out / "run.json").read_text())["outcomes"]}
     assert outcomes["telea"]["status"] == "ok"
