@@ -13,7 +13,7 @@ from misato.io import atomic_write_text
 from leaderboard.html import build_grids, render_html
 from leaderboard.render import render_latex, render_markdown, table_csv
 from leaderboard.results import collect
-from leaderboard.tables import FailedRun, build_tables
+from leaderboard.tables import FailedRun, build_tables, current_results
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ def write_reports(
     """
     options = ReportOptions(tuple(formats), tuple(samples) if samples else None, paper)
     results = collect(result_paths)
-    tables = build_tables(results, paper=options.paper, failures=tuple(failures))
+    failures = tuple(failures)
+    tables = build_tables(results, paper=options.paper, failures=failures)
     out = Path(out_dir)
     written: dict[str, Path] = {}
     if "md" in options.formats:
@@ -65,8 +66,9 @@ def write_reports(
             written[f"csv:{table.key}"] = out / f"{table.key}.csv"
             atomic_write_text(written[f"csv:{table.key}"], table_csv(table))
     if "html" in options.formats:
-        grids = build_grids(results, list(options.samples) if options.samples else None)
+        current = current_results(results, failures)  # without the results that failed runs supersede
+        grids = build_grids(current, list(options.samples) if options.samples else None)
         written["html"] = out / "report.html"
-        atomic_write_text(written["html"], render_html(tables, grids, results))
+        atomic_write_text(written["html"], render_html(tables, grids, current))
     logger.info("wrote %d leaderboard file(s) to %s", len(written), out)
     return written

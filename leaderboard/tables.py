@@ -109,6 +109,14 @@ class FailedRun:
         return GroupKey(self.kind, self.dataset, self.protocol, self.paste_back)
 
 
+def current_results(results: list[Result], failures: list[FailedRun] | tuple[FailedRun, ...]) -> list[Result]:
+    """`results` without those a failed run supersedes (same method and column group): what comparisons and the
+    report's grid may show."""
+    replaced = {(f.key, f.method) for f in failures}
+    return [r for r in results if (GroupKey(r.dataset_kind, r.dataset_name, r.protocol_label, r.paste_back),
+                                   r.method) not in replaced]
+
+
 @dataclass
 class _Group:
     key: GroupKey
@@ -611,9 +619,7 @@ def build_tables(results: list[Result], paper: bool = True,
     if scored or failures:
         tables += [build_table1(scored, paper=paper, failures=failures), build_metrics_table(scored, failures),
                    *build_domain_tables(scored, failures)]
-        replaced = {(f.key, f.method) for f in failures}  # older results of runs that failed now are not compared
-        paired = build_paired_table([r for r in scored if (GroupKey(r.dataset_kind, r.dataset_name, r.protocol_label,
-                                                                      r.paste_back), r.method) not in replaced])
+        paired = build_paired_table(current_results(scored, failures))
         if paired is not None:
             tables.append(paired)
     if study:

@@ -435,3 +435,51 @@ def test_html_plots_metrics_by_hole_ratio(tmp_path: Path) -> None:
     assert "LPIPS vs hole ratio" in section and "30-40%" in section
     assert EVIL not in section and "&lt;script&gt;" in section  # the evil method's legend, escaped
     check_report_dom(parse(html_text))
+
+
+# ---------------------------------------------------------------- failed runs
+def test_failed_runs_are_failed_rows_and_supersede_older_results(tmp_path: Path) -> None:
+    """A failed (method, dataset) pair is a row of "failed" cells in its column group, in every table and format,
+    never a blank or a missing row; an older result of the same pair is not shown (named in the notes) and leaves
+    the paired comparison and the grid; a pair in a group of its own (nothing scored there) gets its group."""
+    from leaderboard.tables import FailedRun, build_metrics_table
+
+    results = collect([FIXTURES])
+    lama = next(r for r in results if r.method == "lama" and r.dataset_kind == "MISATO")
+    failures = (FailedRun("lama", lama.dataset_name, "MISATO", lama.protocol_label, lama.paste_back, "score",
+                          "CUDA out of memory"),
+                FailedRun("new-method", "other-photos", "custom", lama.protocol_label, True, "inpaint", "boom"))
+    table = build_table1(results, failures=failures)
+    assert [g for g, _ in table.groups()] == ["MISATO", "Places2", "my-photos", "other-photos"]
+    failed = table.failed_cells()
+    rows = list(table.frame.index)
+    misato = [j for j, (group, _) in enumerate(table.frame.columns) if group == "MISATO"]
+    assert failed[rows.index(("lama", "measured")), misato].all()
+    assert not failed[rows.index(("lama", "measured"))].all()  # Places2: lama's result stands
+    assert not failed[rows.index(("lama", "paper"))].any()  # the paper's figures are not failures
+    assert failed[rows.index(("new-method", "measured"))].sum() == len(TABLE1)
+    assert any(str(lama.path) in note and "not shown" in note for note in table.notes)
+    assert any(note.startswith("lama [MISATO]: failed while score: CUDA out of memory") for note in table.notes)
+    header, md = md_rows(render_markdown([table]), table.title)
+    lama_row = next(r for r in md if r[:2] == ["lama", "measured"])
+    assert lama_row[2:2 + len(TABLE1)] == ["failed"] * len(TABLE1)
+    (tmp_path / "table1.csv").write_text(table_csv(table))
+    csv_back = read_table_csv(tmp_path / "table1.csv")
+    assert (csv_back.failed_cells() == failed).all()
+    metrics = build_metrics_table(results, failures)
+    assert metrics.failed_cells()[list(metrics.frame.index).index(("new-method", "measured"))].any()
+
+    written = write_reports([FIXTURES], tmp_path / "board", failures=failures)
+    html = written["html"].read_text()
+    assert 'class="failed">failed</td>' in html
+    from leaderboard.tables import build_paired_table
+
+    def lama_compared(paired) -> bool:
+        columns = [j for j, (group, _) in enumerate(paired.frame.columns) if group == "MISATO"]
+        row = ("lama", "measured")
+        return row in paired.frame.index and np.isfinite(paired.frame.loc[row].to_numpy()[columns]).any()
+
+    assert lama_compared(build_paired_table(results))  # without the failure, lama is compared on MISATO
+    assert not lama_compared(read_table_csv(tmp_path / "board" / "paired.csv"))
+    domains = read_table_csv(tmp_path / "board" / "per_domain.csv")
+    assert domains.failed_cells()[list(domains.frame.index).index(("lama", "measured"))].all()
