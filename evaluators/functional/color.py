@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.color import deltaE_ciede2000, rgb2lab
 
 REFERENCE_SIDE = 512  # lengths in the protocol are pixels at this image side
 
@@ -27,7 +26,10 @@ def scaled_length(length_at_512: float, shape: tuple[int, ...]) -> float:
 
 
 def _ciede2000(rgb_a: np.ndarray, rgb_b: np.ndarray) -> np.ndarray:
-    """CIEDE2000 between two (N, 3) arrays of sRGB colours in [0, 1] -> float64 (N,)."""
+    """CIEDE2000 between two (N, 3) arrays of sRGB colours in [0, 1] -> float64 (N,). skimage (and with it scipy)
+    is imported by the first call, not with the module: a score without the colour metrics never loads it."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
     return deltaE_ciede2000(rgb2lab(rgb_a[:, None, :])[:, 0], rgb2lab(rgb_b[:, None, :])[:, 0])
 
 

@@ -11,8 +11,6 @@ from typing import Callable
 import cv2
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
-from torchvision.transforms.functional import rgb_to_grayscale
 
 
 def psnr_uint8(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -57,7 +55,11 @@ def ssim_gaussian_rgb(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def ssim_uniform_gray(pred: np.ndarray, gt: np.ndarray) -> float:
-    """asuka: torchvision rgb_to_grayscale on [0, 1] floats, then skimage defaults (7x7 uniform), data_range 1."""
+    """asuka: torchvision rgb_to_grayscale on [0, 1] floats, then skimage defaults (7x7 uniform), data_range 1.
+    skimage (scipy) and torchvision are imported here, by the protocol that uses them, not with the module."""
+    from skimage.metrics import structural_similarity
+    from torchvision.transforms.functional import rgb_to_grayscale
+
     p = rgb_to_grayscale(torch.from_numpy(pred).permute(2, 0, 1).float() / 255.0)[0].numpy()
     g = rgb_to_grayscale(torch.from_numpy(gt).permute(2, 0, 1).float() / 255.0)[0].numpy()
     return float(structural_similarity(p, g, data_range=1.0))

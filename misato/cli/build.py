@@ -11,7 +11,6 @@ import argparse
 from pathlib import Path
 
 from misato.cli._common import add_device_argument, add_progress_argument
-from misato.devices import resolve_device
 
 HELP = "build MISATO from Matterport3D/Flickr-Landscape/MegaDepth/COCO, a Places2 set, or a datasets copy"
 
@@ -88,6 +87,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_misato(args: argparse.Namespace) -> int:
+    from misato.devices import resolve_device  # imports torch: not at `misato --help` time
     from misato.build.pipeline import BuildConfig, FeatureOptions, build_misato
     from misato.build.sources import CocoSource, folder_source, landscape_source
 
