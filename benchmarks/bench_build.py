@@ -30,8 +30,8 @@ def bench_features(n_images: int, device: str, batch_size: int, model: str) -> d
     import torch
     from PIL import Image
 
-    from misato.build.features import ClipFeatures, extract_features
-    from misato.build.sources import FolderSource
+    from misato.builder.features import ClipFeatures, extract_features
+    from misato.builder.sources import FolderSource
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -58,7 +58,7 @@ def bench_features(n_images: int, device: str, batch_size: int, model: str) -> d
 
 
 def bench_clustering(n: int, dim: int, clusters: int, seed: int) -> dict:
-    from misato.build.select import fit_bisecting_kmeans, pick_representatives
+    from misato.builder.select import fit_bisecting_kmeans, pick_representatives
 
     rng = np.random.default_rng(seed)
     # Clustered data (a mixture of 2,000 directions) rather than pure noise, closer to real CLIP features.

@@ -196,7 +196,7 @@ def load_pair_folders(
 def manifest_kind(folder: Path) -> str | None:
     """The kind a `misato build` manifest in `folder` states ("misato" -> MISATO, "places2" -> Places2), or None
     when `folder` holds no such manifest (a `manifest.json` of another format is not one)."""
-    from misato.build.export import MANIFEST_FORMAT, MANIFEST_NAME
+    from misato.builder.export import MANIFEST_FORMAT, MANIFEST_NAME
 
     path = folder / MANIFEST_NAME
     if not path.is_file():

@@ -84,7 +84,7 @@ def make_dataset(root: Path, stems: list[str], size: int = 64, seed: int = 0, mi
     import cv2
     import json
 
-    from misato.build.export import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
+    from misato.builder.export import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
 
     rng = np.random.default_rng(seed)
     photos = _photos()

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from misato.build import export
-from misato.build.features import FeatureCache, PixelFeatures, extract_features
-from misato.build.pipeline import BuildConfig, FeatureOptions, SampleTask, build_misato, make_sample
-from misato.build.select import fit_bisecting_kmeans, pick_representatives, select_representatives
-from misato.build.sources import (
+from misato.builder import export
+from misato.builder.features import FeatureCache, PixelFeatures, extract_features
+from misato.builder.pipeline import BuildConfig, FeatureOptions, SampleTask, build_misato, make_sample
+from misato.builder.select import fit_bisecting_kmeans, pick_representatives, select_representatives
+from misato.builder.sources import (
     CocoSource,
     FlickrLMDBSource,
     FolderSource,
@@ -32,7 +32,7 @@ from misato.build.sources import (
     MegaDepthSource,
     SourceError,
 )
-from misato.build.verify import verify_folder
+from misato.builder.verify import verify_folder
 from misato.data import DOMAINS, load_dataset
 from misato.io import read_mask, read_rgb, sha256_file
 
@@ -281,7 +281,7 @@ def test_clip_features_match_open_clip_directly(tree: dict[str, Path], tmp_path:
     import open_clip
     import torch
 
-    from misato.build.features import ClipFeatures
+    from misato.builder.features import ClipFeatures
 
     name, weights = tiny_clip
     extractor = ClipFeatures(name, weights=weights, device="cpu")
@@ -305,7 +305,7 @@ def test_clip_reads_torchscript_archives_like_openai_releases(tiny_clip: tuple[s
     import open_clip
     import torch
 
-    from misato.build.features import CLIP_PRESETS, ClipFeatures, is_torchscript
+    from misato.builder.features import CLIP_PRESETS, ClipFeatures, is_torchscript
 
     name, weights = tiny_clip
     model = open_clip.create_model(name, pretrained=str(weights)).eval()
@@ -336,7 +336,7 @@ def test_cli_build_with_clip_features(tree: dict[str, Path], tmp_path: Path, tin
 
 
 def test_default_clip_weights_come_from_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from misato.build.features import ClipFeatures
+    from misato.builder.features import ClipFeatures
     from misato.weights import WeightsNotFoundError
 
     monkeypatch.setenv("MISATO_WEIGHTS_DIR", str(tmp_path / "weights"))
@@ -368,7 +368,7 @@ def test_representative_is_member_nearest_centre() -> None:
 
 
 def test_ties_go_to_the_lowest_index_and_search_stays_in_cluster() -> None:
-    from misato.build.select import Clustering
+    from misato.builder.select import Clustering
 
     # Rows 1 and 3 are equally near centre 0; row 2 (cluster 1) is nearer to centre 0 than both.
     features = np.array([[0.0, 3.0], [1.0, 0.0], [0.1, 0.0], [-1.0, 0.0], [5.0, 5.0]])
@@ -465,7 +465,7 @@ def test_coco_holes_never_cover_foreground(built: Path, tree: dict[str, Path]) -
 
 
 def test_coco_image_without_background_is_skipped_and_recorded(tree: dict[str, Path], tmp_path: Path) -> None:
-    from misato.build.pipeline import _coco_subset
+    from misato.builder.pipeline import _coco_subset
 
     source = CocoSource(tree["coco_images"], tree["coco_ann"])
     keys = source.keys()[:2]  # keys[0] is almost all foreground (a crowd region over the image)
@@ -491,7 +491,7 @@ def test_deterministic_across_runs_and_worker_counts(built: Path, tree: dict[str
 
 def test_resume_skips_written_samples(built: Path, tree: dict[str, Path], tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import misato.build.pipeline as pipeline
+    import misato.builder.pipeline as pipeline
 
     out = tmp_path / "copy"
     shutil.copytree(built, out)
@@ -527,7 +527,7 @@ def test_verify_detects_problems(built: Path, tmp_path: Path) -> None:
 
 
 def test_datasets_round_trip(built: Path, tmp_path: Path) -> None:
-    from misato.build.hf import from_hf, load_hf, save_hf, to_hf
+    from misato.builder.hf import from_hf, load_hf, save_hf, to_hf
 
     dataset = load_dataset(built)
     table = to_hf(dataset, embed=False)
@@ -548,7 +548,7 @@ def test_datasets_round_trip(built: Path, tmp_path: Path) -> None:
 
 
 def test_cli_hf_target(built: Path, tmp_path: Path) -> None:
-    from misato.build.hf import load_hf
+    from misato.builder.hf import load_hf
     from misato.cli import main
 
     assert main(["build", "hf", "--from", str(built), "--resolution", "1024", "--out", str(tmp_path / "hf")]) == 0
@@ -558,7 +558,7 @@ def test_cli_hf_target(built: Path, tmp_path: Path) -> None:
 
 
 def test_released_archive_and_folder(built: Path, tmp_path: Path) -> None:
-    from misato.build.released import open_released
+    from misato.builder.released import open_released
 
     archive = tmp_path / "hub" / "MISATO.zip"
     archive.parent.mkdir()
@@ -594,7 +594,7 @@ def test_released_archive_and_folder(built: Path, tmp_path: Path) -> None:
 
 
 def test_places2_set(tmp_path: Path) -> None:
-    from misato.build.places2 import Places2Config, build_places2
+    from misato.builder.places2 import Places2Config, build_places2
     from misato.masks import misato_mask
 
     val = tmp_path / "val_large"

@@ -337,7 +337,7 @@ def test_weights_convert_on_a_full_disk_names_the_file_and_leaves_no_temporary_f
 def test_unpacking_an_archive_on_a_full_disk_names_the_target_and_removes_the_partial_folder(tmp_path, monkeypatch):
     import zipfile
 
-    from misato.build.released import safe_extract
+    from misato.builder.released import safe_extract
 
     archive = tmp_path / "release.zip"
     with zipfile.ZipFile(archive, "w") as handle:

@@ -191,7 +191,7 @@ def test_misato_by_layout_or_manifest(tmp_path):
     # a folder named 512 whose files are not MISATO ids is the user's own
     assert load_dataset(_write_set(tmp_path / "mine" / "512", stems=("a", "b"))).kind == "custom"
 
-    from misato.build.export import MANIFEST_FORMAT, MANIFEST_NAME
+    from misato.builder.export import MANIFEST_FORMAT, MANIFEST_NAME
 
     built = _write_set(tmp_path / "places")
     (built / MANIFEST_NAME).write_text(json.dumps({"format": MANIFEST_FORMAT, "dataset": "places2", "files": {}}))

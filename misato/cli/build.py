@@ -1,8 +1,8 @@
 """`misato build`: build MISATO from its source datasets (default), a Places2 evaluation set, or a
 Hugging Face `datasets` copy of a dataset folder.
 
-Thin layer over `misato.build.pipeline.build_misato`, `misato.build.places2.build_places2` and
-`misato.build.hf`; argument names follow the Python API.
+Thin layer over `misato.builder.pipeline.build_misato`, `misato.builder.places2.build_places2` and
+`misato.builder.hf`; argument names follow the Python API.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _build_misato(args: argparse.Namespace) -> int:
     from misato.devices import resolve_device  # imports torch: not at `misato --help` time
-    from misato.build.pipeline import BuildConfig, FeatureOptions, build_misato
-    from misato.build.sources import CocoSource, folder_source, landscape_source
+    from misato.builder.pipeline import BuildConfig, FeatureOptions, build_misato
+    from misato.builder.sources import CocoSource, folder_source, landscape_source
 
     sources = {}
     if args.landscape:
@@ -114,7 +114,7 @@ def _build_misato(args: argparse.Namespace) -> int:
     manifest = build_misato(config)
     print(f"{args.out}: {len(manifest['samples'])} samples, {len(manifest['files'])} files")
     if args.hf:
-        from misato.build.hf import save_hf
+        from misato.builder.hf import save_hf
         from misato.data import load_dataset
 
         save_hf(load_dataset(args.out, resolution=args.size), args.hf)
@@ -123,7 +123,7 @@ def _build_misato(args: argparse.Namespace) -> int:
 
 
 def _build_places2(args: argparse.Namespace) -> int:
-    from misato.build.places2 import Places2Config, build_places2
+    from misato.builder.places2 import Places2Config, build_places2
 
     if not args.places2_val:
         raise ValueError("target places2 needs --places2-val DIR")
@@ -137,8 +137,8 @@ def _build_places2(args: argparse.Namespace) -> int:
 
 
 def _build_hf(args: argparse.Namespace) -> int:
-    from misato.build.hf import save_hf
-    from misato.build.released import open_released
+    from misato.builder.hf import save_hf
+    from misato.builder.released import open_released
 
     if not args.source_dir:
         raise ValueError("target hf needs --from DIR (a dataset folder or the released zip)")

@@ -21,7 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from misato.build.verify import verify_folder
+    from misato.builder.verify import verify_folder
 
     report = verify_folder(args.root)
     for line in report.lines(args.limit):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from misato.build.export import read_manifest
+from misato.builder.export import read_manifest
 from misato.io import IMAGE_SUFFIXES, ImageFileError, read_mask_gray, sha256_file
 
 

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from misato.build import export
-from misato.build.sources import CocoSource, ImageSource, load_coco
+from misato.builder import export
+from misato.builder.sources import CocoSource, ImageSource, load_coco
 from misato.data import DOMAIN_SIZE, DOMAINS
 from misato.io import atomic_write_json, save_png, sha256_file
 
@@ -93,7 +93,7 @@ class FeatureOptions:
     shard_size: int = 1024
 
     def extractor(self) -> Any:
-        from misato.build.features import make_extractor
+        from misato.builder.features import make_extractor
 
         if self.kind == "clip":
             return make_extractor("clip", model=self.clip_model, weights=self.clip_weights, device=self.device,
@@ -222,7 +222,7 @@ def make_sample(task: SampleTask) -> dict[str, Any]:
 
     A record without "files" means no candidate had enough background (COCO only).
     """
-    from misato.build.export import centre_square_box, crop_resize, image_relpath, mask_png, mask_relpath, upsample_mask
+    from misato.builder.export import centre_square_box, crop_resize, image_relpath, mask_png, mask_relpath, upsample_mask
     from misato.masks import MaskSkipped, sample_misato_mask
 
     reused = _reusable(task)
@@ -285,8 +285,8 @@ def _coco_subset(source: CocoSource, keys: list[str]) -> dict[str, Any]:
 
 def _domain_tasks(config: BuildConfig, domain: str, source: ImageSource) -> tuple[list[SampleTask], dict[str, Any]]:
     """Select the images of one domain and describe the tasks that write them."""
-    from misato.build.features import extract_features
-    from misato.build.select import select_representatives
+    from misato.builder.features import extract_features
+    from misato.builder.select import select_representatives
 
     keys = source.keys()
     info: dict[str, Any] = {"offset": export.domain_offset(domain), "source": source.record(), "candidates": len(keys)}
@@ -381,7 +381,7 @@ def build_misato(config: BuildConfig) -> dict[str, Any]:
     manifest.update({"domains": domains, "samples": samples, "files": export.collect_files(samples)})
     atomic_write_json(config.out / export.MANIFEST_NAME, manifest)
     log.info("wrote %d samples to %s", len(samples), config.out)
-    from misato.build.verify import verify_folder
+    from misato.builder.verify import verify_folder
 
     stale = verify_folder(config.out, hash_files=False).unlisted
     if stale:  # left by an earlier build with other settings; load_dataset would read them

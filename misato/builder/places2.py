@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from misato.build import export, pipeline
-from misato.build.sources import FolderSource
+from misato.builder import export, pipeline
+from misato.builder.sources import FolderSource
 from misato.io import atomic_write_json, save_png, sha256_file
 
 MASK_DOMAIN = "places2"
