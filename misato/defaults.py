@@ -1,7 +1,8 @@
 """Defaults every command shares: one owner for the folders, the default protocol and the batch sizes.
 
 Folders: `$MISATO_CACHE_DIR` (default `$XDG_CACHE_HOME/misato`, i.e. ~/.cache/misato) is the cache root, holding
-`features/` (ground-truth feature cache) and `embedded/<size>/` (the embedded photo set); `$MISATO_WEIGHTS_DIR`
+`features/` (ground-truth feature cache), `embedded/<size>/` (the embedded photo set) and `weight-hashes.json`
+(sha256 of weight files by path, size, mtime and inode); `$MISATO_WEIGHTS_DIR`
 (default `<cache root>/weights`) holds pretrained files. Nothing is ever written inside site-packages.
 """
 
@@ -35,6 +36,11 @@ def features_dir() -> Path:
 def embedded_root() -> Path:
     """The embedded photo sets: `<cache root>/embedded`."""
     return cache_root() / "embedded"
+
+
+def weight_hashes_file() -> Path:
+    """The weight-file digest cache (`misato.weights.file_sha256`): `<cache root>/weight-hashes.json`."""
+    return cache_root() / "weight-hashes.json"
 
 
 def weights_dir() -> Path:

@@ -114,7 +114,7 @@ class WeightsHashError(ValueError):
 
 
 _REGISTRY: dict[str, WeightSpec] = {}
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+_HASH_CACHE: dict[tuple, str] = {}  # this process's digests by `_stat_key`
 
 
 def register(spec: WeightSpec) -> WeightSpec:
@@ -165,13 +165,75 @@ def torch_hub_dir() -> Path:
     return Path(torch_home).expanduser() / "hub" / "checkpoints"
 
 
+HASHES_FORMAT = 1  # of the on-disk digest cache (`misato.defaults.weight_hashes_file`)
+
+
+def _stat_key(path: Path) -> tuple[str, dict[str, int]]:
+    """(absolute path, what identifies its bytes on disk without reading them: size, mtime_ns, inode, device)."""
+    resolved = path.resolve()
+    stat = resolved.stat()
+    return str(resolved), {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino,
+                           "device": stat.st_dev}
+
+
+def _read_hashes(cache: Path) -> dict[str, dict]:
+    """The digest cache's entries by absolute path; {} when there is none, and (with a warning) when it is not a
+    cache this version wrote (a corrupt or foreign file is ignored, then replaced by the next write)."""
+    import json
+
+    try:
+        data = json.loads(cache.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        log.warning("%s: ignored, not a readable weight-hash cache (%s); files are hashed again", cache, error)
+        return {}
+    entries = data.get("entries") if isinstance(data, dict) and data.get("format") == HASHES_FORMAT else None
+    if not isinstance(entries, dict):
+        log.warning("%s: ignored, not a weight-hash cache of format %d; files are hashed again", cache, HASHES_FORMAT)
+        return {}
+    return {path: entry for path, entry in entries.items() if _valid_entry(entry)}
+
+
+def _valid_entry(entry: object) -> bool:
+    """An entry holds the four stat fields as integers and a 64-digit lowercase hex sha256 (anything else is
+    dropped: it could only make a file pass as bytes it does not hold)."""
+    if not isinstance(entry, dict) or set(entry) != {"size", "mtime_ns", "inode", "device", "sha256"}:
+        return False
+    digest = entry["sha256"]
+    return (all(type(entry[k]) is int for k in ("size", "mtime_ns", "inode", "device")) and isinstance(digest, str)
+            and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest))
+
+
 def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) for the life of the process."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        _HASH_CACHE[key] = sha256_file(path)
-    return _HASH_CACHE[key]
+    """sha256 of a file, cached by (absolute path, size, mtime_ns, inode, device) in this process and on disk in
+    `misato.defaults.weight_hashes_file()` (a multi-GB checkpoint is read once, not at every command's start);
+    a file whose size, modification time, inode or device changed is hashed again. The cache is written
+    atomically; a cache that cannot be written only costs the next command a re-hash (logged)."""
+    from misato.defaults import weight_hashes_file
+    from misato.io import atomic_write_json
+
+    where, identity = _stat_key(path)
+    memo = (where, *identity.values())
+    if memo in _HASH_CACHE:
+        return _HASH_CACHE[memo]
+    cache = weight_hashes_file()
+    entries = _read_hashes(cache)
+    known = entries.get(where)
+    if known is not None and {k: known[k] for k in identity} == identity:
+        digest = known["sha256"]
+    else:
+        digest = sha256_file(path)
+        if _stat_key(path)[1] == identity:  # not changed while it was read: the digest is of these bytes
+            entries = {p: e for p, e in entries.items() if Path(p).exists()}  # files gone leave the cache
+            entries[where] = {**identity, "sha256": digest}
+            try:
+                atomic_write_json(cache, {"format": HASHES_FORMAT, "entries": entries})
+            except OSError as error:
+                log.warning("%s: weight-hash cache not written (%s); the next command hashes %s again", cache,
+                            error, path)
+    _HASH_CACHE[memo] = digest
+    return digest
 
 
 def _hf_cached(spec: WeightSpec) -> Path | None:

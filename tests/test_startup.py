@@ -49,3 +49,71 @@ def test_psnr_only_score_imports_no_heavy_package(tiny_dataset, tiny_predictions
     assert _loaded("score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--method", "m",
                    "--out", str(out), "--metrics", "psnr", "--no-progress", "--offline", "--device", "cpu") == []
     assert json.loads(next(out.glob("*.json")).read_text())["metrics"]["overall"]["psnr"] > 0  # it scored
+
+
+class HashCalls(list):
+    """The files `misato.weights` read to hash them, in order; `new_process()` forgets this process's digests."""
+
+    def new_process(self) -> None:
+        weights._HASH_CACHE.clear()
+
+
+@pytest.fixture
+def counted_hashes(monkeypatch) -> HashCalls:
+    calls = HashCalls()
+
+    def counting(path, *args, **kwargs):
+        calls.append(Path(path))
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    monkeypatch.setattr(weights, "sha256_file", counting)
+    monkeypatch.setattr(weights, "_HASH_CACHE", {})
+    return calls
+
+
+def test_weight_hash_cached_on_disk_until_the_file_changes(tmp_path, counted_hashes):
+    first, second = tmp_path / "a.pth", tmp_path / "b.pth"
+    first.write_bytes(b"weights one")
+    second.write_bytes(b"weights two")
+    digest = hashlib.sha256(b"weights one").hexdigest()
+    assert weights.file_sha256(first) == digest and len(counted_hashes) == 1
+    assert weights.file_sha256(second) == hashlib.sha256(b"weights two").hexdigest() and len(counted_hashes) == 2
+    cache = json.loads((Path(os.environ["MISATO_CACHE_DIR"]) / "weight-hashes.json").read_text())
+    assert cache["entries"][str(first.resolve())]["sha256"] == digest
+    counted_hashes.new_process()
+    assert weights.file_sha256(first) == digest and len(counted_hashes) == 2  # unchanged: from the disk cache
+    # Same size, new bytes, the old modification time put back: the inode alone tells (a new file replaced it).
+    before = first.stat()
+    replacement = tmp_path / "new.pth"
+    replacement.write_bytes(b"weights ONE")
+    os.replace(replacement, first)
+    os.utime(first, ns=(before.st_atime_ns, before.st_mtime_ns))
+    counted_hashes.new_process()
+    assert weights.file_sha256(first) == hashlib.sha256(b"weights ONE").hexdigest() and len(counted_hashes) == 3
+    # Rewritten in place (same inode and size): the modification time tells.
+    with first.open("r+b") as handle:
+        handle.write(b"W")
+    os.utime(first, ns=(before.st_atime_ns, before.st_mtime_ns + 1))
+    counted_hashes.new_process()
+    assert weights.file_sha256(first) == hashlib.sha256(b"Weights ONE").hexdigest() and len(counted_hashes) == 4
+    counted_hashes.new_process()
+    assert weights.file_sha256(second) == hashlib.sha256(b"weights two").hexdigest() and len(counted_hashes) == 4
+    assert counted_hashes == [first, second, first, first]
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"format": 1, "entries": []}', '[1, 2]',
+                                  '{"format": 1, "entries": {"PATH": {"sha256": "00"}}}'])
+def test_corrupt_weight_hash_cache_is_ignored_with_a_warning(tmp_path, counted_hashes, caplog, text):
+    path = tmp_path / "a.pth"
+    path.write_bytes(b"weights")
+    cache = Path(os.environ["MISATO_CACHE_DIR"]) / "weight-hashes.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(text.replace("PATH", str(path.resolve())))
+    assert weights.file_sha256(path) == hashlib.sha256(b"weights").hexdigest() and len(counted_hashes) == 1
+    if text.startswith('{"format": 1, "entries": {'):  # a bad entry is dropped quietly, the rest of the file kept
+        assert "ignored" not in caplog.text
+    else:
+        assert f"{cache}: ignored" in caplog.text
+    counted_hashes.new_process()
+    assert weights.file_sha256(path) == hashlib.sha256(b"weights").hexdigest() and len(counted_hashes) == 1
+    assert not list(cache.parent.glob("*.tmp*"))  # the rewrite was atomic: no temporary file left
