@@ -370,3 +370,20 @@ def test_sd_prompt_loads_a_prompt_training_run_as_model(no_network, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"empty: a folder without sd_prompt.json"):
         create_inpainter("sd-prompt", model=str(tmp_path / "empty"), steps=2)
     assert no_network == []
+
+
+def test_damaged_prompt_file_is_a_one_line_error_naming_it(tmp_path):
+    """A truncated embeddings file (sd-prompt's prompt_file, asuka-sd's null embeddings) used to end in a raw
+    SafetensorError; it goes through the project's one checkpoint reader."""
+    from safetensors.torch import save_file
+
+    from baselines.sd.components import load_tensor_file
+    from misato.checkpoints import CorruptCheckpointError
+
+    good = tmp_path / "prompt.safetensors"
+    save_file({"prompt_embeds": torch.zeros(4, 8)}, str(good))
+    assert torch.equal(load_tensor_file(good)["prompt_embeds"], torch.zeros(4, 8))
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(good.read_bytes()[:-20])
+    with pytest.raises(CorruptCheckpointError, match=str(bad)):
+        load_tensor_file(bad)

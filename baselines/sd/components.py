@@ -206,14 +206,12 @@ def load_tensor_file(path: str | Path, keys: Sequence[str] = ()) -> dict[str, to
 
     A torch file may hold one tensor (returned under the first of `keys`, or "tensor") or a dict of tensors.
     """
+    from misato.checkpoints import load_checkpoint  # the one reader: a damaged file is a one-line error naming it
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    loaded = load_checkpoint(path)
     if isinstance(loaded, torch.Tensor):
         return {keys[0] if keys else "tensor": loaded}
     if isinstance(loaded, dict) and all(isinstance(v, torch.Tensor) for v in loaded.values()):
