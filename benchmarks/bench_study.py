@@ -44,8 +44,8 @@ def make_study(folder: Path, items: int, side: int = 256) -> None:
     """A study folder of `items` items (one attention check per ten) with random-texture JPEGs."""
     from PIL import Image
 
-    from misato.study.design import QUESTIONS, Item, Option, Study, new_secret, write_study
-    from misato.study.media import pad_all, write_media
+    from misato.jobs.study.design import QUESTIONS, Item, Option, Study, new_secret, write_study
+    from misato.jobs.study.media import pad_all, write_media
 
     rng = np.random.default_rng(0)
     media: dict[str, bytes] = {}
@@ -192,8 +192,8 @@ def _wait_healthy(port: int, timeout: float) -> None:
 
 
 def _stored_rows(folder: Path) -> int:
-    from misato.study.design import DATABASE_FILE, load_study
-    from misato.study.store import AnswerStore
+    from misato.jobs.study.design import DATABASE_FILE, load_study
+    from misato.jobs.study.store import AnswerStore
 
     return len(AnswerStore.open(folder / DATABASE_FILE, load_study(folder).study_id, create=False).answers())
 

@@ -15,7 +15,7 @@ bootstrap: seconds per resample of FID (rows: N x N SVD below D = 2048, covarian
   protocol's 100 subsets of 1000), on synthetic paired 2048-d features.
 project: FLOPs per image counted with torch's FlopCounterMode (real-size networks; diffusers models on the meta
   device, the others on the CPU with random weights) for each method of the `paper` preset
-  (misato/reproduce/table1_paper.json: steps, guidance, RePaint's jumps) and for scoring (Inception on both
+  (misato/jobs/reproduce/table1_paper.json: steps, guidance, RePaint's jumps) and for scoring (Inception on both
   sides once per dataset, on the result per method; LPIPS on both), times 2,000 MISATO + 36,500 Places2 images,
   divided by GPUs x peak x utilisation. A FLOP model, not a measurement on GPUs: data loading, PNG writing and
   the CPU-side set metrics (timed by `bootstrap`) come on top.
@@ -215,7 +215,8 @@ def _scoring_flops(size: int) -> dict[str, float]:
     from bench_scoring import random_weights
 
     from evaluators.features import build_tf_inception
-    from evaluators.lpips_metric import build_lpips, lpips_distance
+    from evaluators.lpips_metric import lpips_distance
+    from misato.lpips_network import build_lpips
     from misato.weights import resolve
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,7 +261,7 @@ def method_flops(preset: dict, parts: dict[str, float]) -> dict[str, float]:
 
 def project(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(HERE))
-    preset = json.loads((HERE.parent / "misato/reproduce/table1_paper.json").read_text())
+    preset = json.loads((HERE.parent / "misato/jobs/reproduce/table1_paper.json").read_text())
     parts = {**_sd_parts(args.size), **_asuka_parts(args.size), **_gan_flops(args.size), **_scoring_flops(args.size)}
     methods = method_flops(preset, parts)
     images = sum(IMAGES.values())

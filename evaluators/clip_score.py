@@ -18,7 +18,7 @@ class ClipEmbedder:
     """open_clip image tower; `quick_gelu=True` for OpenAI checkpoints (trained with QuickGELU)."""
 
     def __init__(self, model_name: str, weights: ResolvedWeight, device: torch.device, quick_gelu: bool = True):
-        from misato.builder.features import load_clip
+        from misato.clip import load_clip
 
         self.model, self._preprocess = load_clip(model_name, weights.path, quick_gelu, device)
         self.device = device

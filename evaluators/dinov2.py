@@ -34,7 +34,7 @@ def load_dinov2(config: Path, weights: Path) -> Any:
     from transformers import Dinov2Config, Dinov2Model
 
     from misato.checkpoints import load_checkpoint, load_state_strict
-    from misato.devices import build_empty, check_loaded
+    from misato.checkpoints import build_empty, check_loaded
 
     try:
         described = json.loads(Path(config).read_text())

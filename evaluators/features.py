@@ -13,7 +13,8 @@ from unittest import mock
 import numpy as np
 import torch
 
-from misato.devices import build_empty, check_loaded, to_inference_layout
+from misato.checkpoints import build_empty, check_loaded
+from misato.devices import to_inference_layout
 from misato.weights import ResolvedWeight
 
 

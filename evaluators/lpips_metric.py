@@ -1,48 +1,8 @@
-"""LPIPS through the `lpips` package, with both weight files resolved by misato.weights."""
+"""LPIPS distances of uint8 image batches (the network: `misato.lpips_network.build_lpips`)."""
 
 from __future__ import annotations
 
 import torch
-
-from misato.weights import ResolvedWeight
-
-# lpips backbone slices keep torchvision's `features` indices as module names: net.sliceK.<i>.* == features.<i>.*
-_BACKBONE_PREFIX = "features."
-
-
-def build_lpips(backbone: ResolvedWeight, lin: ResolvedWeight, net: str = "alex") -> torch.nn.Module:
-    """lpips.LPIPS(net, version 0.1) with the torchvision backbone file `backbone` and the linear heads `lin`.
-
-    The package would fetch the backbone through torchvision's hub cache and load the heads itself; we build it
-    empty (`misato.devices.build_empty`) and load both resolved files weights-only, so the paths and hashes are ours.
-    Call the result with two (B, 3, H, W) tensors in [-1, 1]; it returns (B, 1, 1, 1).
-    """
-    import warnings
-
-    import lpips
-
-    from misato.checkpoints import load_checkpoint
-    from misato.devices import build_empty, check_loaded
-
-    with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
-        warnings.simplefilter("ignore", UserWarning)
-        model = build_empty(lambda: lpips.LPIPS(net=net, version="0.1", pretrained=False, pnet_rand=True, verbose=False))
-    model.scaling_layer = lpips.ScalingLayer()  # its constants are in no file
-    heads = load_checkpoint(lin.path)
-    unexpected = model.load_state_dict(heads, strict=False, assign=True).unexpected_keys
-    if unexpected:
-        raise ValueError(f"{lin.path}: not LPIPS linear heads for {net!r} (unexpected {', '.join(unexpected[:5])})")
-    state = load_checkpoint(backbone.path)
-    mapped = {}
-    for name, _ in list(model.net.named_parameters()) + list(model.net.named_buffers()):
-        _, index_and_param = name.split(".", 1)  # "slice1.0.weight" -> "0.weight"
-        source = _BACKBONE_PREFIX + index_and_param
-        if source not in state:
-            raise ValueError(f"{backbone.path}: no {source!r} for LPIPS backbone parameter {name!r}")
-        mapped[name] = state[source]
-    model.net.load_state_dict(mapped, assign=True)
-    check_loaded(model, f"{backbone.path} + {lin.path}")
-    return model.eval().requires_grad_(False)
 
 
 def _input_table(model: torch.nn.Module, value_range: tuple[float, float], device: torch.device) -> torch.Tensor:

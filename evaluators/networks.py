@@ -296,7 +296,7 @@ class LpipsPairs(Source):
         return cls.WEIGHTS
 
     def __init__(self, dataset, protocol, resolved, device, cache) -> None:
-        from evaluators.lpips_metric import build_lpips
+        from misato.lpips_network import build_lpips
         from misato.devices import to_inference_layout
 
         super().__init__(dataset, protocol, resolved, device, cache)

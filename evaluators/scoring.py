@@ -354,7 +354,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     `.per_image.csv` beside it. Metrics whose weights are missing are listed under "unavailable" with the fix
     (or raise with `config.strict`). dataset_kind: "MISATO", "Places2" or "custom" (leaderboard grouping).
     """
-    from misato.runner import current_workers
+    from misato.devices import current_workers
 
     config = config or ScoreConfig()
     protocol = get_protocol(config.protocol)

@@ -19,7 +19,8 @@ import pickle
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from itertools import chain
+from typing import Any, Callable
 
 import torch
 
@@ -276,7 +277,7 @@ def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
     """Load `state` into `module` strictly, or raise ValueError naming `source` (the file), `what` (the
     architecture expected) and the first missing / unexpected keys and wrong shapes. `allow_missing`: keys the
     publisher's file may lack (the module keeps its own values for them). `assign`: take the file's tensors
-    instead of copying into the module's (for a module built on the meta device, `misato.devices.build_empty`)."""
+    instead of copying into the module's (for a module built on the meta device, ``build_empty``)."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state and k not in allow_missing]
     unexpected = [k for k in state if k not in expected]
@@ -288,3 +289,20 @@ def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
         raise ValueError(f"{source}: not a {what} state dict: {'; '.join(parts)}")
     module.load_state_dict(dict(state), strict=not allow_missing, assign=assign)
     return module
+
+
+def build_empty(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """`build()` with every parameter and buffer on the meta device: no memory and no random initialisation
+    (drawing it costs 0.4-0.6 s for Inception or AlexNet on 2 CPU cores, only to be overwritten). Fill it with
+    `module.load_state_dict(state, assign=True)`, then call `check_loaded`."""
+    with torch.device("meta"):
+        return build()
+
+
+def check_loaded(module: torch.nn.Module, source: str) -> torch.nn.Module:
+    """`module` in float32 (as loading into an initialised float32 module gives) once no tensor is left on the meta
+    device; else ValueError naming `source` and the first names without values."""
+    empty = [name for name, tensor in chain(module.named_parameters(), module.named_buffers()) if tensor.is_meta]
+    if empty:
+        raise ValueError(f"{source}: no values for {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
+    return module.float()

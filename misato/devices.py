@@ -1,11 +1,16 @@
-"""Device names given on the command line or in configs, checked before any work starts."""
+"""Devices and workers: device names given on the command line or in configs (checked before any work starts),
+this process's place in a data-parallel run (`Workers`, from accelerate), and inference layouts of networks."""
 
 from __future__ import annotations
 
-from itertools import chain
-from typing import Callable
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
+
+log = logging.getLogger(__name__)
 
 SUPPORTED = ("cpu", "cuda")
 
@@ -45,23 +50,6 @@ def resolve_device(requested: str | None, process_device: "torch.device | None" 
     return torch.device(requested)
 
 
-def build_empty(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-    """`build()` with every parameter and buffer on the meta device: no memory and no random initialisation
-    (drawing it costs 0.4-0.6 s for Inception or AlexNet on 2 CPU cores, only to be overwritten). Fill it with
-    `module.load_state_dict(state, assign=True)`, then call `check_loaded`."""
-    with torch.device("meta"):
-        return build()
-
-
-def check_loaded(module: torch.nn.Module, source: str) -> torch.nn.Module:
-    """`module` in float32 (as loading into an initialised float32 module gives) once no tensor is left on the meta
-    device; else ValueError naming `source` and the first names without values."""
-    empty = [name for name, tensor in chain(module.named_parameters(), module.named_buffers()) if tensor.is_meta]
-    if empty:
-        raise ValueError(f"{source}: no values for {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
-    return module.float()
-
-
 def fold_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
     """`module` (in eval mode) with every Inception `BasicConv2d` (conv -> batch norm -> ReLU, torchvision's and
     torch-fidelity's) folded into one biased convolution by torch's `fuse_conv_bn_eval`; the batch norm becomes
@@ -86,3 +74,55 @@ def to_inference_layout(module: torch.nn.Module, device: torch.device) -> torch.
     with the default layout to float rounding (tested). Inputs need no conversion: a convolution with
     channels-last weights returns channels-last outputs."""
     return fold_batch_norms(module.eval()).to(device=device, memory_format=torch.channels_last)
+
+
+@dataclass
+class Workers:
+    """This process's place in a data-parallel run (rank 0 of 1 without `accelerate launch`)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: Any = None  # accelerate's device for this process, when launched by accelerate
+    barrier: Callable[[], None] = lambda: None
+
+    def shard(self, stems: list[str]) -> list[str]:
+        """Stems of this process: index i of the sorted list goes to rank i % world_size."""
+        return [stem for i, stem in enumerate(stems) if i % self.world_size == self.rank]
+
+
+def current_workers(device: str | None = None) -> Workers:
+    """Workers from `accelerate`'s `PartialState` when started by a launcher that sets WORLD_SIZE > 1.
+
+    `accelerate launch --multi_gpu --num_processes N` (or `torchrun --nproc-per-node N`) starts the
+    processes; with `device="cpu"` or without CUDA they talk over gloo. (`accelerate launch --cpu`
+    starts a single process unless given an MPI host file.)
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Workers()
+    from accelerate import PartialState
+
+    use_cpu = (device not in (None, "auto") and torch.device(device).type == "cpu") or not torch.cuda.is_available()
+    state = PartialState(cpu=use_cpu)
+    return Workers(state.process_index, state.num_processes, state.device, state.wait_for_everyone)
+
+
+def choose_device(requested: str | None, workers: Workers, supported: tuple[str, ...]) -> str:
+    """The device to build the inpainter on: `misato.devices.resolve_device` with accelerate's device for this
+    process. A device the inpainter does not support falls back to CPU (classical methods in a GPU run) with a
+    warning.
+    """
+    device = str(resolve_device(requested, workers.device))
+    if torch.device(device).type not in supported:
+        if "cpu" not in supported:
+            raise ValueError(f"device {device} not supported (supported: {supported})")
+        log.warning("device %s not supported by this inpainter; using cpu", device)
+        device = "cpu"
+    return device
+
+
+def device_record(device: Any) -> dict[str, Any]:
+    """`device` as a provenance record: its name, and the GPU's model for a CUDA device."""
+    record: dict[str, Any] = {"device": str(device)}
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        record["name"] = torch.cuda.get_device_name(torch.device(device))
+    return record

@@ -1,4 +1,4 @@
-"""The layout of one inpainting output folder (see `misato.runner`): paths, the manifest's schema and the
+"""The layout of one inpainting output folder (see `baselines.runner`): paths, the manifest's schema and the
 finished-sample test. Light (no torch), so readers of run folders (`misato study create`) need not load models."""
 
 from __future__ import annotations

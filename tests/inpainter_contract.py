@@ -13,7 +13,7 @@ from skimage import data
 from baselines.base import Inpainter
 from baselines.harness import Prediction, inpaint_arrays
 from misato.composite import composite_uint8
-from misato.runner import to_uint8
+from baselines.runner import to_uint8
 
 # (photo, top, left) of each crop: an astronaut's face, a cat, a coffee cup (distinct textures and colours)
 _CROPS = ((data.astronaut, 30, 180), (data.chelsea, 100, 150), (data.coffee, 200, 300))

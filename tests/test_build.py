@@ -305,7 +305,8 @@ def test_clip_reads_torchscript_archives_like_openai_releases(tiny_clip: tuple[s
     import open_clip
     import torch
 
-    from misato.builder.features import CLIP_PRESETS, ClipFeatures, is_torchscript
+    from misato.builder.features import ClipFeatures
+    from misato.clip import CLIP_PRESETS, is_torchscript
 
     name, weights = tiny_clip
     model = open_clip.create_model(name, pretrained=str(weights)).eval()

@@ -79,7 +79,8 @@ def test_texture_shuffle_keeps_color_shift_near_zero_while_lpips_rises(photo, tm
     import torchvision
     from pathlib import Path
 
-    from evaluators.lpips_metric import build_lpips, lpips_distance
+    from evaluators.lpips_metric import lpips_distance
+    from misato.lpips_network import build_lpips
     from misato.weights import resolve
 
     gt, hole = photo

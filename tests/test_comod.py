@@ -22,7 +22,7 @@ from baselines.stylegan_ops import fir_filter as fir_kernel
 from baselines.stylegan_ops import upfirdn2d
 from inpainter_contract import check_contract, hole_masks
 from misato.composite import composite_uint8
-from misato.runner import to_uint8
+from baselines.runner import to_uint8
 from misato.weights import WeightsNotFoundError, get_spec
 
 TINY = CoModConfig(resolution=16, latent_size=8, dlatent_size=8, mapping_layers=2, mapping_fmaps=8,

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from evaluators.features import EXTRACTORS, build_tf_inception, build_torchvision_inception, tf_inception_float_forward
-from evaluators.lpips_metric import build_lpips, lpips_distance
+from evaluators.lpips_metric import lpips_distance
+from misato.lpips_network import build_lpips
 from misato.weights import resolve
 
 

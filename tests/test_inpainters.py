@@ -14,7 +14,7 @@ from baselines.harness import crop_back, inpaint_arrays, pad_batch, padded_size,
 from baselines.registry import create_inpainter
 from inpainter_contract import check_contract, hole_masks, photo_crops
 from misato.composite import composite_uint8
-from misato.runner import to_uint8
+from baselines.runner import to_uint8
 
 
 # ---------------------------------------------------------------- resolution policy

@@ -24,7 +24,7 @@ from misato.cli import main
 from misato.data import dataset_kind, load_dataset
 from misato.io import ImageFileError, read_mask
 from misato.masks.files import MaskError
-from misato.runner import inpaint_dataset
+from baselines.runner import inpaint_dataset
 
 SIZE = 24
 STEMS = ("0000", "0501", "1002")
@@ -146,7 +146,7 @@ def test_run_applies_the_mask_rule_and_flag(tmp_path, capsys):
 def test_study_create_reads_the_runs_masks_as_they_did(tmp_path):
     """`misato study create` opens the runs' dataset with the recorded mask convention (a 0/1 set used to be "not
     the dataset the runs read")."""
-    from misato.study.create import CreateConfig, create_study
+    from misato.jobs.study.create import CreateConfig, create_study
 
     data = _write_set(tmp_path / "lama", _lama_masks())
     for label, spec in (("a", "telea"), ("b", "ns")):

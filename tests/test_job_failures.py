@@ -185,7 +185,7 @@ def test_status_shows_a_crashed_method_as_failed_with_its_samples(failed_run, ca
 
 
 def test_status_lists_pairs_a_ctrl_c_left_unstarted_as_missing(tmp_path, tiny_dataset):
-    from misato.status import folder_status
+    from misato.jobs.status import folder_status
 
     plugin = tmp_path / "plugin.py"
     plugin.write_text(FLAKY)
@@ -267,7 +267,7 @@ def test_reproduce_table2_with_a_failed_stage_goes_on_exits_1_and_keeps_the_rows
     """A failed training stage skips what builds on it (and says so), the independent stages still run, every row
     stays in table2.md as "failed", reproduce.json lists the failures, exit status 1 (used to be a traceback)."""
     from baselines.asuka.training import latents, loop
-    from misato.reproduce.table2 import load_preset
+    from misato.jobs.reproduce.table2 import load_preset
 
     trained = []
 

@@ -25,7 +25,7 @@ from baselines.registry import create_inpainter
 from inpainter_contract import check_contract, hole_masks, photo_crops
 from misato.checkpoints import CheckpointNeedsConversionError, convert_to_safetensors
 from misato.composite import composite_uint8
-from misato.runner import to_uint8
+from baselines.runner import to_uint8
 from misato.weights import WeightsNotFoundError, fix_text, get_spec
 
 TINY = FFCResNetConfig(ngf=4, n_downsampling=2, n_blocks=2, max_features=16)  # bottleneck 16 = 4 local + 12 global

@@ -30,7 +30,7 @@ from baselines.maefar.network import (
 from inpainter_contract import check_contract, hole_masks
 from misato.checkpoints import CheckpointNeedsConversionError, convert_to_safetensors
 from misato.composite import composite_uint8
-from misato.runner import to_uint8
+from baselines.runner import to_uint8
 from misato.weights import WeightsNotFoundError, get_spec
 
 # 8 base channels, one FFC block, a 32x32 MAE (4x4 tokens of width 24); works at 64..128

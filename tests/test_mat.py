@@ -20,7 +20,7 @@ from baselines.registry import create_inpainter
 from baselines.stylegan_ops import conv2d_resample, fir_filter, upsample2d
 from inpainter_contract import check_contract, hole_masks, photo_crops
 from misato.composite import composite_uint8
-from misato.runner import to_uint8
+from baselines.runner import to_uint8
 from misato.weights import WeightsNotFoundError, get_spec
 
 # The smallest config the architecture allows: 128 px (the first stage works on a 64x64 token grid).

@@ -14,7 +14,7 @@ from misato.cli import main
 def test_reproduce_table2_smoke_writes_every_row_and_resumes(tmp_path):
     out = tmp_path / "table2"
     assert main(["reproduce", "table2", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
-    from misato.reproduce.table2 import load_preset
+    from misato.jobs.reproduce.table2 import load_preset
 
     preset = load_preset("smoke")
     for key in ("2a_mae", "2b_alignment", "2d_decoder"):

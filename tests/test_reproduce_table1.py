@@ -9,7 +9,7 @@ import pytest
 
 from leaderboard.render import escape_markdown
 from misato.cli import main
-from misato.reproduce.table1 import load_preset
+from misato.jobs.reproduce.table1 import load_preset
 
 
 @pytest.mark.smoke
@@ -62,7 +62,7 @@ def test_status_states(tmp_path, capsys):
     reproduce.json (preset datasets x methods, no recorded plan)."""
     from datetime import datetime, timedelta, timezone
 
-    from misato.status import folder_status
+    from misato.jobs.status import folder_status
     from result_fixtures import ROWS, record
 
     now = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)

@@ -107,7 +107,7 @@ def test_unknown_inpainter_options_are_errors_naming_the_valid_ones(tiny_dataset
                  "--option", "radiuss=5", "--no-progress"]) == 1
     assert "radiuss" in capsys.readouterr().err and not (tmp_path / "o" / "raw").exists()
     # misato run: a shared option goes to the methods that take it; one that no method takes is an error
-    from misato.pipeline import MethodEntry, check_shared_options, method_options
+    from misato.jobs.pipeline import MethodEntry, check_shared_options, method_options
 
     methods = [MethodEntry("telea", "telea"), MethodEntry("dummy", "dummy")]
     check_shared_options(methods, {"radius": 2, "noise": 0.1})
@@ -172,7 +172,7 @@ def test_tiny_images_are_refused_naming_the_file(tmp_path):
 
 
 def test_resume_redoes_samples_whose_files_were_damaged(tiny_dataset, tmp_path, caplog):
-    from misato.runner import inpaint_dataset
+    from baselines.runner import inpaint_dataset
 
     out = tmp_path / "telea"
     inpaint_dataset(tiny_dataset, "telea", out, progress=False)
@@ -201,7 +201,7 @@ def test_plugin_rows_use_their_name_and_inpaint_lists_methods(tmp_path, capsys):
         "        return images\n"
         "class Unnamed(MyInpainter):\n"
         "    name = ''\n")
-    from misato.pipeline import parse_method
+    from misato.jobs.pipeline import parse_method
 
     assert parse_method(f"{plugin}:MyInpainter").label == "mine"
     assert parse_method(f"{plugin}:Unnamed").label == "Unnamed"

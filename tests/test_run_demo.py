@@ -204,7 +204,7 @@ def test_run_fails_when_every_method_fails(tmp_path, tiny_dataset):
 
 
 def test_method_and_dataset_labels():
-    from misato.pipeline import parse_dataset, parse_methods
+    from misato.jobs.pipeline import parse_dataset, parse_methods
 
     entries = parse_methods(["telea,mine=plugins/m.py:MyInpainter", "pkg.mod:Other,folder:preds/mat/"])
     assert [(e.label, e.spec) for e in entries] == [

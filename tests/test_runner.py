@@ -20,7 +20,7 @@ from misato.cli import main as cli_main
 from misato.data import load_dataset
 from misato.io import read_mask, read_rgb, save_png
 from misato.composite import composite_uint8
-from misato.runner import inpaint_dataset
+from baselines.runner import inpaint_dataset
 from misato.seeds import sample_seed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -247,7 +247,7 @@ def test_cli_weight_flag_reaches_lama(dataset_dir, tmp_path, capsys):
 def test_shards_cover_every_sample_once(n, world):
     """Places2's 36,500 images over 8 processes (and uneven, tiny cases): every stem in exactly one shard, shard
     sizes differ by at most one, each shard in dataset order."""
-    from misato.runner import Workers
+    from misato.devices import Workers
 
     stems = [f"{i:08d}" for i in range(n)]
     shards = [Workers(rank=rank, world_size=world).shard(stems) for rank in range(world)]

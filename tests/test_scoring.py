@@ -11,7 +11,8 @@ from PIL import Image
 from misato.composite import composite_uint8
 from evaluators.functional.ids import inception_discriminative_scores
 from evaluators.inputs import InputError
-from evaluators.lpips_metric import build_lpips, lpips_distance
+from evaluators.lpips_metric import lpips_distance
+from misato.lpips_network import build_lpips
 from evaluators.metrics import DEFAULT
 from evaluators.metrics import SCORED as METRICS
 from evaluators.scoring import ScoreConfig, score

@@ -2,7 +2,7 @@
 server in a thread on a free loopback port), 20 concurrent participants, the tally of a known answer set, the
 leaderboard's measured Table 2 (c), and the CLI.
 
-The runs are real `misato.runner.inpaint_dataset` outputs of three classical/dummy inpainters on 12 tiny MISATO
+The runs are real `baselines.runner.inpaint_dataset` outputs of three classical/dummy inpainters on 12 tiny MISATO
 stems; their folders carry paper method names (lama, asuka-sd, co-mod) so the leaderboard's paper rows are
 exercised; the numbers mean nothing about those methods.
 """
@@ -32,11 +32,11 @@ import pytest
 from PIL import Image
 
 from misato.cli import main
-from misato.study.create import CreateConfig, create_study
-from misato.study.design import DATABASE_FILE, MEDIA_DIR, STUDY_FILE, load_study
-from misato.study.server import StudyApp, bind_socket, server
-from misato.study.store import AnswerStore
-from misato.study.tally import tally, write_results
+from misato.jobs.study.create import CreateConfig, create_study
+from misato.jobs.study.design import DATABASE_FILE, MEDIA_DIR, STUDY_FILE, load_study
+from misato.jobs.study.server import StudyApp, bind_socket, server
+from misato.jobs.study.store import AnswerStore
+from misato.jobs.study.tally import tally, write_results
 
 STEMS = ["0000", "0001", "0002", "0003", "0500", "0501", "0502", "0503", "1000", "1001", "1500", "1501"]
 # run folder label -> the inpainter that made it
@@ -48,7 +48,7 @@ TOKEN = "organiser-secret-token"
 def make_runs(root: Path) -> Path:
     """A `misato run`-style folder: RUNS/predictions/data/<label>/ from the real runner."""
     from conftest import make_dataset
-    from misato.runner import inpaint_dataset
+    from baselines.runner import inpaint_dataset
 
     make_dataset(root / "data", STEMS)
     for label, spec in LABELS.items():

@@ -18,10 +18,10 @@ import pytest
 
 from evaluators.record import DatasetInfo, ResultRecord
 from misato.cli import main
-from misato.study.agreement import agreement, per_item
-from misato.study.create import CreateConfig, create_study
-from misato.study.design import DATABASE_FILE, load_study, option_order
-from misato.study.store import AnswerStore
+from misato.jobs.study.agreement import agreement, per_item
+from misato.jobs.study.create import CreateConfig, create_study
+from misato.jobs.study.design import DATABASE_FILE, load_study, option_order
+from misato.jobs.study.store import AnswerStore
 from test_study_blinding import FILLS, make_fake_runs
 
 

@@ -25,9 +25,9 @@ from scipy.stats import binom
 from misato.io import atomic_write_json
 from misato.outputs import MANIFEST_SCHEMA
 from misato.seeds import sample_seed
-from misato.study.create import CreateConfig, create_study
-from misato.study.design import MEDIA_DIR, STUDY_FILE, load_study
-from misato.study.media import MEDIA_MTIME, pad_jpeg, padding_segments
+from misato.jobs.study.create import CreateConfig, create_study
+from misato.jobs.study.design import MEDIA_DIR, STUDY_FILE, load_study
+from misato.jobs.study.media import MEDIA_MTIME, pad_jpeg, padding_segments
 from test_study import Client, live_server, parse_item
 
 FILLS = ("flat", "blur", "soft")  # method name -> how it fills the hole (sizes: flat < soft < blur < truth)
@@ -118,7 +118,7 @@ def test_media_files_share_one_size_and_one_mtime_and_decode_unchanged(big_study
         assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(path.parent.parent / "x.jpg")))
         (path.parent.parent / "x.jpg").unlink()
     raw = json.loads((big_study / STUDY_FILE).read_text())
-    assert re.fullmatch(r"[0-9a-f]{64}", raw["secret"]) and raw["schema"] == "misato.study/2"
+    assert re.fullmatch(r"[0-9a-f]{64}", raw["secret"]) and raw["schema"] == "misato.jobs.study/2"
     checks = [i for i, item in enumerate(raw["items"]) if item["attention_check"]]
     assert checks != list(range(40, 50))  # the checks are not the file's last items (1 in 10^10 by chance)
     stored_orders = [tuple(o["method"] for o in item["options"]) for item in raw["items"]
@@ -131,7 +131,7 @@ def test_a_version_1_study_is_refused_with_a_clear_message(big_study, tmp_path):
 
     folder = Path(shutil.copytree(big_study, tmp_path / "old"))
     data = json.loads((folder / STUDY_FILE).read_text())
-    data["schema"] = "misato.study/1"
+    data["schema"] = "misato.jobs.study/1"
     del data["secret"]
     (folder / STUDY_FILE).write_text(json.dumps(data))
     with pytest.raises(ValueError, match="re-create it"):

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from misato.study.design import DATABASE_FILE, load_study
-from misato.study.server import ServeConfig
-from misato.study.store import AnswerStore
+from misato.jobs.study.design import DATABASE_FILE, load_study
+from misato.jobs.study.server import ServeConfig
+from misato.jobs.study.store import AnswerStore
 from test_study import TOKEN, live_server, make_runs, make_study, stored
 
 CHROMIUM = Path("/usr/bin/chromium")

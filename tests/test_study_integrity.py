@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from misato.study.create import CreateConfig, create_study
-from misato.study.design import DATABASE_FILE, load_study
-from misato.study.server import ServeConfig, StudyApp, participant_url, token_from_file
-from misato.study.store import AnswerStore
-from misato.study.tally import export_csv, spreadsheet_safe, tally
+from misato.jobs.study.create import CreateConfig, create_study
+from misato.jobs.study.design import DATABASE_FILE, load_study
+from misato.jobs.study.server import ServeConfig, StudyApp, participant_url, token_from_file
+from misato.jobs.study.store import AnswerStore
+from misato.jobs.study.tally import export_csv, spreadsheet_safe, tally
 from test_study import TOKEN, Client, live_server, parse_item
 from test_study_blinding import FILLS, make_fake_runs
 
@@ -149,7 +149,7 @@ def test_position_bias_and_strengths_of_a_known_answer_set(small):
     method 'blur': its strength is 1 and the others' 0."""
     study = load_study(small)
     store = AnswerStore.open(small / DATABASE_FILE, study.study_id)
-    from misato.study.design import option_order
+    from misato.jobs.study.design import option_order
 
     groups: dict[str, set[str]] = {"position": set(), "method": set()}
     for rule in groups:

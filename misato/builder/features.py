@@ -30,6 +30,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 from PIL import Image
 
+from misato.clip import CLIP_PRESETS, load_clip
 from misato.io import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
@@ -102,22 +103,6 @@ class PixelFeatures:
                 "histogram": f"joint RGB {self.bins}^3 on a 64x64 BOX reduction, sqrt counts"}
 
 
-@dataclass(frozen=True)
-class ClipPreset:
-    """Defaults for one open_clip architecture: the weights key and whether they need QuickGELU."""
-
-    model: str
-    weight_key: str | None
-    quick_gelu: bool
-
-
-# OpenAI's CLIP checkpoints were trained with QuickGELU; open_clip's "ViT-L-14" config uses GELU and only
-# switches for the "openai" tag, so loading the same file by path must force it.
-CLIP_PRESETS: dict[str, ClipPreset] = {
-    "ViT-L-14": ClipPreset("ViT-L-14", "clip-vit-l-14-openai", True),
-}
-
-
 class ClipFeatures:
     """open_clip image features, L2-normalised.
 
@@ -171,52 +156,6 @@ class ClipFeatures:
         state = dict(self.__dict__)
         state["model"] = None
         return state
-
-
-def is_torchscript(path: str | os.PathLike) -> bool:
-    """True for a TorchScript archive (OpenAI's CLIP releases are), which `torch.load` cannot read safely."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") for name in archive.namelist())
-
-
-def load_clip(model: str, path: str | os.PathLike, quick_gelu: bool, device: Any = "cpu",
-              precision: str = "fp32") -> tuple[Any, Any]:
-    """The one CLIP loader (builder features and CLIP score): an open_clip `model` with the checkpoint at `path`
-    (`load_clip_weights`), frozen, in eval mode on `device`, and its image preprocessing.
-    quick_gelu: True for OpenAI checkpoints (trained with QuickGELU)."""
-    import open_clip
-
-    network, _, preprocess = open_clip.create_model_and_transforms(
-        model, pretrained=None, force_quick_gelu=quick_gelu, precision=precision)
-    load_clip_weights(network, path)
-    return network.to(device).eval().requires_grad_(False), preprocess
-
-
-def load_clip_weights(model: Any, path: str | os.PathLike) -> None:
-    """Load a CLIP checkpoint into an open_clip model, strictly.
-
-    OpenAI's files (e.g. ViT-L-14.pt) are TorchScript archives: open_clip only reads them through its
-    "openai" tag, and `torch.load(weights_only=True)` refuses them, so their parameters are taken with
-    `torch.jit.load` (which runs no pickled Python) and loaded by name, as open_clip does for the tag.
-    Other files go through `open_clip.load_checkpoint` with `weights_only=True`.
-    """
-    import open_clip
-    import torch
-
-    if is_torchscript(path):
-        state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        # Scalars stored beside the weights by OpenAI, and buffers the model rebuilds itself (non-persistent,
-        # such as the causal attention mask, which traced archives keep): neither is a weight.
-        rebuilt = {name for name, _ in model.named_buffers()} - set(model.state_dict())
-        for key in ("input_resolution", "context_length", "vocab_size", *rebuilt):
-            state.pop(key, None)
-        model.load_state_dict(state, strict=True)
-    else:
-        open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
 
 
 FEATURE_KINDS: dict[str, Callable[..., FeatureExtractor]] = {"clip": ClipFeatures, "pixels": PixelFeatures}

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from evaluators.scoring import ScoreConfig
     from misato.cli.run import exit_code
-    from misato.pipeline import (
+    from misato.jobs.pipeline import (
         DatasetEntry, RunConfig, format_report, parse_methods, run_benchmark,
     )
 

@@ -1,4 +1,4 @@
-"""`misato inpaint`: run one inpainter over a dataset (a thin layer over `misato.runner.inpaint_dataset`)."""
+"""`misato inpaint`: run one inpainter over a dataset (a thin layer over `baselines.runner.inpaint_dataset`)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def list_inpainters() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from misato.runner import inpaint_dataset
+    from baselines.runner import inpaint_dataset
 
     if args.list:
         list_inpainters()

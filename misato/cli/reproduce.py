@@ -20,7 +20,7 @@ time per --out (OUT/.misato.lock): a second one is refused, naming the first."""
 
 def register(parser: argparse.ArgumentParser) -> None:
     from misato.cli._common import add_device_argument, add_progress_argument, add_weight_arguments, parse_csv
-    from misato.reproduce import table1, table2
+    from misato.jobs.reproduce import table1, table2
 
     parser.epilog = EPILOG
     tables = parser.add_subparsers(dest="table", metavar="TABLE", required=True)
@@ -66,14 +66,14 @@ One job at a time per --out (OUT/.misato.lock): a second one is refused, naming 
 
 def run_table1(args: argparse.Namespace) -> int:
     from misato.cli._common import parse_weight_overrides
-    from misato.reproduce.table1 import Table1Inputs, run_table1 as run_preset
+    from misato.jobs.reproduce.table1 import Table1Inputs, run_table1 as run_preset
 
     summary = run_preset(Table1Inputs(
         preset=args.preset, out=args.out, misato=args.misato, places2=args.places2,
         methods=tuple(args.methods) if args.methods else None, sets=tuple(args.set),
         weights=parse_weight_overrides(args.weight), allow_download=args.allow_download, device=args.device,
         progress=not args.no_progress))
-    from misato.pipeline import Outcome, failure_lines
+    from misato.jobs.pipeline import Outcome, failure_lines
 
     outcomes = [Outcome(**o) for o in summary["outcomes"]]
     failed = [o for o in outcomes if o.status != "ok"]
@@ -87,7 +87,7 @@ def run_table1(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from misato.cli._common import parse_weight_overrides
-    from misato.reproduce.table2 import Table2Inputs, run_table2
+    from misato.jobs.reproduce.table2 import Table2Inputs, run_table2
 
     summary = run_table2(Table2Inputs(
         preset=args.preset, out=args.out, data=args.data, misato=args.misato, mae_pretrained=args.mae_pretrained,

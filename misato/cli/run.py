@@ -72,7 +72,7 @@ def exit_code(report) -> int:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from misato.pipeline import (
+    from misato.jobs.pipeline import (
         RunConfig, format_report, parse_dataset, parse_methods, run_benchmark,
     )
 

@@ -8,7 +8,7 @@ HELP = ("show what a run folder holds per dataset and method: failed, scored, in
         "waiting or missing")
 
 EPILOG = """States come from the job's record (run.json / reproduce.json: planned pairs, failures), the result
-files, the samples on disk and the folder's lock (a live job); see misato/status.py.
+files, the samples on disk and the folder's lock (a live job); see misato/jobs/status.py.
 
 examples:
   misato status runs/table1          (a `misato reproduce table1` folder: also lists pairs not started)
@@ -22,7 +22,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from misato.status import folder_status, format_status
+    from misato.jobs.status import folder_status, format_status
 
     print(format_status(folder_status(args.out)))
     return 0

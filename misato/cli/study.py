@@ -135,7 +135,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run_create(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from misato.study.create import CreateConfig, create_study
+    from misato.jobs.study.create import CreateConfig, create_study
 
     study = create_study(CreateConfig(
         runs=Path(args.runs), methods=tuple(args.methods), images=args.images, out=Path(args.out), seed=args.seed,
@@ -149,14 +149,14 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     try:
-        from misato.study.server import (ServeConfig, StudyApp, bind_socket, new_token, server, summary,
+        from misato.jobs.study.server import (ServeConfig, StudyApp, bind_socket, new_token, server, summary,
                                          token_from_file)
     except ImportError as error:
         raise ValueError(f"serve needs the web extra ({error.name} is missing): pip install -e \".[study]\"") \
             from error
     from urllib.parse import urlsplit
 
-    from misato.study.design import load_study
+    from misato.jobs.study.design import load_study
 
     load_study(args.study)  # a bad folder is reported before the port is taken and the database created
     if args.public_url is not None and urlsplit(args.public_url).scheme not in ("http", "https"):
@@ -174,7 +174,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_agreement(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from misato.study.agreement import study_agreement, write_report
+    from misato.jobs.study.agreement import study_agreement, write_report
 
     found = study_agreement(args.study, [Path(r) for r in args.results], args.bootstrap, args.seed,
                             args.min_seconds)
@@ -189,7 +189,7 @@ def run_agreement(args: argparse.Namespace) -> int:
 
 
 def run_tally(args: argparse.Namespace) -> int:
-    from misato.study.tally import write_results
+    from misato.jobs.study.tally import write_results
 
     result, written = write_results(args.study, args.out, args.bootstrap, args.seed, args.min_seconds)
     counts = result.counts

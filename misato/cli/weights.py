@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from misato.defaults import PROTOCOL
-from misato.weight_needs import JOBS
+from misato.jobs.weight_needs import JOBS
 
 HELP = "list, verify or download the registered pretrained weight files"
 
@@ -106,7 +106,7 @@ def _origin(spec) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     from misato.download import offline, offline_reason
-    from misato.weight_needs import method_needs, metric_needs
+    from misato.jobs.weight_needs import method_needs, metric_needs
     from misato.weights import all_specs, default_weights_dir, env_var
 
     metrics, methods = metric_needs(), method_needs()
@@ -154,7 +154,7 @@ def _remote_size(spec) -> str:
 
 def _fetch_keys(args: argparse.Namespace) -> dict[str, str]:
     """{key: why} from the positional keys ('all' for every key) or --for JOB."""
-    from misato.weight_needs import job_needs
+    from misato.jobs.weight_needs import job_needs
     from misato.weights import all_specs, get_spec
 
     if bool(args.keys) == bool(args.job):

@@ -1,7 +1,7 @@
 """Mask files of a dataset: the one check every entry point runs before any work.
 
 `misato score`, `misato inpaint`, `misato run`, `misato reproduce` and their Python APIs (`evaluators.scoring.score`,
-`misato.runner.inpaint_dataset`) all call `Dataset.mask_report()` (which calls `check_masks`) and refuse what it
+`baselines.runner.inpaint_dataset`) all call `Dataset.mask_report()` (which calls `check_masks`) and refuse what it
 finds, so a mask that would silently give a wrong number (the ground truth scored as a prediction, a hole that is
 not there) stops the command, naming the file:
 

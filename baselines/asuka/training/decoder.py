@@ -67,20 +67,15 @@ class PatchDiscriminator(nn.Module):
         return self.main(x)
 
 
-# The registry keys (backbone, linear heads) of the loss's LPIPS network, by `lpips_net`.
-LPIPS_LOSS_WEIGHTS: dict[str, tuple[str, str]] = {"vgg": ("vgg16-torchvision", "lpips-vgg-lin"),
-                                                  "alex": ("alexnet-torchvision", "lpips-alex-lin")}
-
-
 def build_lpips_loss(config: DecoderTrainConfig, inputs: TrainInputs) -> tuple[nn.Module | None, dict[str, Any]]:
     """The LPIPS network of the loss (frozen), weights through the registry; None when lpips_weight is 0."""
     if config.lpips_weight == 0:
         return None, {}
-    from evaluators.lpips_metric import build_lpips
+    from misato.lpips_network import LPIPS_WEIGHTS, build_lpips
     from misato.weights import resolve
 
     backbone, lin = (resolve(k, path=inputs.weights.get(k), allow_download=inputs.allow_download)
-                     for k in LPIPS_LOSS_WEIGHTS[config.lpips_net])
+                     for k in LPIPS_WEIGHTS[config.lpips_net])
     return build_lpips(backbone, lin, net=config.lpips_net), {"lpips": [backbone.record(), lin.record()]}
 
 

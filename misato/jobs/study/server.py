@@ -22,13 +22,13 @@ sends `Accept: application/json` gets a JSON body with that status; a browser ge
 or same) or a friendly error page with the status.
 
 Every answer is stored with the option order the participant saw, the item's place in their order and the
-seconds since the item was first shown (`misato.study.store`); the orders come from the study's secret
-(`misato.study.design`), never from anything a participant can see.
+seconds since the item was first shown (`misato.jobs.study.store`); the orders come from the study's secret
+(`misato.jobs.study.design`), never from anything a participant can see.
 
 Organiser endpoints (`Authorization: Bearer TOKEN`, the token `serve` prints or keeps in --token-file; 401 without
 one, 403 with a wrong one):
 
-    GET /results    JSON: counts, shares and intervals so far (`misato.study.tally`)
+    GET /results    JSON: counts, shares and intervals so far (`misato.jobs.study.tally`)
     GET /export     CSV of every stored answer with the method each option stands for (spreadsheet-safe cells)
 """
 
@@ -53,8 +53,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from misato.study.design import DATABASE_FILE, MEDIA_DIR, Study, item_order, keyed, load_study, option_order
-from misato.study.store import CONFLICT, PARTICIPANT_PATTERN, STORED, AnswerStore, new_id
+from misato.jobs.study.design import DATABASE_FILE, MEDIA_DIR, Study, item_order, keyed, load_study, option_order
+from misato.jobs.study.store import CONFLICT, PARTICIPANT_PATTERN, STORED, AnswerStore, new_id
 
 HERE = Path(__file__).parent
 COOKIE = "misato_study_participant"
@@ -341,7 +341,7 @@ class StudyApp:
 
     # ------------------------------------------------------------ organiser
     async def results(self, request: Request) -> Response:
-        from misato.study.tally import tally
+        from misato.jobs.study.tally import tally
 
         try:
             self.check_token(request)
@@ -355,7 +355,7 @@ class StudyApp:
                              "bradley_terry": found.strengths, "bradley_terry_intervals": found.strength_intervals})
 
     async def export(self, request: Request) -> Response:
-        from misato.study.tally import export_csv
+        from misato.jobs.study.tally import export_csv
 
         try:
             self.check_token(request)

@@ -30,16 +30,17 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from baselines.base import Inpainter
 from baselines.harness import value_policy
 from misato.data import Dataset, Sample, load_dataset
+from misato.devices import Workers, choose_device, current_workers, device_record
 from misato.composite import composite_uint8
 from misato.environment import git_state, package_versions
 from misato.io import atomic_write_bytes, atomic_write_json, png_bytes, read_rgb
@@ -54,64 +55,6 @@ MANIFEST_WRITE_INTERVAL_S = 10.0  # rank 0 rewrites the manifest at most this of
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """float (H, W, 3) in [0, 1] -> uint8, rounded to nearest."""
     return np.clip(np.rint(np.asarray(image, np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
-@dataclass
-class Workers:
-    """This process's place in a data-parallel run (rank 0 of 1 without `accelerate launch`)."""
-
-    rank: int = 0
-    world_size: int = 1
-    device: Any = None  # accelerate's device for this process, when launched by accelerate
-    barrier: Callable[[], None] = lambda: None
-
-    def shard(self, stems: list[str]) -> list[str]:
-        """Stems of this process: index i of the sorted list goes to rank i % world_size."""
-        return [stem for i, stem in enumerate(stems) if i % self.world_size == self.rank]
-
-
-def current_workers(device: str | None = None) -> Workers:
-    """Workers from `accelerate`'s `PartialState` when started by a launcher that sets WORLD_SIZE > 1.
-
-    `accelerate launch --multi_gpu --num_processes N` (or `torchrun --nproc-per-node N`) starts the
-    processes; with `device="cpu"` or without CUDA they talk over gloo. (`accelerate launch --cpu`
-    starts a single process unless given an MPI host file.)
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return Workers()
-    import torch
-    from accelerate import PartialState
-
-    use_cpu = (device not in (None, "auto") and torch.device(device).type == "cpu") or not torch.cuda.is_available()
-    state = PartialState(cpu=use_cpu)
-    return Workers(state.process_index, state.num_processes, state.device, state.wait_for_everyone)
-
-
-def choose_device(requested: str | None, workers: Workers, supported: tuple[str, ...]) -> str:
-    """The device to build the inpainter on: `misato.devices.resolve_device` with accelerate's device for this
-    process. A device the inpainter does not support falls back to CPU (classical methods in a GPU run) with a
-    warning.
-    """
-    import torch
-
-    from misato.devices import resolve_device
-
-    device = str(resolve_device(requested, workers.device))
-    if torch.device(device).type not in supported:
-        if "cpu" not in supported:
-            raise ValueError(f"device {device} not supported (supported: {supported})")
-        log.warning("device %s not supported by this inpainter; using cpu", device)
-        device = "cpu"
-    return device
-
-
-def device_record(device: Any) -> dict[str, Any]:
-    import torch
-
-    record: dict[str, Any] = {"device": str(device)}
-    if torch.device(device).type == "cuda" and torch.cuda.is_available():
-        record["name"] = torch.cuda.get_device_name(torch.device(device))
-    return record
 
 
 def fingerprint(inpainter: Inpainter, seed: int) -> dict[str, Any]:

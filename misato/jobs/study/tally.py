@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from evaluators.bootstrap import LEVEL, Resamples, check_resamples, percentile_interval, resampled_sums
-from misato.study.design import DATABASE_FILE, Study, load_study
-from misato.study.store import Answer, AnswerStore, Participant
+from misato.jobs.study.design import DATABASE_FILE, Study, load_study
+from misato.jobs.study.store import Answer, AnswerStore, Participant
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 from misato.outputs import OutputFolder
 
 STATES = ("failed", "scored", "inpainted", "running", "partial", "waiting", "missing")
-JOB_FILES = ("run.json", "reproduce.json")  # written by misato.pipeline / misato.reproduce.table1
+JOB_FILES = ("run.json", "reproduce.json")  # written by misato.jobs.pipeline / misato.jobs.reproduce.table1
 
 
 @dataclass
@@ -61,7 +61,7 @@ def _job_record(out: Path) -> tuple[list[tuple[str, str]], dict[tuple[str, str],
         if "planned" in record:
             planned += [(p["dataset"], p["method"]) for p in record["planned"]]
         else:  # a reproduce.json written before the plan was recorded: the preset's datasets x methods
-            from misato.reproduce.table1 import dataset_label
+            from misato.jobs.reproduce.table1 import dataset_label
 
             preset = record.get("preset", {})
             planned += [(dataset_label(key, preset.get("name", "")), method)

@@ -8,7 +8,7 @@ pixels are unchanged (tested), and the padding carries nothing.
 
 Times and order: `write_media` writes the files in a random order and sets every file's mtime to `MEDIA_MTIME`, so
 neither the modification times nor anything derived from them (an ETag, Last-Modified) tells which method's file
-was written first. The server sends no validators either (`misato.study.server`).
+was written first. The server sends no validators either (`misato.jobs.study.server`).
 """
 
 from __future__ import annotations

@@ -32,9 +32,9 @@ import numpy as np
 
 from evaluators.bootstrap import LEVEL, Resamples, check_resamples, percentile_interval, resampled_means, \
     resampled_sums
-from misato.study.design import DATABASE_FILE, Study, load_study
-from misato.study.store import AnswerStore
-from misato.study.tally import select, votes
+from misato.jobs.study.design import DATABASE_FILE, Study, load_study
+from misato.jobs.study.store import AnswerStore
+from misato.jobs.study.tally import select, votes
 
 log = logging.getLogger(__name__)
 

@@ -294,7 +294,7 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
     import json
 
     from evaluators.scoring import score
-    from misato.runner import inpaint_dataset
+    from baselines.runner import inpaint_dataset
 
     out = Path(config.out_dir)
     folder = out / "predictions" / _safe(dataset.name) / _safe(method.label)

@@ -16,9 +16,9 @@ subsampling (the colours are what visual consistency is judged on), under random
 hole in flat grey. Everything is decoded and encoded in memory first; nothing is
 written unless every input is valid.
 
-Blinding (`misato.study.media`): every media file is padded to one byte size, written in a random order with one
+Blinding (`misato.jobs.study.media`): every media file is padded to one byte size, written in a random order with one
 fixed mtime; the items (attention checks included) and each item's options are stored in a random order, and the
-study gets a fresh secret from which the server draws every participant's orders (`misato.study.design`).
+study gets a fresh secret from which the server draws every participant's orders (`misato.jobs.study.design`).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from misato.data import Dataset, DatasetError, Sample, load_dataset
 from misato.environment import utc_now
 from misato.io import read_rgb
 from misato.outputs import MANIFEST_SCHEMA, OutputFolder
-from misato.study.design import (MEDIA_DIR, QUESTIONS, STUDY_FILE, Item, Option, Study, new_secret, write_study)
-from misato.study.media import pad_all, write_media
+from misato.jobs.study.design import (MEDIA_DIR, QUESTIONS, STUDY_FILE, Item, Option, Study, new_secret, write_study)
+from misato.jobs.study.media import pad_all, write_media
 
 log = logging.getLogger(__name__)
 

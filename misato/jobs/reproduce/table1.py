@@ -123,7 +123,7 @@ def run_table1(inputs: Table1Inputs) -> dict[str, Any]:
     from evaluators.scoring import ScoreConfig
     from misato.devices import check_device
     from misato.lock import folder_lock
-    from misato.pipeline import DatasetEntry, RunConfig, open_dataset
+    from misato.jobs.pipeline import DatasetEntry, RunConfig, open_dataset
 
     preset = apply_sets(load_preset(inputs.preset), inputs.sets)
     methods = preset["methods"]
@@ -162,7 +162,7 @@ def _run_pairs(inputs: Table1Inputs, preset: dict[str, Any], methods: dict[str, 
     from leaderboard.render import render_markdown
     from leaderboard.results import collect
     from leaderboard.tables import build_table1
-    from misato.pipeline import MethodEntry, failed_runs, run_one
+    from misato.jobs.pipeline import MethodEntry, failed_runs, run_one
 
     outcomes: list[Any] = []
     summary: dict[str, Any] = {"table": "table1", "status": "running", "preset": preset,

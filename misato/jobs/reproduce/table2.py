@@ -34,7 +34,7 @@ PRESET_PREFIX = "table2_"
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[len(PRESET_PREFIX):-5] for p in resources.files("misato.reproduce").iterdir()
+    return sorted(p.name[len(PRESET_PREFIX):-5] for p in resources.files("misato.jobs.reproduce").iterdir()
                   if p.name.startswith(PRESET_PREFIX) and p.name.endswith(".json"))
 
 
@@ -45,7 +45,7 @@ def load_preset(name: str) -> dict[str, Any]:
 
     if name not in preset_names():
         raise ValueError(f"unknown table2 preset {name!r}; known: {', '.join(preset_names())}")
-    preset = json.loads(resources.files("misato.reproduce").joinpath(f"{PRESET_PREFIX}{name}.json").read_text())
+    preset = json.loads(resources.files("misato.jobs.reproduce").joinpath(f"{PRESET_PREFIX}{name}.json").read_text())
     stages = preset["stages"]
     for stage_name, spec in stages.items():
         kind = spec["stage"]
@@ -173,7 +173,7 @@ def _run_locked(preset: dict[str, Any], inputs: Table2Inputs, out: Path, dataset
     from baselines.asuka.training.latents import build_latent_cache
     from baselines.asuka.training.loop import TrainInputs, train
     from misato.environment import git_state, package_versions, utc_now
-    from misato.pipeline import error_text
+    from misato.jobs.pipeline import error_text
 
     pretrained = _pretrained_mae(preset, inputs, out)
     state = PartialState(cpu=inputs.device == "cpu")
@@ -259,8 +259,8 @@ def _inpaint_and_score(preset: dict[str, Any], inputs: Table2Inputs, out: Path, 
     from evaluators.record import result_stem
     from evaluators.scoring import ScoreConfig, score
     from leaderboard.results import load_result
-    from misato.pipeline import error_text
-    from misato.runner import inpaint_dataset
+    from misato.jobs.pipeline import error_text
+    from baselines.runner import inpaint_dataset
 
     settings = preset["inpaint"]
     results = {}

@@ -80,15 +80,15 @@ def job_needs(job: str, protocol: str | None = None) -> dict[str, str]:
             needs[LAMA_KEY] = "method lama (joins the demo when present)"
         return needs
     if job == "table1":
-        from misato.reproduce.table1 import load_preset
+        from misato.jobs.reproduce.table1 import load_preset
 
         preset = load_preset("paper")
         return {**_metric_keys(preset["protocol"]),
                 **_method_keys({label: method["spec"] for label, method in preset["methods"].items()})}
     from baselines.asuka.training import config_stage
     from baselines.asuka.training.config import build_config
-    from baselines.asuka.training.decoder import LPIPS_LOSS_WEIGHTS
-    from misato.reproduce.table2 import load_preset as load_table2
+    from misato.lpips_network import LPIPS_WEIGHTS
+    from misato.jobs.reproduce.table2 import load_preset as load_table2
 
     preset = load_table2("paper")
     needs = {**_metric_keys(preset["protocol"]), **_method_keys({"ASUKA-SD": "asuka-sd"})}
@@ -97,6 +97,6 @@ def job_needs(job: str, protocol: str | None = None) -> dict[str, str]:
             continue
         config = build_config("decoder", stage.get("presets", []), sets=stage.get("sets", []))
         if config.lpips_weight:
-            for key in LPIPS_LOSS_WEIGHTS[config.lpips_net]:
+            for key in LPIPS_WEIGHTS[config.lpips_net]:
                 needs.setdefault(key, f"decoder training loss (stage {name})")
     return needs

@@ -1,6 +1,6 @@
 """The study file (`STUDY/study.json`): which images, which methods, the questions, and the per-participant order.
 
-Schema `misato.study/2` (written by `misato study create`, read by `serve` and `tally`)::
+Schema `misato.jobs.study/2` (written by `misato study create`, read by `serve` and `tally`)::
 
     schema, study_id (random hex; the answer database is bound to it), created, seed (picked the images only)
     secret: 64 random hex digits, created with the study; every order a participant sees is drawn from it. The
@@ -18,7 +18,7 @@ Schema `misato.study/2` (written by `misato study create`, read by `serve` and `
         truth, which only attention-check items hold (in place of one method's output)
 
 Blinding: ids and image names are random hex (no method name anywhere a participant can see); the media files
-are written in a random order with one fixed mtime and padded to one byte size (`misato.study.create`). The order
+are written in a random order with one fixed mtime and padded to one byte size (`misato.jobs.study.create`). The order
 of the items and of each item's options is HMAC-SHA256(secret, participant id and item id) (`item_order`,
 `option_order`): a participant sees the same order after a reload, another participant another order, and
 nobody without the secret can tell which method sits where, whatever they know of the seed or their own id.
@@ -39,7 +39,7 @@ from typing import Any
 
 from misato.io import atomic_write_json
 
-SCHEMA = "misato.study/2"
+SCHEMA = "misato.jobs.study/2"
 STUDY_FILE = "study.json"
 MEDIA_DIR = "media"
 DATABASE_FILE = "answers.sqlite"
@@ -147,9 +147,9 @@ class Study:
         def fail(message: str) -> None:
             raise ValueError(f"{source}: {message}")
 
-        if isinstance(data, dict) and data.get("schema") == "misato.study/1":
-            fail("a study of misato.study/1, whose orders anyone could recompute from the seed: re-create it with "
-                 "`misato study create` (schema misato.study/2)")
+        if isinstance(data, dict) and data.get("schema") == "misato.jobs.study/1":
+            fail("a study of misato.jobs.study/1, whose orders anyone could recompute from the seed: re-create it with "
+                 "`misato study create` (schema misato.jobs.study/2)")
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             fail(f"not a study file (schema must be {SCHEMA!r})")
         try:
