@@ -18,6 +18,7 @@ import torch
 from baselines.base import Inpainter
 from misato.data import list_images
 from misato.io import read_rgb
+from misato.outputs import OutputFolder
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,7 @@ class FolderInpainter(Inpainter):
 
     def __init__(self, device: str | torch.device = "cpu", root: str | Path = "", **options: Any) -> None:
         super().__init__(device, root=str(root), **options)
-        folder = Path(root).expanduser()
-        if (folder / "raw").is_dir() and (folder / "manifest.json").is_file():
-            folder = folder / "raw"
+        folder = OutputFolder.prediction_images(Path(root).expanduser())
         if not str(root) or not folder.is_dir():
             raise ValueError(f"folder inpainter: {root!r} is not a folder of predictions")
         self.folder = folder

@@ -98,10 +98,9 @@ class ScoreResult:
 def predictions_folder(path: str | Path) -> Path:
     """The folder holding the prediction files: `path` itself, or `path/raw` for a `misato inpaint` output
     folder (raw outputs; the scorer composites them itself, so paste-back and raw scoring both start there)."""
-    path = Path(path)
-    if (path / "manifest.json").is_file() and (path / "raw").is_dir():
-        return path / "raw"
-    return path
+    from misato.outputs import OutputFolder
+
+    return OutputFolder.prediction_images(path)
 
 
 def _check_out_dir(out_dir: Path, n_images: int, n_metrics: int, n_thumbnails: int) -> None:

@@ -1,6 +1,6 @@
 """Run several methods on several datasets: inpaint, score, then write the leaderboard.
 
-The Python API behind `misato run` and `misato demo`. Output layout::
+The Python API behind `misato run` and `misato demo`. Output layout (paths from `misato.outputs.RunFolder`)::
 
     OUT/predictions/<dataset>/<method>/   the runner's raw/, composite/, records/, manifest.json (resumable)
     OUT/results/<method>__<dataset>__<protocol>.json (+ .per_image.csv)   from evaluators.scoring.score
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from evaluators.metrics import SCORED
 from misato.data import Dataset, dataset_kind, load_dataset
 from misato.io import atomic_write_json
+from misato.outputs import OutputFolder, RunFolder
 
 if TYPE_CHECKING:
     from evaluators.scoring import ScoreConfig, ScoreResult
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEMA = "misato.run/1"
-RUN_FILE = "run.json"
 EMBEDDED = "embedded"  # the dataset name that means the embedded default (misato.embedded)
 KINDS = ("MISATO", "Places2", "custom")
 
@@ -164,10 +164,6 @@ class RunReport:
                 except (WeightsNotFoundError, WeightsHashError):
                     missing.setdefault(key, []).append(metric)
         return missing
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "unnamed"
 
 
 def _label_split(text: str) -> tuple[str | None, str]:
@@ -296,8 +292,8 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
     from evaluators.scoring import score
     from baselines.runner import inpaint_dataset
 
-    out = Path(config.out_dir)
-    folder = out / "predictions" / _safe(dataset.name) / _safe(method.label)
+    run = RunFolder(config.out_dir)
+    folder = run.predictions(dataset.name, method.label)
     outcome = Outcome(dataset.name, method.label, method.spec, "failed", predictions=str(folder), kind=kind)
     stage = "inpaint"
     try:
@@ -312,9 +308,10 @@ def run_one(dataset: Dataset, kind: str, method: MethodEntry, config: RunConfig)
             raise ValueError(f"{manifest_path}: inpainting is {manifest.get('status')}, not complete")
         stage = "score"
         scored = dataset if config.limit is None else dataset.subset(sorted(manifest["samples"]))
-        result = _reused_result(out / "results", method.label, scored, config, Path(manifest_path))
+        result = _reused_result(run.results, method.label, scored, config, Path(manifest_path))
         if result is None:  # the raw outputs: the scorer composites them itself (paste_back)
-            result = score(scored, folder / "raw", method.label, out / "results", config.score, dataset_kind=kind)
+            result = score(scored, OutputFolder(folder).raw, method.label, run.results, config.score,
+                           dataset_kind=kind)
     except Exception as error:  # noqa: BLE001 (any plug-in error must only fail its own method)
         outcome.stage, outcome.error, outcome.error_type = stage, error_text(error), type(error).__name__
         log.error("%s on %s failed while %s: %s", method.label, dataset.name,
@@ -339,7 +336,7 @@ def _reused_result(folder: Path, method: str, dataset: Dataset, config: RunConfi
     path = folder / f"{result_stem(method, dataset.name, config.score.protocol)}.json"
     if not config.reuse_scores or not path.is_file():
         return None
-    newest = max((p.stat().st_mtime_ns for p in (manifest.parent / "raw").iterdir()), default=0)
+    newest = max((p.stat().st_mtime_ns for p in OutputFolder(manifest.parent).raw.iterdir()), default=0)
     if path.stat().st_mtime_ns < newest:
         return None
     result = read_result(path)
@@ -397,7 +394,8 @@ def _run_locked(config: RunConfig, out: Path) -> RunReport:
         absent = [stem for stem in wanted if stem not in known]
         if absent:
             raise ValueError(f"--thumbnail-samples: not in any dataset of this run: {', '.join(absent[:10])}")
-    summary = out / RUN_FILE
+    run = RunFolder(out)
+    summary = run.run_record
     planned = [(o.dataset, o.method) for o in outcomes] + [(d.name, m.label) for d, _ in opened for m in config.methods]
     journal = RunReport(out, outcomes, {}, summary)
     atomic_write_json(summary, _summary(config, journal, planned, "running"))
@@ -415,11 +413,11 @@ def _run_locked(config: RunConfig, out: Path) -> RunReport:
 
     leaderboard: dict[str, Path] = {}
     leaderboard_error = None
-    if any((out / "results").glob("*.json")):  # earlier results count too; failed pairs supersede theirs
+    if run.result_files():  # earlier results count too; failed pairs supersede theirs
         from leaderboard import write_reports
 
         try:
-            leaderboard = write_reports([out / "results"], out / "leaderboard", formats=config.leaderboard_formats,
+            leaderboard = write_reports([run.results], run.leaderboard, formats=config.leaderboard_formats,
                                         samples=config.grid_samples, failures=failed_runs(outcomes, config.score))
         except Exception as error:  # noqa: BLE001 (results stay valid; report the leaderboard problem)
             leaderboard_error = error_text(error)
@@ -493,8 +491,9 @@ def format_report(report: RunReport, protocol: str, weights: dict[str, str] | No
         lines.append("\nnot computed, weights missing (the numbers above need no weights):")
         lines.extend("- " + fix_hint(key, metrics) for key, metrics in needed.items())
     results = sorted({o.result_json for o in report.outcomes if o.result_json})
-    files = [("predictions", str(report.out_dir / "predictions")),
-             ("results", f"{report.out_dir / 'results'} ({len(results)} from this run)"),
+    run = RunFolder(report.out_dir)
+    files = [("predictions", str(run.predictions_root)),
+             ("results", f"{run.results} ({len(results)} from this run)"),
              *((name, str(path)) for name, path in report.leaderboard.items())]
     if report.leaderboard_error:
         files.append(("leaderboard", f"NOT written: {report.leaderboard_error.splitlines()[0]}"))

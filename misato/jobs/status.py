@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from misato.outputs import OutputFolder
+from misato.outputs import OutputFolder, RunFolder
 
 STATES = ("failed", "scored", "inpainted", "running", "partial", "waiting", "missing")
-JOB_FILES = ("run.json", "reproduce.json")  # written by misato.jobs.pipeline / misato.jobs.reproduce.table1
 
 
 @dataclass
@@ -53,8 +52,7 @@ def _job_record(out: Path) -> tuple[list[tuple[str, str]], dict[tuple[str, str],
     """(planned pairs, latest outcome per pair) from the folder's run.json / reproduce.json (empty when none)."""
     planned: list[tuple[str, str]] = []
     outcomes: dict[tuple[str, str], dict[str, Any]] = {}
-    for name in JOB_FILES:
-        path = out / name
+    for path in RunFolder(out).job_records:
         if not path.is_file():
             continue
         record = _read_json(path)
@@ -90,12 +88,14 @@ def folder_status(out: str | Path) -> list[PairStatus]:
     running = is_locked(out)
     planned, outcomes = _job_record(out)
     scored = set()
-    for path in sorted((out / "results").glob("*.json")):
+    run = RunFolder(out)
+    for path in run.result_files():
         record = ResultRecord.read(path)
         scored.add((record.dataset.name, record.method))
     on_disk: dict[tuple[str, str], tuple[int, int | None, str | None, str | None]] = {}
-    for folder in sorted(p.parent for p in (out / "predictions").glob("*/*/records")):
-        manifest = _read_json(folder / "manifest.json") if (folder / "manifest.json").is_file() else {}
+    for folder in run.prediction_folders():
+        manifest_path = OutputFolder(folder).manifest
+        manifest = _read_json(manifest_path) if manifest_path.is_file() else {}
         dataset = manifest.get("dataset", {}).get("name", folder.parent.name)
         on_disk[(dataset, folder.name)] = (finished_samples(OutputFolder(folder)),
                                            manifest.get("dataset", {}).get("num_selected"), manifest.get("status"),

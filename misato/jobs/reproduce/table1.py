@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from misato.io import atomic_write_json, atomic_write_text
+from misato.outputs import RunFolder
 
 PRESET_DIR = Path(__file__).parent
 SOURCES = ("misato", "places2", "embedded")
@@ -164,6 +165,7 @@ def _run_pairs(inputs: Table1Inputs, preset: dict[str, Any], methods: dict[str, 
     from leaderboard.tables import build_table1
     from misato.jobs.pipeline import MethodEntry, failed_runs, run_one
 
+    run = RunFolder(out)
     outcomes: list[Any] = []
     summary: dict[str, Any] = {"table": "table1", "status": "running", "preset": preset,
                                "planned": [{"dataset": d.name, "method": m} for d, _, _ in datasets for m in methods],
@@ -171,7 +173,7 @@ def _run_pairs(inputs: Table1Inputs, preset: dict[str, Any], methods: dict[str, 
 
     def save(status: str) -> None:
         summary.update(status=status, outcomes=[vars(o) for o in outcomes])
-        atomic_write_json(out / "reproduce.json", summary)
+        atomic_write_json(run.reproduce_record, summary)
 
     save("running")
     try:
@@ -184,15 +186,15 @@ def _run_pairs(inputs: Table1Inputs, preset: dict[str, Any], methods: dict[str, 
         save("interrupted")
         raise
     failures = failed_runs(outcomes, score)
-    if any((out / "results").glob("*.json")) or failures:
-        results = collect([out / "results"]) if any((out / "results").glob("*.json")) else []
+    if run.result_files() or failures:
+        results = collect([run.results]) if run.result_files() else []
         table = build_table1(results, failures=failures)
         table.notes += [f"{label} ({m['spec']}): {m['chosen']}; options "
                         + (", ".join(f"{k}={v}" for k, v in m["options"].items()) or "none") for label, m in methods.items()]
         atomic_write_text(out / "table1.md", render_markdown([table], title=f"Table 1 ({inputs.preset})"))
-    if any((out / "results").glob("*.json")):
+    if run.result_files():
         try:
-            summary["leaderboard"] = {k: str(v) for k, v in write_reports([out / "results"], out / "leaderboard",
+            summary["leaderboard"] = {k: str(v) for k, v in write_reports([run.results], run.leaderboard,
                                                                           failures=failures).items()}
         except Exception as error:  # noqa: BLE001 (table1.md and the results stand; the failure is reported)
             summary["leaderboard_error"] = f"leaderboard not written: {error}"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from misato.io import atomic_write_json, atomic_write_text
+from misato.outputs import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -226,13 +227,13 @@ def _run_locked(preset: dict[str, Any], inputs: Table2Inputs, out: Path, dataset
     except BaseException:  # Ctrl-C, SIGTERM: recorded; the lock is released by the caller
         if state.is_main_process:
             summary["status"] = "interrupted"
-            atomic_write_json(out / "reproduce.json", summary)
+            atomic_write_json(RunFolder(out).reproduce_record, summary)
         raise
     if state.is_main_process:
         _write_tables(preset, results, out, _failed_rows(preset, dataset, summary, inputs))
         summary["finished"] = utc_now()
         summary["status"] = "finished"
-        atomic_write_json(out / "reproduce.json", summary)
+        atomic_write_json(RunFolder(out).reproduce_record, summary)
     state.wait_for_everyone()
     return summary
 
@@ -271,7 +272,7 @@ def _inpaint_and_score(preset: dict[str, Any], inputs: Table2Inputs, out: Path, 
             continue
         model = out / "models" / run
         method = f"asuka-sd[{run}]"
-        path = out / "results" / f"{result_stem(method, dataset.name, preset['protocol'])}.json"
+        path = RunFolder(out).results / f"{result_stem(method, dataset.name, preset['protocol'])}.json"
         predictions = out / "inpaint" / run
         try:
             if state.is_main_process:
@@ -283,7 +284,7 @@ def _inpaint_and_score(preset: dict[str, Any], inputs: Table2Inputs, out: Path, 
                             device=inputs.device, weight_paths=inputs.weights,
                             allow_download=inputs.allow_download, options=options, progress=inputs.progress)
             if state.is_main_process and not path.is_file():
-                score(dataset, predictions, method, out / "results",
+                score(dataset, predictions, method, RunFolder(out).results,
                       ScoreConfig(protocol=preset["protocol"], device=inputs.device, weights=dict(inputs.weights),
                                   allow_download=inputs.allow_download),
                       dataset_kind="MISATO" if inputs.misato else "custom")

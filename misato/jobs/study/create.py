@@ -38,7 +38,7 @@ from misato.composite import composite_uint8
 from misato.data import Dataset, DatasetError, Sample, load_dataset
 from misato.environment import utc_now
 from misato.io import read_rgb
-from misato.outputs import MANIFEST_SCHEMA, OutputFolder
+from misato.outputs import MANIFEST_NAME, MANIFEST_SCHEMA, OutputFolder, RunFolder
 from misato.jobs.study.design import (MEDIA_DIR, QUESTIONS, STUDY_FILE, Item, Option, Study, new_secret, write_study)
 from misato.jobs.study.media import pad_all, write_media
 
@@ -88,10 +88,11 @@ def find_runs(runs: Path) -> list[MethodRun]:
     """Every method folder under `runs` (both layouts of the module docstring), in path order."""
     if not runs.is_dir():
         raise ValueError(f"--runs {runs}: no such folder")
-    if (runs / "manifest.json").is_file():
+    if OutputFolder(runs).manifest.is_file():
         raise ValueError(f"--runs {runs}: this is one method's folder; pass the folder holding the method folders")
     found = []
-    for path in sorted([*runs.glob("predictions/*/*/manifest.json"), *runs.glob("*/manifest.json")]):
+    layouts = (RunFolder(runs).predictions_root.glob(f"*/*/{MANIFEST_NAME}"), runs.glob(f"*/{MANIFEST_NAME}"))
+    for path in sorted(path for layout in layouts for path in layout):
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
