@@ -7,14 +7,17 @@ masks. Prints:
   overhead = (wall - forward) / forward for that run (decode, compositing, pixel metrics, statistics, SVM, I/O),
   speed-up of a second method on the same dataset (ground-truth features from the cache).
 
-With --official-eval DIR (an asuka-misato checkout's asuka-flux/eval folder; nothing of it is shipped here), the
-same inputs and weights also go through the official scripts cal_psnr_lpips_ssim.py, cal_ids.py and cal_grad.py,
-each in its own process as commands.sh runs them, and through `misato score --protocol asuka` with the same metrics
-as fresh processes (cold: empty feature cache; warm: a second method, ground-truth features cached). Prints the
-walls, the speed-ups and both sets of values. The official scripts find the random weights where they look
-(TORCH_HOME's hub cache, ckpt/alex.pth); a sitecustomize makes `.cuda()` a no-op where there is no GPU (cal_ids.py
-calls it unconditionally); below 512 pairs cal_ids.py runs with --resolution 2048 (no PCA: PCA to 512 needs 512
-rows) and U/P-IDS are not compared.
+With --official-eval DIR (an asuka-misato checkout's asuka-flux/eval folder, fetched outside this repository;
+nothing of it is shipped here), only fresh processes are timed, on the same inputs and weights: the official
+scripts cal_psnr_lpips_ssim.py, cal_ids.py and cal_grad.py, each in its own process as commands.sh runs them,
+against `misato score --protocol asuka` with the same metrics (cold: empty feature cache; warm: a second method,
+ground-truth features cached), in --rounds alternating rounds (default 5) at every --n. Prints each round, the
+medians, the ratios of the median walls, misato's start-up (everything before the first image), seconds per image
+and set-metric/interval tail (from the result's timing), and both sets of values. The official scripts find the
+random weights where they look (TORCH_HOME's hub cache, ckpt/alex.pth); a sitecustomize makes `.cuda()` a no-op
+where there is no GPU (cal_ids.py calls it unconditionally); below 512 pairs cal_ids.py runs with --resolution 2048
+(no PCA: PCA to 512 needs 512 rows) and U/P-IDS are not compared. Run it on an idle machine: the ratio moves with
+the load (issue 26: 57-69 s official here against 133-151 s on a busier day).
 
     python benchmarks/bench_scoring.py --n 64 --clip
     python benchmarks/bench_scoring.py --n 16 --new-metrics
@@ -25,7 +28,7 @@ built by a warm-up, no feature cache: truths and results both go through the net
 batch 4 or 8): on this project's 2-core machine under a load average of 6-7 from other jobs, cmmd 31.1 s, fd_dinov2
 28.0 s, dreamsim (both crops) 20.3 s; on an otherwise idle 16-core CPU 0.85, 0.39 and 0.63 s; on an H200 GPU (32
 images) 0.03, 0.02 and 0.04 s.
-    python benchmarks/bench_scoring.py --n 64 --protocol asuka --num-workers 0 --official-eval ../asuka-misato/asuka-flux/eval
+    python benchmarks/bench_scoring.py --n 64,512 --protocol asuka --num-workers 0 --official-eval /work/official/asuka-flux/eval
 """
 
 from __future__ import annotations
@@ -194,13 +197,13 @@ def _dreamsim_release(folder: Path) -> dict[str, Path]:
     return {"dreamsim-ensemble": archive, "dino-vitb16": dino}
 
 
-def time_new_metrics(tmp: Path, args: argparse.Namespace) -> None:
+def time_new_metrics(tmp: Path, n: int, args: argparse.Namespace) -> None:
     """Seconds per image each issue-25 metric adds to a scoring run (random weights, no feature cache): the wall
     of scoring it with PSNR minus the wall of PSNR alone, over --n images, networks built beforehand (warm-up)."""
     from evaluators.scoring import ScoreConfig, score
     from misato.data import load_dataset
 
-    data_dir, pred, _ = make_inputs(tmp, args.n, args.size)
+    data_dir, pred, _ = make_inputs(tmp, n, args.size)
     warm_data, warm_pred, _ = make_inputs(tmp / "warm", 2, args.size)
     weights = new_metric_weights(tmp)
     walls = {}
@@ -214,9 +217,9 @@ def time_new_metrics(tmp: Path, args: argparse.Namespace) -> None:
         walls[name] = time.perf_counter() - start
         values = ", ".join(f"{m} {result.record.overall[m]:.4g}" for m in metrics)
         print(f"{name:16s} wall {walls[name]:.1f} s, forward {result.record.timing['forward_s']:.1f} s  {values}")
-    print(f"device {result.record.device}, {args.n} images at {args.size}; added seconds per image:")
+    print(f"device {result.record.device}, {n} images at {args.size}; added seconds per image:")
     for name in NEW_METRICS:
-        print(f"  {name:10s} {(walls[name] - walls['baseline (psnr)']) / args.n:.2f} s")
+        print(f"  {name:10s} {(walls[name] - walls['baseline (psnr)']) / n:.2f} s")
 
 
 OFFICIAL_METRICS = ("lpips", "fid", "u_ids", "p_ids", "psnr", "ssim", "grad_error")  # what the three scripts report
@@ -245,9 +248,11 @@ def official_workspace(root: Path, weights: dict[str, str]) -> dict[str, str]:
 
 
 def run_official(eval_dir: Path, root: Path, data_dir: Path, pred: Path, n: int, env: dict[str, str]) -> tuple[float, dict]:
-    """Wall seconds of the three official scripts in turn, and the values they print."""
-    gt_dir = root / "512"  # the scripts read the resolution from the folder name
+    """Wall seconds of the three official scripts in turn (working directory `root`, the `official_workspace`),
+    and the values they print."""
+    gt_dir = root / f"pairs{n}" / "512"  # the scripts read the resolution from the folder name
     if not gt_dir.exists():
+        gt_dir.parent.mkdir(exist_ok=True)
         gt_dir.symlink_to(data_dir.resolve())
     ids_resolution = "512" if n >= 512 else "2048"
     outputs, total = {}, 0.0
@@ -272,8 +277,13 @@ def run_official(eval_dir: Path, root: Path, data_dir: Path, pred: Path, n: int,
 
 
 def run_cli(data_dir: Path, pred: Path, method: str, out: Path, cache: Path, weights: dict[str, str],
-            args: argparse.Namespace) -> float:
-    """Wall seconds of one `misato score` process (start-up, imports and network builds included)."""
+            args: argparse.Namespace) -> dict[str, float]:
+    """One `misato score --protocol asuka` process: its wall seconds (`wall`; start-up, imports and network builds
+    included) split by the result's timing into `startup` (everything before the first image: interpreter,
+    imports, input checks, weight hashes, network builds), `pass` (decoding, preprocessing, forwards: seconds per
+    image x n) and `tail` (set metrics, bootstrap intervals, result files)."""
+    from evaluators.record import ResultRecord, result_stem
+
     command = [sys.executable, "-m", "misato", "score", "--dataset", str(data_dir), "--predictions", str(pred),
                "--method", method, "--out", str(out), "--protocol", "asuka", "--metrics", ",".join(OFFICIAL_METRICS),
                "--cache-dir", str(cache), "--device", args.device, "--batch-size", str(args.batch_size),
@@ -281,25 +291,70 @@ def run_cli(data_dir: Path, pred: Path, method: str, out: Path, cache: Path, wei
     for key, path in weights.items():  # every file `random_weights` wrote for the protocol
         command += ["--weight", f"{key}={path}"]
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - start
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"misato score failed ({' '.join(command)}):\n{done.stderr[-2000:]}")
+    timing = ResultRecord.read(out / f"{result_stem(method, data_dir.name, 'asuka')}.json").timing
+    startup = wall - timing["total_s"] + timing["build_s"]
+    return {"wall": wall, "startup": startup, "pass": timing["pass_s"], "tail": wall - startup - timing["pass_s"]}
 
 
-def compare_official(eval_dir: Path, root: Path, data_dir: Path, pred_a: Path, pred_b: Path,
-                     weights: dict[str, str], args: argparse.Namespace) -> None:
-    """The official scripts against `misato score --protocol asuka` as fresh processes, on the same files."""
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def compare_official(eval_dir: Path, root: Path, pairs: int, weights: dict[str, str], workspace: Path,
+                     env: dict[str, str], args: argparse.Namespace) -> None:
+    """The official scripts against `misato score --protocol asuka` as fresh processes on the same `pairs` files,
+    `args.rounds` rounds whose order alternates (official first in even rounds, misato first in odd ones, so a
+    load change on a shared machine does not fall on one side only). Each round: the official trio, then misato
+    cold (an empty feature cache) and warm (a second method, ground-truth features cached). Prints the medians
+    over the rounds, the ratios of the median walls, and misato's start-up and seconds per image (`run_cli`)."""
     from evaluators.record import ResultRecord
 
-    env = official_workspace(root / "official", weights)
-    official_s, official = run_official(eval_dir, root / "official", data_dir, pred_a, args.n, env)
-    cache, out = root / "cli_cache", root / "cli_out"
-    cold_s = run_cli(data_dir, pred_a, "a", out, cache, weights, args)
-    warm_s = run_cli(data_dir, pred_b, "b", out, cache, weights, args)
-    ours = ResultRecord.read(next(out.glob("a*.json"))).overall
-    print(f"official scripts (3 processes): {official_s:.1f} s; misato score (fresh process): cold {cold_s:.1f} s "
-          f"({official_s / cold_s:.2f}x faster), warm {warm_s:.1f} s ({official_s / warm_s:.2f}x faster)")
+    data_dir, pred_a, pred_b = make_inputs(root, pairs, args.size)
+    official_walls: list[float] = []
+    runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
+    official: dict[str, float] = {}
+    for index in range(args.rounds):
+        out, cache = root / f"out{index}", root / f"cache{index}"
+
+        def ours() -> None:
+            runs["cold"].append(run_cli(data_dir, pred_a, "a", out, cache, weights, args))
+            runs["warm"].append(run_cli(data_dir, pred_b, "b", out, cache, weights, args))
+
+        def theirs() -> None:
+            wall, values = run_official(eval_dir, workspace, data_dir, pred_a, pairs, env)
+            official_walls.append(wall)
+            official.update(values)
+
+        for step in ((theirs, ours) if index % 2 == 0 else (ours, theirs)):
+            step()
+        print(f"  round {index + 1}/{args.rounds}: official {official_walls[-1]:.1f} s, misato cold "
+              f"{runs['cold'][-1]['wall']:.1f} s, warm {runs['warm'][-1]['wall']:.1f} s "
+              f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    theirs_s = _median(official_walls)
+    print(f"{pairs} pairs at {args.size}, medians of {args.rounds} alternating rounds:")
+    print(f"  official trio (3 processes) {theirs_s:.1f} s ({theirs_s / pairs:.3f} s per pair)")
+    for state, measured in runs.items():
+        median = {part: _median([run[part] for run in measured]) for part in measured[0]}
+        print(f"  misato score {state}: {median['wall']:.1f} s, {theirs_s / median['wall']:.2f}x faster; start-up "
+              f"{median['startup']:.2f} s, {median['pass'] / pairs:.3f} s per image, set metrics and intervals "
+              f"{median['tail']:.2f} s")
+    ours_values = ResultRecord.read(next((root / "out0").glob("a*.json"))).overall
     for metric, value in official.items():
-        print(f"  {metric:10s} official {value:.6g}  misato {ours[metric]:.6g}")
+        print(f"  {metric:10s} official {value:.6g}  misato {ours_values[metric]:.6g}")
+
+
+def official_comparisons(eval_dir: Path, root: Path, args: argparse.Namespace) -> None:
+    """`compare_official` at every --n, with one set of random weights and one official workspace."""
+    weights = random_weights(root, False, "asuka")
+    workspace = root / "workspace"
+    env = official_workspace(workspace, weights)
+    print(f"load average at the start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)", flush=True)
+    for pairs in args.n:
+        compare_official(eval_dir, root / f"pairs{pairs}", pairs, weights, workspace, env, args)
 
 
 def _at_least(low: int):
@@ -315,11 +370,50 @@ def _at_least(low: int):
     return parse
 
 
+def _counts(low: int):
+    """An argparse type: comma-separated integers, each no smaller than `low`."""
+    parse = _at_least(low)
+    return lambda text: [parse(part) for part in text.split(",") if part.strip()]
+
+
+def in_process(tmp: Path, n: int, args: argparse.Namespace) -> None:
+    """Two methods scored in this process after a warm-up: images/s, overhead beyond forwards, cache speed-up."""
+    from evaluators.scoring import ScoreConfig, score
+    from misato.data import load_dataset
+
+    data_dir, pred_a, pred_b = make_inputs(tmp, n, args.size)
+    weights = random_weights(tmp, args.clip, args.protocol)
+    metrics = ("lpips", "fid", "u_ids", "p_ids", "kid", "psnr", "ssim", "grad_error") + (("clip_score",) if args.clip else ())
+    dataset = load_dataset(data_dir)
+    config = ScoreConfig(metrics=metrics, weights=weights, device=args.device, batch_size=args.batch_size,
+                         num_workers=args.num_workers, cache_dir=str(tmp / "cache"), protocol=args.protocol)
+    # Warm-up on two other images (own cache key): builds the networks once, as `misato run` keeps them.
+    warm_data, warm_pred, _ = make_inputs(tmp / "warm", 2, args.size)
+    score(load_dataset(warm_data), warm_pred, "warmup", tmp / "res", config)
+    start = time.perf_counter()
+    first = score(dataset, pred_a, "a", tmp / "res", config)
+    first_wall = time.perf_counter() - start
+    start = time.perf_counter()
+    second = score(dataset, pred_b, "b", tmp / "res", config)
+    second_wall = time.perf_counter() - start
+    forward = first.record.timing["forward_s"]
+    print(f"device {first.record.device}, {n} images at {args.size}, protocol {args.protocol}, "
+          f"metrics {','.join(metrics)}")
+    if first.record.unavailable:
+        print(f"unavailable: {first.record.unavailable}")
+    print(f"first method : {first_wall:.1f} s wall, {n / first_wall:.2f} images/s, forward {forward:.1f} s, "
+          f"overhead (wall - forward) / forward = {(first_wall - forward) / forward:.1%}")
+    print(f"second method: {second_wall:.1f} s wall, forward {second.record.timing['forward_s']:.1f} s, "
+          f"speed-up from the cache = {first_wall / second_wall:.2f}x")
+
+
 def main() -> None:
     from evaluators.protocols import PROTOCOLS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=_at_least(2), default=64, help="image pairs (at least 2: covariances)")
+    parser.add_argument("--n", type=_counts(2), default=[64],
+                        help="image pairs, comma-separated for several runs (each at least 2: covariances; "
+                             "default 64; --official-eval 64,512 for the issue-26 figures)")
     parser.add_argument("--size", type=_at_least(MIN_SIZE), default=512, help="image side")
     parser.add_argument("--batch-size", type=_at_least(1), default=8)
     parser.add_argument("--num-workers", type=_at_least(0), default=2)
@@ -328,14 +422,12 @@ def main() -> None:
                         help="scoring protocol (asuka: the official scripts' own)")
     parser.add_argument("--clip", action="store_true", help="include the CLIP ViT-L/14 score")
     parser.add_argument("--official-eval", type=Path,
-                        help="asuka-misato's asuka-flux/eval folder: also time its scripts on the same inputs")
+                        help="asuka-misato's asuka-flux/eval folder: time its scripts against misato score processes")
+    parser.add_argument("--rounds", type=_at_least(1), default=5,
+                        help="--official-eval: alternating rounds per --n; medians reported (default 5)")
     parser.add_argument("--new-metrics", action="store_true",
                         help="only time cmmd, fd_dinov2 and dreamsim (issue 25): added seconds per image")
     args = parser.parse_args()
-    if args.new_metrics:
-        with tempfile.TemporaryDirectory() as tmp:
-            time_new_metrics(Path(tmp), args)
-        return
     if args.official_eval:
         missing = [name for name in OFFICIAL_SCRIPTS if not (args.official_eval / name).is_file()]
         if missing:
@@ -346,38 +438,15 @@ def main() -> None:
         if args.size != 512:
             parser.error("--official-eval needs --size 512 (the official scripts name their data folder 512 or 1024 "
                          "and read 1024 masks under other names)")
-
-    from evaluators.scoring import ScoreConfig, score
-    from misato.data import load_dataset
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        data_dir, pred_a, pred_b = make_inputs(tmp, args.n, args.size)
-        weights = random_weights(tmp, args.clip, args.protocol)
-        metrics = ("lpips", "fid", "u_ids", "p_ids", "kid", "psnr", "ssim", "grad_error") + (("clip_score",) if args.clip else ())
-        dataset = load_dataset(data_dir)
-        config = ScoreConfig(metrics=metrics, weights=weights, device=args.device, batch_size=args.batch_size,
-                             num_workers=args.num_workers, cache_dir=str(tmp / "cache"), protocol=args.protocol)
-        # Warm-up on two other images (own cache key): builds the networks once, as `misato run` keeps them.
-        warm_data, warm_pred, _ = make_inputs(tmp / "warm", 2, args.size)
-        score(load_dataset(warm_data), warm_pred, "warmup", tmp / "res", config)
-        start = time.perf_counter()
-        first = score(dataset, pred_a, "a", tmp / "res", config)
-        first_wall = time.perf_counter() - start
-        start = time.perf_counter()
-        second = score(dataset, pred_b, "b", tmp / "res", config)
-        second_wall = time.perf_counter() - start
-        if args.official_eval:
-            compare_official(args.official_eval, tmp, data_dir, pred_a, pred_b, weights, args)
-    forward = first.record.timing["forward_s"]
-    print(f"device {first.record.device}, {args.n} images at {args.size}, protocol {args.protocol}, "
-          f"metrics {','.join(metrics)}")
-    if first.record.unavailable:
-        print(f"unavailable: {first.record.unavailable}")
-    print(f"first method : {first_wall:.1f} s wall, {args.n / first_wall:.2f} images/s, forward {forward:.1f} s, "
-          f"overhead (wall - forward) / forward = {(first_wall - forward) / forward:.1%}")
-    print(f"second method: {second_wall:.1f} s wall, forward {second.record.timing['forward_s']:.1f} s, "
-          f"speed-up from the cache = {first_wall / second_wall:.2f}x")
+    for n in args.n:
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.new_metrics:
+                time_new_metrics(Path(tmp), n, args)
+            elif args.official_eval:
+                official_comparisons(args.official_eval, Path(tmp), args)
+                break  # every --n in one workspace
+            else:
+                in_process(Path(tmp), n, args)
 
 
 if __name__ == "__main__":

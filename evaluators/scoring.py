@@ -382,13 +382,16 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
     # A shard scored before with the same inputs and settings (an interrupted or repeated run) is not redone.
     pass_key = _pass_key(mine, checked.prediction_sha256, protocol, config, active, resolved, thumbnail_stems)
     cached = cache.load_arrays(pass_key)
+    seconds_build = seconds_pass = 0.0
     if cached is not None:
         pass_result = _PassResult.from_arrays(cached)
     else:
         sources = {name: cls(mine, protocol, resolved, device, cache) for name, cls in SOURCES.items()
                    if name in needed}
+        seconds_build = time.perf_counter() - seconds_start
         pass_result = _scoring_pass(mine, mine_predictions, protocol, config, active, sources, timer, method,
                                     thumbnail_stems)
+        seconds_pass = time.perf_counter() - seconds_start - seconds_build
         cache.save_arrays(pass_key, pass_result.to_arrays())
     if workers.world_size > 1:
         pass_result = _gather(pass_result, stems, workers)
@@ -453,7 +456,10 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
         ids_pca_dim=pca_dim,
         config={k: v for k, v in asdict(config).items() if k != "weights"},
         device=str(device),
-        timing={"total_s": seconds_total, "forward_s": timer.seconds, "images_per_s": len(dataset) / seconds_total,
+        # total_s: from the networks' builds to the intervals; build_s: networks built and caches opened; pass_s:
+        # the decode pass (forward_s of it in forwards); the time before total_s is start-up (imports, checks, hashes)
+        timing={"total_s": seconds_total, "build_s": seconds_build, "pass_s": seconds_pass, "forward_s": timer.seconds,
+                "images_per_s": len(dataset) / seconds_total,
                 "processes": workers.world_size, "pass_from_cache": cached is not None},
         git_commit=git.get("commit"),
         git_dirty=git.get("dirty"),
