@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from misato.defaults import BOOTSTRAP_MAX
+from misato.defaults import BOOTSTRAP_MAX, BOOTSTRAP_RESAMPLES, KID_BOOTSTRAP_RESAMPLES, SET_BOOTSTRAP_RESAMPLES
 
 LEVEL = 0.95
 # Indices drawn per chunk (2 MiB of int64); a resample's means take about 25 bytes per index, so a chunk's
@@ -44,9 +44,9 @@ class BootstrapConfig:
     at 500 images, 1.6 s at 2,000 on 2 CPU cores); kid_resamples: KID, its protocol's 100 subsets each (9.5 s at
     500 images, 17 s at 2,000 on 2 CPU cores), off by default. seed: recorded."""
 
-    resamples: int = 1000
-    set_resamples: int = 20
-    kid_resamples: int = 0
+    resamples: int = BOOTSTRAP_RESAMPLES
+    set_resamples: int = SET_BOOTSTRAP_RESAMPLES
+    kid_resamples: int = KID_BOOTSTRAP_RESAMPLES
     seed: int = 0
     level: float = LEVEL
 
@@ -183,7 +183,7 @@ def set_intervals(compute: Callable[[np.ndarray], dict[str, float | None]], indi
     return {key: percentile_interval(np.array(found), level) for key, found in collected.items()}
 
 
-def win_probability(a: np.ndarray, b: np.ndarray, higher_is_better: bool, resamples: int = 1000,
+def win_probability(a: np.ndarray, b: np.ndarray, higher_is_better: bool, resamples: int = BOOTSTRAP_RESAMPLES,
                     seed: int = 0) -> float | None:
     """P(A beats B) under the paired bootstrap: the share of resamples (the same images for both) where A's mean
     is better than B's; ties count half. a, b: per-image values (N,) of two methods on the same images, in the

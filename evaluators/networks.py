@@ -167,17 +167,18 @@ class ClipHoleEmbeddings(_CachedEmbedding):
     """CLIP image embeddings of the hole region (`evaluators.clip_score`); per-image value `clip_score`."""
 
     name = "clip"
-    WEIGHT = "clip-vit-l-14-openai"
 
     @classmethod
     def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
-        return (cls.WEIGHT,)
+        from misato.clip import clip_weight_key
+
+        return (clip_weight_key(protocol.clip_model),)
 
     def __init__(self, dataset, protocol, resolved, device, cache) -> None:
         from evaluators.clip_score import ClipEmbedder
 
         super().__init__(dataset, protocol, resolved, device, cache)
-        weight = resolved[self.WEIGHT]
+        weight = resolved[self.weight_keys(protocol)[0]]
         self.network = shared_network(
             ("clip", protocol.clip_model, protocol.clip_quick_gelu, weight.path, weight.sha256, str(device)),
             lambda: ClipEmbedder(protocol.clip_model, weight, device, protocol.clip_quick_gelu))
@@ -198,18 +199,19 @@ class ClipImageEmbeddings(_CachedEmbedding):
     its resize); set-metric features, no per-image value."""
 
     name = "clip336"
-    WEIGHT = "clip-vit-l-14-336-openai"
 
     @classmethod
     def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
-        return (cls.WEIGHT,)
+        from misato.clip import clip_weight_key
+
+        return (clip_weight_key(protocol.cmmd_clip_model, "cmmd_clip_model"),)
 
     def __init__(self, dataset, protocol, resolved, device, cache) -> None:
         from evaluators.clip_score import ClipEmbedder
         from evaluators.cmmd import WholeImage
 
         super().__init__(dataset, protocol, resolved, device, cache)
-        weight = resolved[self.WEIGHT]
+        weight = resolved[self.weight_keys(protocol)[0]]
         self.network = shared_network(
             ("clip", protocol.cmmd_clip_model, True, weight.path, weight.sha256, str(device)),
             lambda: ClipEmbedder(protocol.cmmd_clip_model, weight, device, True))
@@ -289,18 +291,19 @@ class LpipsPairs(Source):
     """LPIPS between the scored image and the ground truth (`evaluators.lpips_metric`); per-image `lpips`."""
 
     name = "lpips"
-    WEIGHTS = ("alexnet-torchvision", "lpips-alex-lin")
 
     @classmethod
     def weight_keys(cls, protocol: Protocol) -> tuple[str, ...]:
-        return cls.WEIGHTS
+        from misato.lpips_network import lpips_weight_keys
+
+        return lpips_weight_keys(protocol.lpips_net)
 
     def __init__(self, dataset, protocol, resolved, device, cache) -> None:
         from misato.lpips_network import build_lpips
         from misato.devices import to_inference_layout
 
         super().__init__(dataset, protocol, resolved, device, cache)
-        backbone, lin = (resolved[key] for key in self.WEIGHTS)
+        backbone, lin = (resolved[key] for key in self.weight_keys(protocol))
         self.model = shared_network(
             ("lpips", protocol.lpips_net, backbone.path, backbone.sha256, lin.path, lin.sha256, str(device)),
             lambda: to_inference_layout(build_lpips(backbone, lin, protocol.lpips_net), device))

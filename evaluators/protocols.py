@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from misato.defaults import MASK_HOLE_FRACTION
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -43,7 +45,7 @@ class Protocol:
     psnr: str = "uint8"
     ssim: str = "gaussian-rgb"
     grad_soft_mask: bool = False
-    mask_threshold: float = 0.5
+    mask_threshold: float = MASK_HOLE_FRACTION
     clip_model: str = "ViT-L-14"
     clip_quick_gelu: bool = True
     kid_subsets: int = 100

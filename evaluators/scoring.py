@@ -34,7 +34,9 @@ from evaluators.record import DatasetInfo, ResultRecord, result_stem
 from evaluators.thumbnails import default_stems, thumbnails
 from misato.composite import composite_uint8
 from misato.data import Dataset
-from misato.defaults import PROTOCOL, SCORE_BATCH_SIZE
+from misato.defaults import (
+    BOOTSTRAP_RESAMPLES, KID_BOOTSTRAP_RESAMPLES, PROTOCOL, SCORE_BATCH_SIZE, SET_BOOTSTRAP_RESAMPLES,
+)
 from misato.devices import check_device, resolve_device
 from misato.environment import git_state, package_versions, utc_now
 from misato.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, probe_write, read_mask_gray,
@@ -75,9 +77,9 @@ class ScoreConfig:
     allow_degenerate_masks: bool = False
     thumbnail_samples: tuple[str, ...] | None = None
     progress: bool = True
-    bootstrap: int = 1000
-    set_bootstrap: int = 20
-    kid_bootstrap: int = 0
+    bootstrap: int = BOOTSTRAP_RESAMPLES
+    set_bootstrap: int = SET_BOOTSTRAP_RESAMPLES
+    kid_bootstrap: int = KID_BOOTSTRAP_RESAMPLES
     bootstrap_seed: int = 0
 
     def selected(self) -> tuple[str, ...]:

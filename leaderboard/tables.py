@@ -30,10 +30,11 @@ import pandas as pd
 from leaderboard import paper as paper_data
 from evaluators.metrics import METRICS, PER_IMAGE, SCORED, TABLE1, spec
 from leaderboard.results import Result, ResultFileError
+from misato.data import KINDS
 
 MEASURED, PAPER, DIFF = "measured", "paper", "diff"
 FAILED = "failed"  # the text of a cell whose measurement failed, in every format
-KIND_ORDER: tuple[str, ...] = ("MISATO", "Places2", "custom")
+KIND_ORDER: tuple[str, ...] = KINDS  # column groups in this order
 TABLE2_LABELS: dict[str, str] = {"2a_mae": "(a) MAE", "2b_alignment": "(b) alignment", "2d_decoder": "(d) decoder"}
 
 

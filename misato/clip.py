@@ -25,7 +25,17 @@ class ClipPreset:
 # switches for the "openai" tag, so loading the same file by path must force it.
 CLIP_PRESETS: dict[str, ClipPreset] = {
     "ViT-L-14": ClipPreset("ViT-L-14", "clip-vit-l-14-openai", True),
+    "ViT-L-14-336": ClipPreset("ViT-L-14-336", "clip-vit-l-14-336-openai", True),
 }
+
+
+def clip_weight_key(model: str, field: str = "clip_model") -> str:
+    """The registered weights key of open_clip architecture `model`; ValueError naming `field` (the setting that
+    chose it) when no file is registered for it."""
+    preset = CLIP_PRESETS.get(model)
+    if preset is None or preset.weight_key is None:
+        raise ValueError(f"{field} {model!r}: no registered weights (CLIP models with weights: {', '.join(sorted(CLIP_PRESETS))})")
+    return preset.weight_key
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:

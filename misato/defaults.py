@@ -14,6 +14,15 @@ from pathlib import Path
 PROTOCOL = "comod"
 SCORE_BATCH_SIZE = 16
 INPAINT_BATCH_SIZE = 1
+# Bootstrap resamples by cost (`evaluators.bootstrap.BootstrapConfig`; 0 turns those intervals off): per-image
+# means and U/P-IDS, FID (a full recomputation each), KID (its protocol's 100 subsets each; off).
+BOOTSTRAP_RESAMPLES = 1000
+SET_BOOTSTRAP_RESAMPLES = 20
+KID_BOOTSTRAP_RESAMPLES = 0
+# A mask pixel is a hole when its gray level / 255 (oriented so that 1 = hole) is at least this: 128 of 255 in
+# files (`misato.io.MASK_THRESHOLD`), `Protocol.mask_threshold` when scoring.
+MASK_HOLE_FRACTION = 0.5
+EMBEDDED_SIZE = 512  # side of the embedded photo set (`misato.embedded`, `--embedded-size`, `misato demo --size`)
 # The most bootstrap resamples any count may ask for (--bootstrap, --set-bootstrap, --kid-bootstrap, study
 # tally --bootstrap; checked by `evaluators.bootstrap.check_resamples`). Memory is flat in the count (resamples are
 # drawn in chunks); time is not: 100,000 resamples of 10 per-image means at 2,000 images took 9.4 s on 2 CPU cores,

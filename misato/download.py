@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import http.client
 import importlib
 import logging
@@ -117,14 +116,6 @@ def digest_matches(digest: str, sha256: str, prefix: str = "") -> bool:
     return digest.startswith(prefix)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_online(what: str) -> None:
     if offline():
         raise OfflineError(f"{what}: not downloaded, offline ({offline_reason()})")
@@ -155,6 +146,8 @@ def fetch_url(url: str, target: str | os.PathLike, sha256: str = "", prefix: str
     sha256: the full expected digest ("" when unpublished); prefix: the published digest prefix used when there
     is no full digest. A `target` already present with matching bytes is returned without any request.
     Raises OfflineError, DownloadError, DownloadHashError or DownloadWriteError, each naming the URL or path."""
+    from misato.io import sha256_file
+
     policy = policy or DownloadPolicy()
     target = Path(target)
     _check_online(str(target.name))
@@ -163,11 +156,11 @@ def fetch_url(url: str, target: str | os.PathLike, sha256: str = "", prefix: str
     except OSError as error:
         raise DownloadWriteError(error.errno, f"cannot create the folder {target.parent}: {error.strerror}") from None
     with file_lock(target):
-        if target.is_file() and digest_matches(sha256_of(target), sha256, prefix):
+        if target.is_file() and digest_matches(sha256_file(target), sha256, prefix):
             return target  # another process fetched it while this one waited for the lock
         part = target.with_name(target.name + ".part")
         _download(url, part, progress, policy)
-        digest = sha256_of(part)
+        digest = sha256_file(part)
         if not digest_matches(digest, sha256, prefix):
             part.unlink()
             expected = sha256 or f"a digest starting {prefix}"

@@ -32,12 +32,13 @@ import numpy as np
 from PIL import Image
 
 from misato.data import Dataset, load_pair_folders
-from misato.io import atomic_write_json, save_png, sha256_file
+from misato.defaults import EMBEDDED_SIZE
+from misato.io import MASK_THRESHOLD, atomic_write_json, save_png, sha256_file
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "misato.embedded/1"
-DEFAULT_SIZE = 512
+DEFAULT_SIZE = EMBEDDED_SIZE
 DEFAULT_SEED = 0
 MASK_DOMAIN = "embedded"  # the stream name given to misato_mask (it only seeds the generator)
 RESAMPLE = Image.Resampling.LANCZOS
@@ -134,8 +135,8 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
         return mask.astype(np.uint8)
     image = Image.fromarray((mask * 255).astype(np.uint8))
     if size < mask.shape[0]:
-        return (np.asarray(image.resize((size, size), Image.Resampling.BOX)) >= 128).astype(np.uint8)
-    return (np.asarray(image.resize((size, size), Image.Resampling.NEAREST)) >= 128).astype(np.uint8)
+        return (np.asarray(image.resize((size, size), Image.Resampling.BOX)) >= MASK_THRESHOLD).astype(np.uint8)
+    return (np.asarray(image.resize((size, size), Image.Resampling.NEAREST)) >= MASK_THRESHOLD).astype(np.uint8)
 
 
 def mask_sampler():

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from misato.defaults import MASK_HOLE_FRACTION
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -238,8 +240,8 @@ def _open(path: str | os.PathLike) -> Image.Image:
     return image
 
 
-# A mask pixel is a hole when its gray level (oriented so that 255 = hole) is at least this (0.5 after /255).
-MASK_THRESHOLD = 128
+# A mask pixel is a hole when its gray level (oriented so that 255 = hole) is at least this: 128.
+MASK_THRESHOLD = round(MASK_HOLE_FRACTION * 255)
 
 
 def read_mask_stored(path: str | os.PathLike) -> np.ndarray:

@@ -14,6 +14,14 @@ from misato.weights import ResolvedWeight
 LPIPS_WEIGHTS: dict[str, tuple[str, str]] = {"alex": ("alexnet-torchvision", "lpips-alex-lin"),
                                              "vgg": ("vgg16-torchvision", "lpips-vgg-lin")}
 
+
+def lpips_weight_keys(net: str, field: str = "lpips_net") -> tuple[str, str]:
+    """(backbone, linear heads) registry keys of LPIPS network `net`; ValueError naming `field` for another net."""
+    if net not in LPIPS_WEIGHTS:
+        raise ValueError(f"{field} {net!r}: not an LPIPS network with registered weights "
+                         f"(known: {', '.join(sorted(LPIPS_WEIGHTS))})")
+    return LPIPS_WEIGHTS[net]
+
 # lpips backbone slices keep torchvision's `features` indices as module names: net.sliceK.<i>.* == features.<i>.*
 _BACKBONE_PREFIX = "features."
 

@@ -178,11 +178,14 @@ def random_weights(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture
 def small_clip_protocols(monkeypatch):
-    """Protocols whose CLIP model is the small ViT-S-32 the random CLIP weights were made for."""
+    """Protocols whose CLIP model is the small ViT-S-32 the random CLIP weights were made for (registered, for the
+    test, under the ViT-L-14 weights key that `random_weights` fills)."""
     import dataclasses
 
     from evaluators import protocols
+    from misato.clip import CLIP_PRESETS, ClipPreset
 
+    monkeypatch.setitem(CLIP_PRESETS, "ViT-S-32", ClipPreset("ViT-S-32", "clip-vit-l-14-openai", True))
     patched = {name: dataclasses.replace(p, clip_model="ViT-S-32") for name, p in protocols.PROTOCOLS.items()}
     monkeypatch.setattr(protocols, "PROTOCOLS", patched)
     return patched

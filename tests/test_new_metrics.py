@@ -96,6 +96,10 @@ def test_cmmd_set_metric_is_independent_of_the_batch_split():
 @pytest.fixture
 def small_cmmd_protocols(monkeypatch):
     """Every protocol with the small ViT-S-32 the random CLIP file was made for, as both CLIP models."""
+    from misato.clip import CLIP_PRESETS, ClipPreset
+
+    # the tests give the random file under the ViT-L-14-336 key (cmmd's)
+    monkeypatch.setitem(CLIP_PRESETS, "ViT-S-32", ClipPreset("ViT-S-32", "clip-vit-l-14-336-openai", True))
     patched = {name: dataclasses.replace(p, clip_model="ViT-S-32", cmmd_clip_model="ViT-S-32")
                for name, p in protocols.PROTOCOLS.items()}
     monkeypatch.setattr(protocols, "PROTOCOLS", patched)

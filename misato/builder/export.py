@@ -20,6 +20,7 @@ from PIL import Image
 
 from misato.data import DOMAIN_SIZE, DOMAINS
 from misato.environment import package_versions
+from misato.io import MASK_THRESHOLD
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "misato-build"
@@ -72,7 +73,7 @@ def mask_png(mask: np.ndarray) -> np.ndarray:
 def upsample_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """Nearest-neighbour resize of a {0,1} (H, W) mask to (size, size); uint8 {0,1}."""
     image = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255)
-    return (np.asarray(image.resize((size, size), Image.Resampling.NEAREST)) >= 128).astype(np.uint8)
+    return (np.asarray(image.resize((size, size), Image.Resampling.NEAREST)) >= MASK_THRESHOLD).astype(np.uint8)
 
 
 def stem(index: int) -> str:

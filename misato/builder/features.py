@@ -30,7 +30,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 from PIL import Image
 
-from misato.clip import CLIP_PRESETS, load_clip
+from misato.clip import CLIP_PRESETS, clip_weight_key, load_clip
 from misato.io import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,7 @@ class ClipFeatures:
         preset = CLIP_PRESETS.get(model)
         self.weights_record: dict[str, Any]
         if weights is None:
-            if preset is None or preset.weight_key is None:
-                raise ValueError(f"CLIP model {model!r} has no registered weights; pass a checkpoint path")
-            resolved = resolve(preset.weight_key)
+            resolved = resolve(clip_weight_key(model, "CLIP model"))
             path, self.weights_record = resolved.path, resolved.record()
         else:
             path = Path(weights)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from misato.data import Dataset, load_dataset
-from misato.io import save_png
+from misato.io import MASK_THRESHOLD, save_png
 
 COLUMNS = ("image", "mask", "domain", "id")
 
@@ -72,5 +72,5 @@ def from_hf(table: Any, out: str | os.PathLike, resolution: int | None = 512) ->
             raise ValueError(f"unusable id {stem!r} for a file name")
         save_png(base / "image" / f"{stem}.png", np.asarray(row["image"].convert("RGB"), dtype=np.uint8))
         mask = np.asarray(row["mask"].convert("L"), dtype=np.uint8)
-        save_png(base / "mask" / f"{stem}.png", ((mask >= 128) * 255).astype(np.uint8))
+        save_png(base / "mask" / f"{stem}.png", ((mask >= MASK_THRESHOLD) * 255).astype(np.uint8))
     return load_dataset(out, resolution=resolution)

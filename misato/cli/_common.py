@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from misato.defaults import BOOTSTRAP_MAX, PROTOCOL, SCORE_BATCH_SIZE
+from misato.defaults import (
+    BOOTSTRAP_MAX, BOOTSTRAP_RESAMPLES, KID_BOOTSTRAP_RESAMPLES, PROTOCOL, SCORE_BATCH_SIZE, SET_BOOTSTRAP_RESAMPLES,
+)
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -125,14 +127,14 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                                            "$MISATO_CACHE_DIR defaulting to ~/.cache/misato)")
     group.add_argument("--strict", action="store_true",
                        help="fail when a metric's weights are missing (misato run: that method's scoring fails)")
-    group.add_argument("--bootstrap", type=parse_resamples, default=1000, metavar="N",
-                       help="bootstrap resamples for the 95%% intervals of per-image means and U/P-IDS (default 1000; "
+    group.add_argument("--bootstrap", type=parse_resamples, default=BOOTSTRAP_RESAMPLES, metavar="N",
+                       help="bootstrap resamples for the 95%% intervals of per-image means and U/P-IDS (default %(default)s; "
                             f"0: no intervals; every count at most {BOOTSTRAP_MAX:,})")
-    group.add_argument("--set-bootstrap", type=parse_resamples, default=20, metavar="N",
-                       help="bootstrap resamples for FID, each a recomputation (default 20; 0: none)")
-    group.add_argument("--kid-bootstrap", type=parse_resamples, default=0, metavar="N",
+    group.add_argument("--set-bootstrap", type=parse_resamples, default=SET_BOOTSTRAP_RESAMPLES, metavar="N",
+                       help="bootstrap resamples for FID, each a recomputation (default %(default)s; 0: none)")
+    group.add_argument("--kid-bootstrap", type=parse_resamples, default=KID_BOOTSTRAP_RESAMPLES, metavar="N",
                        help="bootstrap resamples for KID, each its 100 subsets again (about 10-20 s per resample on "
-                            "2 CPU cores; default 0: no KID interval)")
+                            "2 CPU cores; default %(default)s; 0: no KID interval)")
     group.add_argument("--thumbnail-samples", type=parse_csv, default=None, metavar="IDS",
                        help="comma-separated sample ids whose thumbnails the result keeps for the report's grid "
                             "(default: the first sample of each domain, or the first 4)")

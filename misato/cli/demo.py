@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from misato.cli._common import add_device_argument, add_progress_argument, add_weight_arguments, parse_weight_overrides
+from misato.defaults import EMBEDDED_SIZE
 
 HELP = "build the embedded photo set, run the classical inpainters (and LaMa if present), score, tabulate"
 
@@ -33,7 +34,7 @@ examples:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("--out", default="misato-demo", help="output folder (default ./misato-demo)")
-    parser.add_argument("--size", type=int, default=512, help="image size of the embedded set (default 512)")
+    parser.add_argument("--size", type=int, default=EMBEDDED_SIZE, help="image size of the embedded set (default %(default)s)")
     parser.add_argument("--methods", default=None, metavar="M1,M2,...",
                         help=f"method specs (default: {','.join(CLASSICAL)}, plus lama when its weights resolve)")
     parser.add_argument("--data-dir", default=None,

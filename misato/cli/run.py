@@ -8,7 +8,7 @@ from misato.cli._common import (
     add_clip_outputs_argument, add_device_argument, add_mask_arguments, add_option_argument, add_progress_argument, add_scoring_arguments, add_weight_arguments, parse_csv, score_config_from_args,
 )
 from misato.data import KINDS
-from misato.defaults import INPAINT_BATCH_SIZE, SCORE_BATCH_SIZE
+from misato.defaults import EMBEDDED_SIZE, INPAINT_BATCH_SIZE, SCORE_BATCH_SIZE
 
 HELP = "inpaint and score several methods on several datasets, then write the leaderboard (resumable)"
 
@@ -44,7 +44,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--kind", choices=KINDS, default=None,
                       help="leaderboard group of folder datasets (default: the dataset's own: MISATO only for the "
                            "layout ROOT/{512,1024}/ or a `misato build` manifest, else custom)")
-    what.add_argument("--embedded-size", type=int, default=512, help="resolution of the 'embedded' dataset (default 512)")
+    what.add_argument("--embedded-size", type=int, default=EMBEDDED_SIZE,
+                      help="resolution of the 'embedded' dataset (default %(default)s)")
     add_option_argument(what, "constructor option, given to each method that takes it (repeatable)")
     add_clip_outputs_argument(what)
     add_scoring_arguments(parser)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from misato.cli._common import parse_csv, parse_resamples
+from misato.defaults import BOOTSTRAP_RESAMPLES
 
 HELP = "run a blind user study of inpainting runs (the paper's Table 2 (c)): create, serve, tally, agreement"
 
@@ -111,8 +112,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                            description="tally the answers into result files", formatter_class=formatter)
     tally.add_argument("study", help="the study folder")
     tally.add_argument("--out", required=True, help="results folder (created if needed)")
-    tally.add_argument("--bootstrap", type=parse_resamples, default=1000, metavar="N",
-                       help="bootstrap resamples of participants for the 95%% intervals (default 1000; 0: none)")
+    tally.add_argument("--bootstrap", type=parse_resamples, default=BOOTSTRAP_RESAMPLES, metavar="N",
+                       help="bootstrap resamples of participants for the 95%% intervals (default %(default)s; 0: none)")
     tally.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; recorded)")
     tally.add_argument("--min-seconds", type=float, metavar="S",
                        help="exclude (and count) complete participants whose median time per item is under S")
@@ -125,8 +126,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     agree.add_argument("results", nargs="+", help="result files or folders of `misato score` for the study's "
                                                   "methods on the study's dataset (with their per-image CSVs)")
     agree.add_argument("--out", required=True, help="report folder (agreement.json, .md, .html)")
-    agree.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                       help="bootstrap resamples of items for the 95%% intervals (default 1000; 0: none)")
+    agree.add_argument("--bootstrap", type=parse_resamples, default=BOOTSTRAP_RESAMPLES, metavar="N",
+                       help="bootstrap resamples of items for the 95%% intervals (default %(default)s; 0: none)")
     agree.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; recorded)")
     agree.add_argument("--min-seconds", type=float, metavar="S", help="as for tally: leave out too-fast participants")
     agree.set_defaults(handler=run_agreement)

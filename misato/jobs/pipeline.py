@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evaluators.metrics import SCORED
-from misato.data import Dataset, dataset_kind, load_dataset
+from misato.data import CUSTOM, KINDS, Dataset, dataset_kind, load_dataset
+from misato.defaults import EMBEDDED_SIZE
 from misato.io import atomic_write_json
 from misato.outputs import OutputFolder, RunFolder
 
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "misato.run/1"
 EMBEDDED = "embedded"  # the dataset name that means the embedded default (misato.embedded)
-KINDS = ("MISATO", "Places2", "custom")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class RunConfig:
     mask_keep_is_white: bool = False
     mask_binary_01: bool = False
     clip_outputs: bool = False
-    embedded_size: int = 512
+    embedded_size: int = EMBEDDED_SIZE
     embedded_dir: Path | None = None
     grid_samples: tuple[str, ...] | None = None
     leaderboard_formats: tuple[str, ...] = ("md", "tex", "csv", "html")
@@ -229,7 +229,7 @@ def open_dataset(entry: DatasetEntry, config: RunConfig) -> tuple[Dataset, str]:
         from misato.embedded import load_embedded
 
         dataset = load_embedded(config.embedded_dir, config.embedded_size)
-        kind = "custom"
+        kind = CUSTOM
     else:
         dataset = load_dataset(entry.source, mask_hole_is_white=not config.mask_keep_is_white,
                                mask_binary_01=config.mask_binary_01)
@@ -378,7 +378,7 @@ def _run_locked(config: RunConfig, out: Path) -> RunReport:
             label = entry.label or entry.source
             log.error("dataset %s: %s", label, error)
             outcomes += [Outcome(label, m.label, m.spec, "failed", "dataset", error_text(error), type(error).__name__,
-                                 kind=config.kind or "custom") for m in config.methods]
+                                 kind=config.kind or CUSTOM) for m in config.methods]
             continue
         if dataset.name in names and names[dataset.name] != entry.source:
             raise ValueError(
@@ -434,7 +434,7 @@ def failed_runs(outcomes: list[Outcome], score: "ScoreConfig") -> list["FailedRu
     from leaderboard.tables import FailedRun
 
     protocol = get_protocol(score.protocol)
-    return [FailedRun(o.method, o.dataset, o.kind or "custom", f"{protocol.name} v{protocol.version}",
+    return [FailedRun(o.method, o.dataset, o.kind or CUSTOM, f"{protocol.name} v{protocol.version}",
                       score.paste_back, o.stage or "?", (o.error or "").splitlines()[0] if o.error else "")
             for o in outcomes if o.status != "ok"]
 

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from misato.defaults import (
+    BOOTSTRAP_RESAMPLES, EMBEDDED_SIZE, KID_BOOTSTRAP_RESAMPLES, SET_BOOTSTRAP_RESAMPLES,
+)
 from misato.io import atomic_write_json, atomic_write_text
 from misato.outputs import RunFolder
 
@@ -142,14 +145,15 @@ def run_table1(inputs: Table1Inputs) -> dict[str, Any]:
     boot = preset.get("bootstrap", {})
     score = ScoreConfig(protocol=preset["protocol"], device=inputs.device, weights=dict(inputs.weights),
                         allow_download=inputs.allow_download, progress=inputs.progress,
-                        bootstrap=boot.get("resamples", 1000), set_bootstrap=boot.get("set_resamples", 20),
-                        kid_bootstrap=boot.get("kid_resamples", 0))
+                        bootstrap=boot.get("resamples", BOOTSTRAP_RESAMPLES),
+                        set_bootstrap=boot.get("set_resamples", SET_BOOTSTRAP_RESAMPLES),
+                        kid_bootstrap=boot.get("kid_resamples", KID_BOOTSTRAP_RESAMPLES))
     score.selected()
     datasets = []
     for key, spec in preset["datasets"].items():  # every dataset opened (built, checked) before any work
         source = {"misato": inputs.misato, "places2": inputs.places2}.get(spec["source"], "embedded")
         base = RunConfig(methods=[], datasets=[], out_dir=out, score=score, device=inputs.device, seed=preset["seed"],
-                         kind=spec["kind"], embedded_size=spec.get("embedded_size", 512), progress=inputs.progress,
+                         kind=spec["kind"], embedded_size=spec.get("embedded_size", EMBEDDED_SIZE), progress=inputs.progress,
                          reuse_scores=True)
         dataset, _ = open_dataset(DatasetEntry(source, label=dataset_label(key, inputs.preset)), base)
         datasets.append((dataset, spec["kind"], base))

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from misato.io import atomic_write_json, atomic_write_text
+from misato.data import CUSTOM, MISATO
 from misato.outputs import RunFolder
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def _failed_rows(preset: dict[str, Any], dataset: Any, summary: dict[str, Any],
     from leaderboard.tables import FailedRun
 
     protocol = get_protocol(preset["protocol"])
-    return {run: FailedRun(f"asuka-sd[{run}]", dataset.name, "MISATO" if inputs.misato else "custom",
+    return {run: FailedRun(f"asuka-sd[{run}]", dataset.name, MISATO if inputs.misato else CUSTOM,
                            f"{protocol.name} v{protocol.version}", ScoreConfig().paste_back, "run",
                            record["error"].splitlines()[0])
             for run, record in summary["runs"].items() if record.get("status") == "failed"}
@@ -287,7 +288,7 @@ def _inpaint_and_score(preset: dict[str, Any], inputs: Table2Inputs, out: Path, 
                 score(dataset, predictions, method, RunFolder(out).results,
                       ScoreConfig(protocol=preset["protocol"], device=inputs.device, weights=dict(inputs.weights),
                                   allow_download=inputs.allow_download),
-                      dataset_kind="MISATO" if inputs.misato else "custom")
+                      dataset_kind=MISATO if inputs.misato else CUSTOM)
             state.wait_for_everyone()
             if state.is_main_process:
                 results[run] = load_result(path)

@@ -32,6 +32,7 @@ import numpy as np
 
 from evaluators.bootstrap import LEVEL, Resamples, check_resamples, percentile_interval, resampled_means, \
     resampled_sums
+from misato.defaults import BOOTSTRAP_RESAMPLES
 from misato.jobs.study.design import DATABASE_FILE, Study, load_study
 from misato.jobs.study.store import AnswerStore
 from misato.jobs.study.tally import select, votes
@@ -78,7 +79,7 @@ def per_item(votes_: np.ndarray, scores: np.ndarray, higher_is_better: bool) -> 
     return agree.sum(axis=1).astype(np.float64), ordered.sum(axis=1).astype(np.float64), taus
 
 
-def agreement(votes_: np.ndarray, scores: np.ndarray, higher_is_better: bool, resamples: int = 1000,
+def agreement(votes_: np.ndarray, scores: np.ndarray, higher_is_better: bool, resamples: int = BOOTSTRAP_RESAMPLES,
               seed: int = 0) -> dict:
     """Pairwise agreement and mean tau-b of one metric with the votes (module docstring) and their bootstrap
     intervals over items: {pairwise, pairwise_interval, tau_b, tau_b_interval, items, pairs}."""
@@ -169,7 +170,7 @@ def _number(text: str) -> float:
         return math.nan
 
 
-def study_agreement(folder: str | os.PathLike, results: list[Path], resamples: int = 1000, seed: int = 0,
+def study_agreement(folder: str | os.PathLike, results: list[Path], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
                     min_seconds: float | None = None) -> list[Agreement]:
     """Every (question, metric) agreement of the study in `folder` with the metrics of `results`."""
     study = load_study(folder)

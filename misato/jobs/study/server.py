@@ -53,6 +53,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from misato.defaults import BOOTSTRAP_RESAMPLES
 from misato.jobs.study.design import DATABASE_FILE, MEDIA_DIR, Study, item_order, keyed, load_study, option_order
 from misato.jobs.study.store import CONFLICT, PARTICIPANT_PATTERN, STORED, AnswerStore, new_id
 
@@ -349,7 +350,7 @@ class StudyApp:
             return self.refusal(request, refused)
         answers = await run_in_threadpool(self.store.answers)
         participants = await run_in_threadpool(self.store.participants)
-        found = await run_in_threadpool(tally, self.study, answers, 1000, 0, participants)
+        found = await run_in_threadpool(tally, self.study, answers, BOOTSTRAP_RESAMPLES, 0, participants)
         return JSONResponse({"study_id": self.study.study_id, "counts": found.counts, "shares": found.shares,
                              "intervals": found.intervals, "position_bias_pct": found.position_bias,
                              "bradley_terry": found.strengths, "bradley_terry_intervals": found.strength_intervals})

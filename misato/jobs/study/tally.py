@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.bootstrap import LEVEL, Resamples, check_resamples, percentile_interval, resampled_sums
+from misato.defaults import BOOTSTRAP_RESAMPLES
 from misato.jobs.study.design import DATABASE_FILE, Study, load_study
 from misato.jobs.study.store import Answer, AnswerStore, Participant
 
@@ -142,7 +143,7 @@ def median_seconds(answers: list[Answer]) -> dict[str, float]:
     return {p: statistics.median(t.values()) for p, t in times.items()}
 
 
-def tally(study: Study, answers: list[Answer], resamples: int = 1000, seed: int = 0,
+def tally(study: Study, answers: list[Answer], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
           participants: list[Participant] | None = None, min_seconds: float | None = None) -> StudyTally:
     """Shares, strengths, intervals and counts of `answers` (module docstring); `participants`: every participant
     row (for the started count; default: those with answers); `resamples` 0: no intervals."""
@@ -262,7 +263,7 @@ def export_csv(study: Study, answers: list[Answer], externals: dict[str, str | N
     return buffer.getvalue()
 
 
-def tally_folder(folder: str | os.PathLike, resamples: int = 1000, seed: int = 0,
+def tally_folder(folder: str | os.PathLike, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
                  min_seconds: float | None = None) -> tuple[Study, StudyTally]:
     """Load a study folder and tally its answer database."""
     study = load_study(folder)
@@ -308,7 +309,7 @@ def records(study: Study, result: StudyTally, folder: str | os.PathLike) -> dict
     return out
 
 
-def write_results(folder: str | os.PathLike, out_dir: str | os.PathLike, resamples: int = 1000,
+def write_results(folder: str | os.PathLike, out_dir: str | os.PathLike, resamples: int = BOOTSTRAP_RESAMPLES,
                   seed: int = 0, min_seconds: float | None = None) -> tuple[StudyTally, list[Path]]:
     """Tally the study in `folder` and write one result file per method into `out_dir`."""
     from evaluators.record import result_stem
