@@ -310,7 +310,8 @@ class LpipsPairs(Source):
         self.distances = np.full(self.n, np.nan)
 
     def prepare(self, sample: Decoded) -> dict[str, Any]:
-        chw = lambda image: torch.from_numpy(image).permute(2, 0, 1).contiguous()  # noqa: E731
+        # CHW views of the decoded arrays: `grouped` stacks them into the batch, their one copy
+        chw = lambda image: torch.from_numpy(image).permute(2, 0, 1)  # noqa: E731
         return {"lpips_scored": chw(sample.scored), "lpips_gt": chw(sample.gt)}
 
     def update(self, timer: Timer, batch: list[dict], index: np.ndarray) -> None:
