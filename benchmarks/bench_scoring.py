@@ -350,6 +350,8 @@ def compare_official(eval_dir: Path, root: Path, pairs: int, weights: dict[str, 
 def official_comparisons(eval_dir: Path, root: Path, args: argparse.Namespace) -> None:
     """`compare_official` at every --n, with one set of random weights and one official workspace."""
     weights = random_weights(root, False, "asuka")
+    # misato's caches (the weight-file hashes: kept across rounds, as a user's are) in the temporary folder
+    os.environ["MISATO_CACHE_DIR"] = str(root / "misato_cache")
     workspace = root / "workspace"
     env = official_workspace(workspace, weights)
     print(f"load average at the start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)", flush=True)
