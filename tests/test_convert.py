@@ -430,7 +430,7 @@ def test_damaged_files_are_one_line_errors_naming_the_file(tmp_path, capsys, kin
 def test_score_with_a_damaged_weight_file_ends_in_one_line(tiny_dataset, tiny_predictions, tmp_path, capsys, kind):
     bad = damaged(tmp_path, kind)
     out = tmp_path / "results"
-    code = main(["score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--method", "m",
+    code = main(["score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--label", "m",
                  "--out", str(out), "--metrics", "lpips", "--device", "cpu", "--no-progress",
                  "--weight", f"lpips-alex-lin={bad}", "--weight", f"alexnet-torchvision={bad}"])
     err = capsys.readouterr().err.strip().splitlines()

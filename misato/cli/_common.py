@@ -1,17 +1,51 @@
-"""Argument helpers shared by subcommands."""
+"""Argument helpers shared by subcommands: a flag that several commands take is defined once here, so it has
+one spelling, help and default everywhere (tests/test_cli_flags.py compares every subcommand's parser).
+
+`PER_COMMAND_FLAGS` lists the flags whose meaning is each command's own (what `--out` holds differs by command).
+Renamed flags keep their old spelling for one release (`add_deprecated_alias`): it still works and says so.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING
 
 from misato.defaults import (
-    BOOTSTRAP_MAX, BOOTSTRAP_RESAMPLES, KID_BOOTSTRAP_RESAMPLES, PROTOCOL, SCORE_BATCH_SIZE, SET_BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_MAX, BOOTSTRAP_RESAMPLES, INPAINT_BATCH_SIZE, KID_BOOTSTRAP_RESAMPLES, PROTOCOL, SCORE_BATCH_SIZE,
+    SET_BOOTSTRAP_RESAMPLES,
 )
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from evaluators.scoring import ScoreConfig
     from misato.data import Dataset
+
+# Flags several commands take with a meaning of their own: the output folder, the input (dataset, data, runs,
+# methods, presets, samples), the seed of what each command draws, the size it builds, and the study's resamples
+# (of participants or items, not of images).
+PER_COMMAND_FLAGS = frozenset({
+    "--out", "--seed", "--dataset", "--data", "--misato", "--coco-annotations", "--methods", "--preset", "--set",
+    "--samples", "--size", "--resolution", "--bootstrap", "--protocol",
+})
+DEPRECATED_UNTIL = "0.2"
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of a renamed flag: stores into the new flag's destination and prints a deprecation line."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: object) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        print(f"misato: {option_string} is deprecated (removed after {DEPRECATED_UNTIL}); use {self.new}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(group: argparse._ActionsContainer, old: str, new: argparse.Action) -> None:
+    """Accept `old` for one release as the renamed flag `new` (same destination and type), with a message."""
+    group.add_argument(old, dest=new.dest, type=new.type, action=_DeprecatedAlias, new=new.option_strings[0])
 
 
 def parse_weight_overrides(values: list[str] | None) -> dict[str, str]:
@@ -68,14 +102,39 @@ def add_progress_argument(group: argparse._ActionsContainer) -> None:
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def add_device_arguments(parser: argparse.ArgumentParser, batch_size: int = SCORE_BATCH_SIZE) -> None:
-    """The compute flags of `misato score`."""
-    group = parser.add_argument_group("compute")
-    add_device_argument(group)
-    group.add_argument("--batch-size", type=int, default=batch_size,
-                       help=f"images per network forward (default {batch_size})")
-    group.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
-    add_progress_argument(group)
+def add_score_compute_arguments(group: argparse._ActionsContainer, old_batch_flag: bool = False) -> None:
+    """`--score-batch-size` and `--num-workers`, the scoring compute flags of `misato score` and `misato run`.
+    old_batch_flag: also accept `--batch-size`, its old spelling in `misato score`."""
+    batch = group.add_argument("--score-batch-size", type=int, default=SCORE_BATCH_SIZE, metavar="N",
+                               help="images per metric-network forward when scoring (default %(default)s)")
+    if old_batch_flag:
+        add_deprecated_alias(group, "--batch-size", batch)
+    group.add_argument("--num-workers", type=int, default=0, metavar="N",
+                       help="scoring data-loader worker processes (default %(default)s: in this process)")
+
+
+def add_inpaint_batch_argument(group: argparse._ActionsContainer) -> None:
+    """`--inpaint-batch-size` (`args.batch_size`; old spelling `--batch-size` accepted for one release)."""
+    batch = group.add_argument("--inpaint-batch-size", dest="batch_size", type=int, default=INPAINT_BATCH_SIZE,
+                               metavar="N", help="samples per inpainter call (batched inpainters; default %(default)s)")
+    add_deprecated_alias(group, "--batch-size", batch)
+
+
+def add_limit_argument(group: argparse._ActionsContainer) -> None:
+    """`--limit N`: only the first N items of the input, in sorted order."""
+    group.add_argument("--limit", type=int, default=None, metavar="N",
+                       help="only the first N samples of each dataset (source images for `build places2`), "
+                            "in sorted name order")
+
+
+def add_kind_argument(group: argparse._ActionsContainer) -> None:
+    """`--kind`: the leaderboard group of a folder dataset."""
+    from misato.data import KINDS
+
+    group.add_argument("--kind", choices=KINDS, default=None,
+                       help="leaderboard group of folder datasets (default: the dataset's own: MISATO only for the "
+                            "MISATO layout ROOT/{512,1024}/ or a `misato build` manifest, Places2 by its manifest, "
+                            "else custom)")
 
 
 def add_mask_arguments(parser: argparse.ArgumentParser) -> None:
@@ -190,6 +249,8 @@ def parse_option(text: str) -> tuple[str, object]:
         return key, value
 
 
-def add_option_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str) -> None:
+def add_option_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """`--option KEY=VALUE` (repeatable; `dict(args.option)` gives the options)."""
-    parser.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE", help=help)
+    parser.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+                        help="inpainter constructor option (repeatable; values parsed as JSON when possible; "
+                             "`misato run` gives it to each method that takes it)")

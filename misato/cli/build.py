@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from misato.cli._common import add_device_argument, add_progress_argument
+from misato.cli._common import add_deprecated_alias, add_device_argument, add_limit_argument, add_progress_argument
 
 HELP = "build MISATO from Matterport3D/Flickr-Landscape/MegaDepth/COCO, a Places2 set, or a datasets copy"
 
@@ -61,7 +61,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     sel.add_argument("--clip-model", default="ViT-L-14", help="open_clip architecture (default ViT-L-14)")
     sel.add_argument("--clip-weights", help="checkpoint file (default: weights key clip-vit-l-14-openai)")
     add_device_argument(sel)
-    sel.add_argument("--batch-size", type=int, default=32, help="feature batch size (default 32)")
+    batch = sel.add_argument("--feature-batch-size", dest="batch_size", type=int, default=32, metavar="N",
+                             help="images per feature-network forward (default %(default)s)")
+    add_deprecated_alias(sel, "--batch-size", batch)
     sel.add_argument("--feature-workers", type=int, default=2, help="DataLoader workers decoding images (default 2)")
     sel.add_argument("--cache", type=Path, help="feature cache folder (default OUT/.build/features)")
 
@@ -78,7 +80,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p2.add_argument("--places2-val", type=Path, help="Places365 val_large folder")
     p2.add_argument("--places2-mode", choices=["resize", "crop"], default="resize",
                     help="resize: centre square + resize (Co-Mod, default); crop: centre 512 crop, no resize (MAT)")
-    p2.add_argument("--limit", type=int, help="first N images only (sorted)")
+    add_limit_argument(p2)
 
     hf = parser.add_argument_group("hf")
     hf.add_argument("--from", dest="source_dir", type=Path, help="dataset folder to convert (target hf)")

@@ -10,6 +10,8 @@ from misato.cli._common import (
     add_clip_outputs_argument,
     add_degenerate_masks_argument,
     add_device_argument,
+    add_inpaint_batch_argument,
+    add_limit_argument,
     add_mask_arguments,
     add_option_argument,
     add_progress_argument,
@@ -17,7 +19,6 @@ from misato.cli._common import (
     dataset_from_args,
     parse_weight_overrides,
 )
-from misato.defaults import INPAINT_BATCH_SIZE
 
 HELP = "inpaint a dataset with one method: raw and composited PNGs plus a manifest (resumable)"
 
@@ -42,14 +43,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--dataset", help="dataset folder (image/ + mask/, or the MISATO layout)")
     what.add_argument("--resolution", type=int, default=None, help="MISATO layout sub-folder (512 or 1024)")
     what.add_argument("--out", help="output folder (raw/, composite/, manifest.json)")
-    what.add_argument("--limit", type=int, default=None, help="only the first N samples in stem order")
-    add_option_argument(what, "inpainter constructor option (repeatable; values parsed as JSON when possible)")
+    add_limit_argument(what)
+    add_option_argument(what)
     add_degenerate_masks_argument(what)
     add_clip_outputs_argument(what)
     how = parser.add_argument_group("how")
     add_device_argument(how)
-    how.add_argument("--batch-size", type=int, default=INPAINT_BATCH_SIZE,
-                     help=f"samples per call for batched inpainters (default {INPAINT_BATCH_SIZE})")
+    add_inpaint_batch_argument(how)
     how.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it and the stem")
     add_progress_argument(how)
     add_mask_arguments(parser)

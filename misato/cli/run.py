@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from misato.cli._common import (
-    add_clip_outputs_argument, add_device_argument, add_mask_arguments, add_option_argument, add_progress_argument, add_scoring_arguments, add_weight_arguments, parse_csv, score_config_from_args,
+    add_clip_outputs_argument, add_device_argument, add_inpaint_batch_argument, add_kind_argument, add_limit_argument,
+    add_mask_arguments, add_option_argument, add_progress_argument, add_score_compute_arguments, add_scoring_arguments,
+    add_weight_arguments, parse_csv, score_config_from_args,
 )
-from misato.data import KINDS
-from misato.defaults import EMBEDDED_SIZE, INPAINT_BATCH_SIZE, SCORE_BATCH_SIZE
+from misato.defaults import EMBEDDED_SIZE
 
 HELP = "inpaint and score several methods on several datasets, then write the leaderboard (resumable)"
 
@@ -40,25 +41,20 @@ def register(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--dataset", action="append", required=True, metavar="DIR|embedded",
                       help="dataset folder or 'embedded' (repeatable)")
     what.add_argument("--out", required=True, help="output folder")
-    what.add_argument("--limit", type=int, default=None, help="only the first N samples of each dataset (stem order)")
-    what.add_argument("--kind", choices=KINDS, default=None,
-                      help="leaderboard group of folder datasets (default: the dataset's own: MISATO only for the "
-                           "layout ROOT/{512,1024}/ or a `misato build` manifest, else custom)")
+    add_limit_argument(what)
+    add_kind_argument(what)
     what.add_argument("--embedded-size", type=int, default=EMBEDDED_SIZE,
                       help="resolution of the 'embedded' dataset (default %(default)s)")
-    add_option_argument(what, "constructor option, given to each method that takes it (repeatable)")
+    add_option_argument(what)
     add_clip_outputs_argument(what)
     add_scoring_arguments(parser)
     add_mask_arguments(parser)
     extra = parser.add_argument_group("scoring (run)")
-    extra.add_argument("--score-batch-size", type=int, default=SCORE_BATCH_SIZE,
-                       help=f"scoring batch size (default {SCORE_BATCH_SIZE})")
-    extra.add_argument("--num-workers", type=int, default=0, help="scoring data-loader workers")
+    add_score_compute_arguments(extra)
     extra.add_argument("--samples", type=parse_csv, default=None, help="stems for the HTML grid (default: the leaderboard's choice)")
     compute = parser.add_argument_group("compute")
     add_device_argument(compute)
-    compute.add_argument("--batch-size", type=int, default=INPAINT_BATCH_SIZE,
-                         help=f"inpainting batch size (default {INPAINT_BATCH_SIZE})")
+    add_inpaint_batch_argument(compute)
     compute.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it and the stem")
     add_progress_argument(compute)
     add_weight_arguments(parser)

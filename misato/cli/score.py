@@ -5,20 +5,23 @@ from __future__ import annotations
 import argparse
 
 from misato.cli._common import (
-    add_device_arguments,
+    add_deprecated_alias,
+    add_device_argument,
+    add_kind_argument,
     add_mask_arguments,
+    add_progress_argument,
+    add_score_compute_arguments,
     add_scoring_arguments,
     add_weight_arguments,
     dataset_from_args,
     score_config_from_args,
 )
-from misato.data import KINDS
 
 HELP = "score a folder of predictions (PNG/JPG by sample stem) against a dataset"
 
 EPILOG = """examples:
-  misato score --dataset MISATO/512 --predictions runs/lama --method lama --out results/   (an inpaint folder: its raw/)
-  misato score --dataset data/ --predictions preds/ --method mine --protocol asuka --metrics lpips,fid,u_ids,p_ids
+  misato score --dataset MISATO/512 --predictions runs/lama --label lama --out results/   (an inpaint folder: its raw/)
+  misato score --dataset data/ --predictions preds/ --label mine --protocol asuka --metrics lpips,fid,u_ids,p_ids
   misato score ... --weight inception-tf=/models/weights-inception-2015-12-05-6726825d.pth
 """
 
@@ -28,15 +31,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset folder (image/ + mask/, or MISATO {512,1024}/...)")
     parser.add_argument("--predictions", required=True,
                         help="folder of predictions named by sample stem (a `misato inpaint` output folder: its raw/)")
-    parser.add_argument("--method", required=True, help="method name recorded in the result")
+    label = parser.add_argument("--label", dest="method", metavar="NAME",
+                                help="the method's name in the result and the leaderboard (required)")
+    add_deprecated_alias(parser, "--method", label)
     parser.add_argument("--out", default="results", help="folder for the result JSON and per-image CSV")
     parser.add_argument("--resolution", type=int, help="MISATO sub-folder (512 or 1024) when --dataset is the release root")
-    parser.add_argument("--kind", default=None, choices=KINDS,
-                        help="leaderboard group (default: the dataset's own: MISATO only for the MISATO layout "
-                             "ROOT/{512,1024}/ or a `misato build` manifest, Places2 by its manifest, else custom)")
+    add_kind_argument(parser)
     add_mask_arguments(parser)
     add_scoring_arguments(parser)
-    add_device_arguments(parser)
+    compute = parser.add_argument_group("compute")
+    add_device_argument(compute)
+    add_score_compute_arguments(compute, old_batch_flag=True)
+    add_progress_argument(compute)
     add_weight_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -47,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from evaluators.scoring import score
     from misato.data import dataset_kind
 
+    if args.method is None:
+        raise ValueError("--label NAME is required (the method's name in the result)")
     dataset = dataset_from_args(args, args.dataset, args.resolution)
-    config = score_config_from_args(args, args.batch_size, args.device)
+    config = score_config_from_args(args, args.score_batch_size, args.device)
     kind = dataset_kind(dataset, args.kind)
     from misato.lock import folder_lock
 

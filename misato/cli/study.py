@@ -63,6 +63,12 @@ examples:
   misato study agreement study/ results/ --out report/"""
 
 
+def add_min_seconds_argument(parser: argparse.ArgumentParser) -> None:
+    """`--min-seconds S` of `study tally` and `study agreement`."""
+    parser.add_argument("--min-seconds", type=float, metavar="S",
+                        help="exclude (and count) complete participants whose median time per item is under S")
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     sub = parser.add_subparsers(dest="study_command", metavar="STEP", required=True)
@@ -115,8 +121,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     tally.add_argument("--bootstrap", type=parse_resamples, default=BOOTSTRAP_RESAMPLES, metavar="N",
                        help="bootstrap resamples of participants for the 95%% intervals (default %(default)s; 0: none)")
     tally.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; recorded)")
-    tally.add_argument("--min-seconds", type=float, metavar="S",
-                       help="exclude (and count) complete participants whose median time per item is under S")
+    add_min_seconds_argument(tally)
     tally.set_defaults(handler=run_tally)
 
     agree = sub.add_parser("agreement", help="judge every metric against the participants' votes",
@@ -129,7 +134,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     agree.add_argument("--bootstrap", type=parse_resamples, default=BOOTSTRAP_RESAMPLES, metavar="N",
                        help="bootstrap resamples of items for the 95%% intervals (default %(default)s; 0: none)")
     agree.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; recorded)")
-    agree.add_argument("--min-seconds", type=float, metavar="S", help="as for tally: leave out too-fast participants")
+    add_min_seconds_argument(agree)
     agree.set_defaults(handler=run_agreement)
 
 

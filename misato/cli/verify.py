@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from misato.cli._common import add_deprecated_alias
+
 HELP = "check a MISATO/Places2/embedded folder: manifest (missing, changed, unlisted files) and structure"
 
 EPILOG = """examples:
   misato verify out/misato
-  misato verify out/places2 --limit 100
+  misato verify out/places2 --max-listed 100
   misato verify downloads/MISATO          (no manifest: structure, binary masks, MISATO indices and domain counts)
 """
 
@@ -16,7 +18,9 @@ EPILOG = """examples:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("root", help="dataset folder (with or without manifest.json)")
-    parser.add_argument("--limit", type=int, default=20, help="names listed per problem kind (default 20)")
+    listed = parser.add_argument("--max-listed", dest="limit", type=int, default=20, metavar="N",
+                                 help="names listed per problem kind (default %(default)s)")
+    add_deprecated_alias(parser, "--limit", listed)
     parser.set_defaults(handler=run)
 
 
