@@ -85,3 +85,19 @@ def test_demo_no_progress_silences_the_scoring_bars(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="stopped before any work"):
         main(["demo", "--out", str(tmp_path), "--methods", "telea", "--no-progress", "--offline"])
     assert seen["config"].progress is False and seen["config"].score.progress is False
+
+
+@pytest.mark.parametrize("argv, field, value", [
+    (["run", "--methods", "telea", "--dataset", "embedded", "--inpaint-batch-size", "3"], "batch_size", 3),
+    (["demo", "--methods", "telea", "--size", "64"], "embedded_size", 64),
+    (["score", "--dataset", "d", "--predictions", "p", "--label", "m", "--score-batch-size", "5"], "batch_size", 5),
+])
+def test_print_config_prints_the_resolved_config_and_does_nothing(argv, field, value, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config[field] == value and not out.exists()
+    score = config.get("score", config)
+    assert score["bootstrap"] == 1000 and score["protocol"] == "comod"

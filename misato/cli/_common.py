@@ -120,6 +120,21 @@ def add_inpaint_batch_argument(group: argparse._ActionsContainer) -> None:
     add_deprecated_alias(group, "--batch-size", batch)
 
 
+def add_print_config_argument(parser: argparse.ArgumentParser) -> None:
+    """`--print-config`: print the command's resolved configuration as JSON and exit without doing any work."""
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved configuration (JSON, every default filled in) and exit")
+
+
+def print_config(config: object, **extra: object) -> int:
+    """Print dataclass `config` (and `extra` fields) as sorted JSON for `--print-config`; returns exit status 0."""
+    import dataclasses
+    import json
+
+    print(json.dumps({**dataclasses.asdict(config), **extra}, indent=2, sort_keys=True, default=str))
+    return 0
+
+
 def add_limit_argument(group: argparse._ActionsContainer) -> None:
     """`--limit N`: only the first N items of the input, in sorted order."""
     group.add_argument("--limit", type=int, default=None, metavar="N",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from misato.cli._common import add_device_argument, add_progress_argument, add_weight_arguments, parse_weight_overrides
+from misato.cli._common import (
+    add_device_argument, add_print_config_argument, add_progress_argument, add_weight_arguments, parse_weight_overrides,
+    print_config,
+)
 from misato.defaults import EMBEDDED_SIZE
 
 HELP = "build the embedded photo set, run the classical inpainters (and LaMa if present), score, tabulate"
@@ -41,6 +44,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="folder for the embedded set (default $MISATO_CACHE_DIR/embedded/<size>)")
     add_device_argument(parser)
     add_progress_argument(parser)
+    add_print_config_argument(parser)
     add_weight_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -87,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         embedded_dir=Path(args.data_dir).absolute() if args.data_dir else None,
         progress=not args.no_progress,
     )
+    if args.print_config:
+        return print_config(config)
     report = run_benchmark(config)
     print(format_report(report, config.score.protocol, config.score.weights))
     if note:

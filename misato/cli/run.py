@@ -6,8 +6,8 @@ import argparse
 
 from misato.cli._common import (
     add_clip_outputs_argument, add_device_argument, add_inpaint_batch_argument, add_kind_argument, add_limit_argument,
-    add_mask_arguments, add_option_argument, add_progress_argument, add_score_compute_arguments, add_scoring_arguments,
-    add_weight_arguments, parse_csv, score_config_from_args,
+    add_mask_arguments, add_option_argument, add_print_config_argument, add_progress_argument, add_score_compute_arguments, add_scoring_arguments,
+    add_weight_arguments, parse_csv, print_config, score_config_from_args,
 )
 from misato.defaults import EMBEDDED_SIZE
 
@@ -58,6 +58,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     compute.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it and the stem")
     add_progress_argument(compute)
     add_weight_arguments(parser)
+    add_print_config_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -91,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         grid_samples=tuple(args.samples) if args.samples else None,
         progress=not args.no_progress,
     )
+    if args.print_config:
+        return print_config(config)
     report = run_benchmark(config)
     print(format_report(report, config.score.protocol, config.score.weights))
     return exit_code(report)

@@ -9,11 +9,13 @@ from misato.cli._common import (
     add_device_argument,
     add_kind_argument,
     add_mask_arguments,
+    add_print_config_argument,
     add_progress_argument,
     add_score_compute_arguments,
     add_scoring_arguments,
     add_weight_arguments,
     dataset_from_args,
+    print_config,
     score_config_from_args,
 )
 
@@ -44,6 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_score_compute_arguments(compute, old_batch_flag=True)
     add_progress_argument(compute)
     add_weight_arguments(parser)
+    add_print_config_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -55,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.method is None:
         raise ValueError("--label NAME is required (the method's name in the result)")
-    dataset = dataset_from_args(args, args.dataset, args.resolution)
     config = score_config_from_args(args, args.score_batch_size, args.device)
+    if args.print_config:
+        return print_config(config, dataset=args.dataset, resolution=args.resolution, predictions=args.predictions,
+                            label=args.method, out=args.out, kind=args.kind)
+    dataset = dataset_from_args(args, args.dataset, args.resolution)
     kind = dataset_kind(dataset, args.kind)
     from misato.lock import folder_lock
 

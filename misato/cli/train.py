@@ -27,7 +27,7 @@ checkpoint; a folder holding a run with other settings is refused."""
 def register(parser: argparse.ArgumentParser) -> None:
     from baselines.asuka.training import COMMANDS, LATENTS
     from baselines.asuka.training.config import PRESETS
-    from misato.cli._common import add_progress_argument, add_weight_arguments
+    from misato.cli._common import add_print_config_argument, add_progress_argument, add_weight_arguments
 
     parser.epilog = EPILOG
     parser.add_argument("stage", choices=COMMANDS,
@@ -52,7 +52,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (resumable)")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     add_progress_argument(parser)
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_print_config_argument(parser)
     add_weight_arguments(parser)  # e.g. vgg16-torchvision for the decoder's LPIPS loss
     parser.set_defaults(handler=run)
 
