@@ -43,7 +43,7 @@ from misato.data import Dataset, Sample, load_dataset
 from misato.devices import Workers, choose_device, current_workers, device_record
 from misato.composite import composite_uint8
 from misato.environment import git_state, package_versions
-from misato.io import atomic_write_bytes, atomic_write_json, png_bytes, read_rgb
+from misato.io import MASK_THRESHOLD, atomic_write_bytes, atomic_write_json, png_bytes, read_rgb
 from misato.outputs import MANIFEST_SCHEMA, OutputFolder
 from misato.seeds import sample_seed
 
@@ -206,7 +206,7 @@ def inpaint_dataset(
                     "mask_hole_is_white": dataset.mask_hole_is_white, "mask_binary_01": dataset.mask_binary_01,
                     "empty_masks": masks.empty, "full_masks": masks.full,
                     "content_sha256": dataset.content_hash()},
-        "compositing": "rint(raw_uint8 * hole + gt_uint8 * (1 - hole)), hole = mask file >= 128",
+        "compositing": f"rint(raw_uint8 * hole + gt_uint8 * (1 - hole)), hole = mask file >= {MASK_THRESHOLD}",
         "value_policy": value_policy(clip_outputs),
         "device": device_record(inpainter.device),
         "world_size": workers.world_size,

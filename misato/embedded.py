@@ -47,7 +47,7 @@ RESAMPLE_NAME = "PIL.Image.Resampling.LANCZOS"
 # they rarely reach the ratio range) and resized to the dataset size: box-filter average, hole where >= 0.5
 # (down), nearest neighbour (up). Every size thus shows the same hole geometry.
 MASK_BASE_SIZE = 512
-MASK_RESIZE = "PIL BOX average of the 0/255 mask, hole where >= 128 (downscaling); NEAREST (upscaling)"
+MASK_RESIZE = f"PIL BOX average of the 0/255 mask, hole where >= {MASK_THRESHOLD} (downscaling); NEAREST (upscaling)"
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:

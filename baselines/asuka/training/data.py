@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from misato.io import ImageFileError
+from misato.io import MASK_THRESHOLD, ImageFileError
 from misato.seeds import sample_seed
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class MaskFolder:
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         gray = self._read(self.names[int(rng.integers(len(self.names)))])
-        return (cv2.resize(gray, (size, size), interpolation=cv2.INTER_NEAREST) >= 128).astype(np.uint8)
+        return (cv2.resize(gray, (size, size), interpolation=cv2.INTER_NEAREST) >= MASK_THRESHOLD).astype(np.uint8)
 
 
 @dataclass
