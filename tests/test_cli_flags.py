@@ -56,11 +56,12 @@ def test_batch_size_flags_say_which_batch():
     (["run", "--methods", "telea", "--dataset", "d", "--out", "o", "--batch-size", "2"], "batch_size", 2),
     (["build", "--out", "o", "--batch-size", "8"], "batch_size", 8),
     (["verify", "root", "--limit", "5"], "limit", 5),
+    (["demo", "--size", "64"], "embedded_size", 64),
 ])
 def test_old_spellings_work_for_one_release_with_a_message(argv, dest, value, capsys):
     args = build_parser().parse_args(argv)
     assert getattr(args, dest) == value
-    old = next(a for a in argv if a in ("--batch-size", "--limit"))
+    old = next(a for a in argv if a in ("--batch-size", "--limit", "--size"))
     assert f"{old} is deprecated" in capsys.readouterr().err
 
 
@@ -89,7 +90,7 @@ def test_demo_no_progress_silences_the_scoring_bars(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("argv, field, value", [
     (["run", "--methods", "telea", "--dataset", "embedded", "--inpaint-batch-size", "3"], "batch_size", 3),
-    (["demo", "--methods", "telea", "--size", "64"], "embedded_size", 64),
+    (["demo", "--methods", "telea", "--embedded-size", "64"], "embedded_size", 64),
     (["score", "--dataset", "d", "--predictions", "p", "--label", "m", "--score-batch-size", "5"], "batch_size", 5),
 ])
 def test_print_config_prints_the_resolved_config_and_does_nothing(argv, field, value, tmp_path, capsys):

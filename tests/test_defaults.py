@@ -56,5 +56,5 @@ def test_embedded_size_and_mask_threshold():
     from misato.jobs.pipeline import RunConfig
 
     assert DEFAULT_SIZE == RunConfig(methods=[], datasets=[], out_dir="o").embedded_size == defaults.EMBEDDED_SIZE
-    assert _defaults_of(["demo", "--out", "o"])["size"] == defaults.EMBEDDED_SIZE
+    assert _defaults_of(["demo", "--out", "o"])["embedded_size"] == defaults.EMBEDDED_SIZE
     assert MASK_THRESHOLD == 128 == round(get_protocol(defaults.PROTOCOL).mask_threshold * 255)

@@ -378,7 +378,7 @@ def test_demo_fetches_from_a_loopback_mirror_then_runs_offline(server, random_we
         specs[key] = dataclasses.replace(specs[key], sha256=hashlib.sha256(served.read_bytes()).hexdigest())
     monkeypatch.setattr(weights, "all_specs", lambda: specs)
     monkeypatch.setenv("MISATO_WEIGHTS_ENDPOINT", server.url)
-    command = ["demo", "--size", "64", "--methods", "telea", "--device", "cpu"]
+    command = ["demo", "--embedded-size", "64", "--methods", "telea", "--device", "cpu"]
 
     assert main([*command, "--out", str(tmp_path / "online")]) == 0
     online = capsys.readouterr()

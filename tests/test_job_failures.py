@@ -166,7 +166,7 @@ def test_demo_with_a_failed_method_exits_1(tmp_path, capsys):
     plugin = tmp_path / "plugin.py"
     plugin.write_text(FLAKY)
     out = tmp_path / "demo"
-    code = main(["demo", "--methods", f"telea,flaky={plugin}:Flaky", "--size", "64", "--out", str(out),
+    code = main(["demo", "--methods", f"telea,flaky={plugin}:Flaky", "--embedded-size", "64", "--out", str(out),
                  "--data-dir", str(tmp_path / "embedded"), "--no-progress"])
     assert code == 1
     assert "FAILED: 1 of 2 runs" in capsys.readouterr().out

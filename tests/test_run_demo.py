@@ -91,7 +91,7 @@ def test_embedded_is_reused_custom_and_guarded(tmp_path, monkeypatch):
 def test_demo_end_to_end_offline(tmp_path, capsys):
     out = tmp_path / "demo"
     start = time.perf_counter()
-    code = cli_main(["demo", "--out", str(out), "--size", "128", "--no-progress"])
+    code = cli_main(["demo", "--out", str(out), "--embedded-size", "128", "--no-progress"])
     seconds = time.perf_counter() - start
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -132,7 +132,7 @@ def test_demo_adds_lama_when_its_weights_resolve(tmp_path, capsys):
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated, still supported
         torch.jit.script(TinyLama()).save(str(weights))
     out = tmp_path / "demo"
-    assert cli_main(["demo", "--out", str(out), "--size", "64", "--no-progress", "--weight", f"lama-big={weights}"]) == 0
+    assert cli_main(["demo", "--out", str(out), "--embedded-size", "64", "--no-progress", "--weight", f"lama-big={weights}"]) == 0
     assert "lama included" in capsys.readouterr().out
     record = json.loads((out / "results" / "lama__embedded-64__comod.json").read_text())
     assert math.isfinite(record["metrics"]["overall"]["psnr"])

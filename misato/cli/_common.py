@@ -12,8 +12,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from misato.defaults import (
-    BOOTSTRAP_MAX, BOOTSTRAP_RESAMPLES, INPAINT_BATCH_SIZE, KID_BOOTSTRAP_RESAMPLES, PROTOCOL, SCORE_BATCH_SIZE,
-    SET_BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_MAX, BOOTSTRAP_RESAMPLES, EMBEDDED_SIZE, INPAINT_BATCH_SIZE, KID_BOOTSTRAP_RESAMPLES, PROTOCOL,
+    SCORE_BATCH_SIZE, SET_BOOTSTRAP_RESAMPLES,
 )
 
 if TYPE_CHECKING:
@@ -133,6 +133,15 @@ def print_config(config: object, **extra: object) -> int:
 
     print(json.dumps({**dataclasses.asdict(config), **extra}, indent=2, sort_keys=True, default=str))
     return 0
+
+
+def add_embedded_size_argument(group: argparse._ActionsContainer, old_flag: str | None = None) -> None:
+    """`--embedded-size N` (`args.embedded_size`): the side of the embedded photo set. old_flag: its old spelling
+    in this command, accepted for one release."""
+    size = group.add_argument("--embedded-size", type=int, default=EMBEDDED_SIZE, metavar="N",
+                              help="side of the 'embedded' photo set in pixels (default %(default)s)")
+    if old_flag:
+        add_deprecated_alias(group, old_flag, size)
 
 
 def add_limit_argument(group: argparse._ActionsContainer) -> None:

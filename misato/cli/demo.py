@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 
 from misato.cli._common import (
-    add_device_argument, add_print_config_argument, add_progress_argument, add_weight_arguments, parse_weight_overrides,
+    add_device_argument, add_embedded_size_argument, add_print_config_argument, add_progress_argument, add_weight_arguments, parse_weight_overrides,
     print_config,
 )
-from misato.defaults import EMBEDDED_SIZE
 
 HELP = "build the embedded photo set, run the classical inpainters (and LaMa if present), score, tabulate"
 
@@ -29,7 +28,7 @@ lama-big (big-lama.pt) is present (`misato weights fetch lama-big`); it is not d
 
 examples:
   misato demo
-  misato demo --out /tmp/demo --size 256
+  misato demo --out /tmp/demo --embedded-size 256
   misato demo --methods telea,ns,mine=plugins/mine.py:MyInpainter
 """
 
@@ -37,7 +36,7 @@ examples:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("--out", default="misato-demo", help="output folder (default ./misato-demo)")
-    parser.add_argument("--size", type=int, default=EMBEDDED_SIZE, help="image size of the embedded set (default %(default)s)")
+    add_embedded_size_argument(parser, old_flag="--size")
     parser.add_argument("--methods", default=None, metavar="M1,M2,...",
                         help=f"method specs (default: {','.join(CLASSICAL)}, plus lama when its weights resolve)")
     parser.add_argument("--data-dir", default=None,
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         score=ScoreConfig(device=args.device, weights=weights, allow_download=args.allow_download,
                           progress=not args.no_progress),
         device=args.device,
-        embedded_size=args.size,
+        embedded_size=args.embedded_size,
         embedded_dir=Path(args.data_dir).absolute() if args.data_dir else None,
         progress=not args.no_progress,
     )

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 
 from misato.cli._common import (
-    add_clip_outputs_argument, add_device_argument, add_inpaint_batch_argument, add_kind_argument, add_limit_argument,
+    add_clip_outputs_argument, add_device_argument, add_embedded_size_argument, add_inpaint_batch_argument, add_kind_argument, add_limit_argument,
     add_mask_arguments, add_option_argument, add_print_config_argument, add_progress_argument, add_score_compute_arguments, add_scoring_arguments,
     add_weight_arguments, parse_csv, print_config, score_config_from_args,
 )
-from misato.defaults import EMBEDDED_SIZE
 
 HELP = "inpaint and score several methods on several datasets, then write the leaderboard (resumable)"
 
@@ -43,8 +42,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--out", required=True, help="output folder")
     add_limit_argument(what)
     add_kind_argument(what)
-    what.add_argument("--embedded-size", type=int, default=EMBEDDED_SIZE,
-                      help="resolution of the 'embedded' dataset (default %(default)s)")
+    add_embedded_size_argument(what)
     add_option_argument(what)
     add_clip_outputs_argument(what)
     add_scoring_arguments(parser)
