@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from evaluators.bootstrap import BootstrapConfig, Resamples, Stopwatch, check_resamples, count_for, mean_intervals
+from evaluators.bootstrap import BootstrapConfig, Resamples, Stopwatch, count_for, mean_intervals
 from evaluators.cache import FeatureCache
 from evaluators.inputs import check_inputs
 from evaluators.metrics import DEFAULT, METRICS, check_metrics
@@ -84,10 +84,12 @@ class ScoreConfig:
 
     def selected(self) -> tuple[str, ...]:
         """The metrics to compute, checked (with the other settings that would otherwise fail late)."""
-        for flag, value in (("--bootstrap", self.bootstrap), ("--set-bootstrap", self.set_bootstrap),
-                            ("--kid-bootstrap", self.kid_bootstrap)):
-            check_resamples(value, flag)
+        self.bootstrap_config()  # its counts checked, naming their flags
         return check_metrics(tuple(self.metrics or DEFAULT))
+
+    def bootstrap_config(self) -> BootstrapConfig:
+        """The interval settings (`BootstrapConfig` checks each count and names its flag)."""
+        return BootstrapConfig(self.bootstrap, self.set_bootstrap, self.kid_bootstrap, self.bootstrap_seed)
 
 
 @dataclass
@@ -418,7 +420,7 @@ def score(dataset: Dataset, predictions_dir: str | Path, method: str, out_dir: s
             row[metric] = _finite_mean(values[rows_index], f"{name}.{metric}", notes)
         row.update(set_values.get(name, set_values.get("overall", {})))  # a domain of every sample: overall's
         rows[name] = row
-    bootstrap = BootstrapConfig(config.bootstrap, config.set_bootstrap, config.kid_bootstrap, config.bootstrap_seed)
+    bootstrap = config.bootstrap_config()
     stopwatch = Stopwatch()
     intervals = _intervals(scopes, kept, set_metrics, pass_result.features, bootstrap)
     bootstrap_record = {**bootstrap.record(), "seconds": round(stopwatch.seconds(), 3)}
