@@ -74,6 +74,11 @@ def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
+def _rows_per_chunk(n: int, elements_per_row: int) -> int:
+    """Rows r of n indices such that r x n x elements_per_row <= CHUNK_ELEMENTS (at least one row)."""
+    return max(1, CHUNK_ELEMENTS // max(1, n * elements_per_row))
+
+
 class Resamples:
     """`count` resamples of n image indices from `default_rng(seed)`, drawn in chunks of rows: the same rows as
     `resample_indices(n, count, seed)` (numpy draws a Generator's integers one after another, so consecutive
@@ -89,7 +94,7 @@ class Resamples:
     def chunks(self, elements_per_row: int = 1) -> Iterator[np.ndarray]:
         """int (r, n) blocks of consecutive rows, r chosen so r x n x elements_per_row <= CHUNK_ELEMENTS (at
         least one row)."""
-        rows = max(1, CHUNK_ELEMENTS // max(1, self.n * elements_per_row))
+        rows = _rows_per_chunk(self.n, elements_per_row)
         rng = np.random.default_rng(self.seed)
         for start in range(0, self.count, rows):
             yield rng.integers(0, self.n, size=(min(rows, self.count - start), self.n))
@@ -109,7 +114,7 @@ def _chunks(indices: Indices, elements_per_row: int = 1) -> Iterator[np.ndarray]
         yield from indices.chunks(elements_per_row)
         return
     indices = np.asarray(indices)
-    rows = max(1, CHUNK_ELEMENTS // max(1, indices.shape[1] * elements_per_row))
+    rows = _rows_per_chunk(indices.shape[1], elements_per_row)
     for start in range(0, len(indices), rows):
         yield indices[start:start + rows]
 
