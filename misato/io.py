@@ -41,23 +41,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     a read-only folder) removes the temporary file and raises an OSError that names `path` (`named_write_error`).
     """
     path = Path(path)
-    tmp: str | None = None
-    try:
+    with write_errors_named(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with write_errors_named(path, temporary=tmp):
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException as error:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        named = named_write_error(error, path, temporary=tmp)
-        if named is None or named is error:
-            raise
-        raise named from error
 
 
 def probe_write(folder: str | os.PathLike, size: int, named: str | os.PathLike | None = None) -> None:
