@@ -240,8 +240,9 @@ class InpainterRegistry:
                 f"{' (did you mean ' + ', '.join(hints) + '?)' if hints else ''}; valid: {', '.join(sorted(accepted))}")
         from baselines.options import check_option_types
 
-        check_option_types(self.get(spec), options, f"{spec}: option ")  # 10.7 for an int: one line, no traceback
-        return self.get(spec)(device=device, **options)
+        cls = self.get(spec)
+        check_option_types(cls, options, f"{spec}: option ")  # 10.7 for an int: one line, no traceback
+        return cls(device=device, **options)
 
 
 REGISTRY = InpainterRegistry(BUILTIN, ALIASES)
