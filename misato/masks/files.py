@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from misato.io import MASK_THRESHOLD, ImageFileError, orient_mask, read_mask_stored
+from misato.io import MASK_THRESHOLD, ImageFileError, read_mask_gray
 
 if TYPE_CHECKING:
     from misato.data import Sample
@@ -110,7 +110,7 @@ def format_problems(problems: list[str], max_listed: int, what: str = "problem(s
 
 def inspect_mask(path: Path, hole_is_white: bool = True, binary_01: bool = False) -> MaskInfo:
     """Decode one mask file and describe it; `ImageFileError` (naming the file) when it is unusable."""
-    gray = orient_mask(read_mask_stored(path), path, hole_is_white, binary_01)
+    gray = read_mask_gray(path, hole_is_white, binary_01)
     hole = gray >= MASK_THRESHOLD
     return MaskInfo(Path(path), (gray.shape[1], gray.shape[0]), float(hole.mean()) if hole.size else 0.0,
                     int(gray.max(initial=0)), bool(((gray != 0) & (gray != 255)).any()))
