@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from misato.io import IMAGE_SUFFIXES, sha256_file
+from misato.io import IMAGE_SUFFIXES, read_mask, sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,8 +125,6 @@ class Dataset:
 
     def read_mask(self, sample: Sample) -> np.ndarray:
         """The mask of `sample` as float32 (H, W) in {0, 1}, 1 = hole, read with this dataset's convention."""
-        from misato.io import read_mask
-
         return read_mask(sample.mask_path, self.mask_hole_is_white, self.mask_binary_01)
 
 
