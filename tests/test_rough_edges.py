@@ -342,3 +342,12 @@ def test_shared_flags_mean_the_same_in_every_command():
             assert actions["--device"].default == "auto" and "accelerate" in actions["--device"].help, name
     args = commands["inpaint"].parse_args(["--option", "radius=5", "--option", "name=x", "--weight", "k=/p"])
     assert dict(args.option) == {"radius": 5, "name": "x"} and args.weight == ["k=/p"]
+
+
+def test_weights_fetch_unknown_protocol_or_key_is_one_plain_line(capsys):
+    """`weights fetch --for score --protocol bogus` ended in "error: 'bogus'" (a bare KeyError of PROTOCOLS[...]);
+    a KeyError's message was printed as its repr, in quotes."""
+    assert main(["weights", "fetch", "--for", "score", "--protocol", "bogus", "--dry-run"]) == 1
+    assert capsys.readouterr().err == "misato weights: error: unknown protocol 'bogus'; known: comod, clean, asuka\n"
+    assert main(["weights", "fetch", "incepton-tf"]) == 1
+    assert capsys.readouterr().err.startswith("misato weights: error: unknown weights key 'incepton-tf'; did you mean")

@@ -57,9 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, KeyError) as error:
         if args.verbose:
             raise
-        text = os_error_text(error) if isinstance(error, OSError) else str(error)
+        text = os_error_text(error) if isinstance(error, OSError) else error_text(error)
         print(f"misato {args.command}: error: {text}", file=sys.stderr)
         return 1
+
+
+def error_text(error: Exception) -> str:
+    """The message of a ValueError / KeyError (a KeyError's str() is the repr of its message, quotes included)."""
+    if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error)
 
 
 # Errors of a write that the user fixes outside misato, each with its hint (None: the message says it all).

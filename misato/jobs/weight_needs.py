@@ -41,13 +41,14 @@ def method_needs() -> dict[str, list[str]]:
 
 
 def _metric_keys(protocol_name: str, metrics: tuple[str, ...] | None = None) -> dict[str, str]:
-    from evaluators.protocols import PROTOCOLS
+    from evaluators.protocols import get_protocol
     from evaluators.scoring import ScoreConfig, metric_weight_keys
 
+    protocol = get_protocol(protocol_name)  # an unknown name: a KeyError listing the known ones
     chosen = ScoreConfig(protocol=protocol_name, metrics=metrics).selected()
     keys: dict[str, list[str]] = defaultdict(list)
     for metric in chosen:
-        for key in metric_weight_keys(metric, PROTOCOLS[protocol_name]):
+        for key in metric_weight_keys(metric, protocol):
             keys[key].append(metric)
     return {key: f"metrics {', '.join(names)} ({protocol_name})" for key, names in keys.items()}
 
