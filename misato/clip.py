@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -39,13 +40,11 @@ def clip_weight_key(model: str, field: str = "clip_model") -> str:
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:
-    """True for a TorchScript archive (OpenAI's CLIP releases are), which `torch.load` cannot read safely."""
-    import zipfile
+    """True for a TorchScript archive (OpenAI's CLIP releases are), which `torch.load` cannot read safely
+    (`misato.unpickle.file_format`)."""
+    from misato.unpickle import file_format
 
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    return file_format(Path(path)) == "torchscript"
 
 
 def load_clip(model: str, path: str | os.PathLike, quick_gelu: bool, device: Any = "cpu",
