@@ -17,6 +17,7 @@ guidance 1.0 (half the UNet work, same result); `effective_guidance` in the conf
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any, ClassVar
@@ -231,10 +232,13 @@ class SDPromptInpainter(SDInpainter):
                 self.options["prompt_file"] = str(run.prompt_file)
             self.options.update(trained_folder=str(run.folder), sd_model=run.sd_model)
             model = run.sd_model
-        self._file_embeddings()  # the prompt file is read and checked before the model is loaded
+        self._file_embeddings  # the prompt file is read (once, cached) and checked before the model is loaded
         return model
 
+    @functools.cached_property
     def _file_embeddings(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(positive, negative or None) from the option `prompt_file`, read once (the model choice, the text
+        encoder decision and the embeddings all need it)."""
         path = self.options.get("prompt_file")
         if not path:
             raise ValueError("sd-prompt needs the option prompt_file=<.safetensors or .pt with prompt_embeds>, or "
@@ -250,10 +254,10 @@ class SDPromptInpainter(SDInpainter):
     def _needs_text_encoder(self) -> bool:
         if self.options["guidance"] <= 1.0:
             return False
-        return self._file_embeddings()[1] is None
+        return self._file_embeddings[1] is None
 
     def _embeddings(self, pipe: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        positive, negative = self._file_embeddings()
+        positive, negative = self._file_embeddings
         if self.options["guidance"] > 1.0 and negative is None:
             negative = encode_text(pipe, "", self.device)
             if negative.shape[1] != positive.shape[1]:
