@@ -44,6 +44,8 @@ RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # torch.hub's convention, at least 8 hex digits: "alexnet-owt-7be5be79.pth" publishes the prefix 7be5be79.
 HASH_PREFIX = re.compile(r"-([a-f0-9]{8,})\.")
 _TRUE = {"1", "true", "yes", "on"}
+# A connection that failed or broke (urllib's HTTPError, a URLError subclass, is caught before these).
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class DownloadWriteError(OSError):
 
 def offline() -> bool:
     """True when `MISATO_OFFLINE` or `HF_HUB_OFFLINE` is 1/true/yes/on: nothing may touch the network."""
-    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in OFFLINE_VARIABLES)
+    return bool(offline_reason())
 
 
 def offline_reason() -> str:
@@ -182,7 +184,7 @@ def _download(url: str, part: Path, progress: bool, policy: DownloadPolicy) -> N
             if error.code not in RETRY_STATUS:
                 raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
             problem = f"HTTP {error.code} {error.reason}"
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as error:
+        except _NETWORK_ERRORS as error:
             problem = str(getattr(error, "reason", None) or error) or type(error).__name__
         if attempt >= policy.retries:
             kept = f"; {part} keeps the {part.stat().st_size} bytes received, to resume from" if part.exists() else ""
@@ -271,7 +273,7 @@ def remote_size(url: str, timeout_s: float = 10.0) -> int | None:
             length = response.headers.get("Content-Length")
     except urllib.error.HTTPError as error:
         raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as error:
+    except _NETWORK_ERRORS as error:
         raise DownloadError(f"{url}: {getattr(error, 'reason', None) or error}") from None
     return int(length) if length and length.isdigit() else None
 
