@@ -90,6 +90,11 @@ class GroupKey:
     protocol: str
     paste_back: bool | None
 
+    @classmethod
+    def of(cls, result: Result) -> "GroupKey":
+        """The column group of a result."""
+        return cls(result.dataset_kind, result.dataset_name, result.protocol_label, result.paste_back)
+
 
 @dataclass(frozen=True)
 class FailedRun:
@@ -114,8 +119,7 @@ def current_results(results: list[Result], failures: list[FailedRun] | tuple[Fai
     """`results` without those a failed run supersedes (same method and column group): what comparisons and the
     report's grid may show."""
     replaced = {(f.key, f.method) for f in failures}
-    return [r for r in results if (GroupKey(r.dataset_kind, r.dataset_name, r.protocol_label, r.paste_back),
-                                   r.method) not in replaced]
+    return [r for r in results if (GroupKey.of(r), r.method) not in replaced]
 
 
 @dataclass
@@ -137,7 +141,7 @@ def group_results(results: list[Result], failures: list[FailedRun] | tuple[Faile
     failed: dict[GroupKey, dict[str, FailedRun]] = {}
     superseded: dict[GroupKey, dict[str, Result]] = {}
     for r in results:
-        key = GroupKey(r.dataset_kind, r.dataset_name, r.protocol_label, r.paste_back)
+        key = GroupKey.of(r)
         methods = keys.setdefault(key, {})
         if r.method in methods:
             raise ResultFileError(
@@ -476,8 +480,7 @@ def build_table2(rows: list[tuple[str, str, Result | FailedRun]]) -> list[Table]
                 failed.append([source == MEASURED and not ok] * len(TABLE2_METRICS))
         measured_results = [r for _, r in chosen if isinstance(r, Result)]
         first = chosen[0][1]
-        key_of = first.key if isinstance(first, FailedRun) else GroupKey(
-            first.dataset_kind, first.dataset_name, first.protocol_label, first.paste_back)
+        key_of = first.key if isinstance(first, FailedRun) else GroupKey.of(first)
         kind = key_of.kind if key_of.kind != "custom" else key_of.dataset
         frame = pd.DataFrame(values, index=pd.MultiIndex.from_tuples(index, names=["variant", "source"]),
                              columns=pd.MultiIndex.from_tuples([(kind, m) for m in TABLE2_METRICS],
