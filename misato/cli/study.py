@@ -63,8 +63,13 @@ examples:
   misato study agreement study/ results/ --out report/"""
 
 
-def add_min_seconds_argument(parser: argparse.ArgumentParser) -> None:
-    """`--min-seconds S` of `study tally` and `study agreement`."""
+def add_vote_arguments(parser: argparse.ArgumentParser, resampled: str) -> None:
+    """`--bootstrap N`, `--seed` and `--min-seconds S` of `study tally` and `study agreement` (one definition);
+    `resampled` names what the bootstrap resamples ("participants" or "items")."""
+    parser.add_argument("--bootstrap", type=parse_resamples, default=BOOTSTRAP_RESAMPLES, metavar="N",
+                        help=f"bootstrap resamples of {resampled} for the 95%% intervals (default %(default)s; "
+                             "0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; recorded)")
     parser.add_argument("--min-seconds", type=float, metavar="S",
                         help="exclude (and count) complete participants whose median time per item is under S")
 
@@ -118,10 +123,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                            description="tally the answers into result files", formatter_class=formatter)
     tally.add_argument("study", help="the study folder")
     tally.add_argument("--out", required=True, help="results folder (created if needed)")
-    tally.add_argument("--bootstrap", type=parse_resamples, default=BOOTSTRAP_RESAMPLES, metavar="N",
-                       help="bootstrap resamples of participants for the 95%% intervals (default %(default)s; 0: none)")
-    tally.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; recorded)")
-    add_min_seconds_argument(tally)
+    add_vote_arguments(tally, "participants")
     tally.set_defaults(handler=run_tally)
 
     agree = sub.add_parser("agreement", help="judge every metric against the participants' votes",
@@ -131,10 +133,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     agree.add_argument("results", nargs="+", help="result files or folders of `misato score` for the study's "
                                                   "methods on the study's dataset (with their per-image CSVs)")
     agree.add_argument("--out", required=True, help="report folder (agreement.json, .md, .html)")
-    agree.add_argument("--bootstrap", type=parse_resamples, default=BOOTSTRAP_RESAMPLES, metavar="N",
-                       help="bootstrap resamples of items for the 95%% intervals (default %(default)s; 0: none)")
-    agree.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; recorded)")
-    add_min_seconds_argument(agree)
+    add_vote_arguments(agree, "items")
     agree.set_defaults(handler=run_agreement)
 
 
