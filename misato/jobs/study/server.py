@@ -41,7 +41,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader
@@ -342,29 +342,33 @@ class StudyApp:
 
     # ------------------------------------------------------------ organiser
     async def results(self, request: Request) -> Response:
-        from misato.jobs.study.tally import tally
+        return await self._organiser(request, self._results)
 
+    async def export(self, request: Request) -> Response:
+        return await self._organiser(request, self._export)
+
+    async def _organiser(self, request: Request, answer: Callable[[], Response]) -> Response:
+        """An organiser endpoint: the bearer token checked (401/403 refused), then `answer` run off the event loop
+        (it reads the database)."""
         try:
             self.check_token(request)
         except _Refused as refused:
             return self.refusal(request, refused)
-        answers = await run_in_threadpool(self.store.answers)
-        participants = await run_in_threadpool(self.store.participants)
-        found = await run_in_threadpool(tally, self.study, answers, BOOTSTRAP_RESAMPLES, 0, participants)
+        return await run_in_threadpool(answer)
+
+    def _results(self) -> Response:
+        from misato.jobs.study.tally import tally
+
+        found = tally(self.study, self.store.answers(), BOOTSTRAP_RESAMPLES, 0, self.store.participants())
         return JSONResponse({"study_id": self.study.study_id, "counts": found.counts, "shares": found.shares,
                              "intervals": found.intervals, "position_bias_pct": found.position_bias,
                              "bradley_terry": found.strengths, "bradley_terry_intervals": found.strength_intervals})
 
-    async def export(self, request: Request) -> Response:
+    def _export(self) -> Response:
         from misato.jobs.study.tally import export_csv
 
-        try:
-            self.check_token(request)
-        except _Refused as refused:
-            return self.refusal(request, refused)
-        answers = await run_in_threadpool(self.store.answers)
-        externals = await run_in_threadpool(self.store.external_ids)
-        return Response(export_csv(self.study, answers, externals), media_type="text/csv",
+        answers = self.store.answers()
+        return Response(export_csv(self.study, answers, self.store.external_ids()), media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="answers.csv"'})
 
 
