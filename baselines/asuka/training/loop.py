@@ -368,7 +368,10 @@ def train(config: TrainConfig, build: Callable[..., StageParts], inputs: TrainIn
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        files_written = _save_final(parts, accelerator.unwrap_model(model), out)
+        # the writers (`save_safetensors`, `atomic_write_bytes`) remove their own temporary files on a failed write and
+        # name their file; this names the run folder for a writer that does not (diffusers' save_pretrained)
+        with write_errors_named(out):
+            files_written = parts.save(accelerator.unwrap_model(model), out)
         record.update(status="finished" if end == config.steps else "stopped at --max-steps", step=max(start, end),
                       finished=utc_now(), bad_images=bad_total, bad_images_listed=bad_listed,
                       files={role: file_record(out / name) for role, name in files_written.items()})
@@ -399,19 +402,3 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int, trainer:
         for old in sorted(folder.glob("step-*"))[:-keep]:  # zero-padded names: sorted = oldest first
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
-
-
-def _save_final(parts: StageParts, model: torch.nn.Module, out: Path) -> dict[str, str]:
-    """`parts.save` into the run folder; a failed write removes the temporary files the writers left (`.NAME.tmp`,
-    `.NAME.XXXX.tmp`: `baselines.asuka.trained.save_safetensors`, `misato.io.atomic_write_bytes`) and raises an
-    OSError naming the run folder when the writer did not name its file."""
-    try:
-        with write_errors_named(out):
-            return parts.save(model, out)
-    except BaseException:
-        for stale in out.rglob(".*.tmp"):
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
-        raise
