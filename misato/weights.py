@@ -211,29 +211,46 @@ def file_sha256(path: Path) -> str:
     a file whose size, modification time, inode or device changed is hashed again. The cache is written
     atomically; a cache that cannot be written only costs the next command a re-hash (logged)."""
     from misato.defaults import weight_hashes_file
-    from misato.io import atomic_write_json
 
     where, identity = _stat_key(path)
     memo = (where, *identity.values())
     if memo in _HASH_CACHE:
         return _HASH_CACHE[memo]
-    cache = weight_hashes_file()
-    entries = _read_hashes(cache)
+    entries = _read_hashes(weight_hashes_file())
     known = entries.get(where)
     if known is not None and {k: known[k] for k in identity} == identity:
         digest = known["sha256"]
     else:
         digest = sha256_file(path)
         if _stat_key(path)[1] == identity:  # not changed while it was read: the digest is of these bytes
-            entries = {p: e for p, e in entries.items() if Path(p).exists()}  # files gone leave the cache
-            entries[where] = {**identity, "sha256": digest}
-            try:
-                atomic_write_json(cache, {"format": HASHES_FORMAT, "entries": entries})
-            except OSError as error:
-                log.warning("%s: weight-hash cache not written (%s); the next command hashes %s again", cache,
-                            error, path)
+            _store_hash(entries, where, identity, digest)
     _HASH_CACHE[memo] = digest
     return digest
+
+
+def remember_sha256(path: Path, digest: str) -> None:
+    """Record `digest`, checked as the file was written (a verified download), as the sha256 of `path` as it is
+    now, so that `file_sha256` (in this process and the next commands) does not read the file again."""
+    from misato.defaults import weight_hashes_file
+
+    where, identity = _stat_key(path)
+    _store_hash(_read_hashes(weight_hashes_file()), where, identity, digest)
+    _HASH_CACHE[(where, *identity.values())] = digest
+
+
+def _store_hash(entries: dict[str, dict], where: str, identity: dict[str, int], digest: str) -> None:
+    """Write the digest cache: `entries` with files that are gone dropped and `where` set to `identity` + `digest`
+    (atomically; a cache that cannot be written only costs the next command a re-hash, logged)."""
+    from misato.defaults import weight_hashes_file
+    from misato.io import atomic_write_json
+
+    cache = weight_hashes_file()
+    entries = {p: e for p, e in entries.items() if Path(p).exists()}  # files gone leave the cache
+    entries[where] = {**identity, "sha256": digest}
+    try:
+        atomic_write_json(cache, {"format": HASHES_FORMAT, "entries": entries})
+    except OSError as error:
+        log.warning("%s: weight-hash cache not written (%s); the next command hashes %s again", cache, error, where)
 
 
 def _hf_cached(spec: WeightSpec) -> Path | None:
@@ -337,7 +354,7 @@ def download(spec: WeightSpec, folder: Path | None = None, progress: bool = True
     try:
         if spec.hf_repo is not None:
             path = fetch_hf(spec.hf_repo, spec.filename, spec.hf_revision)
-            digest = sha256_file(path)
+            digest = file_sha256(path)  # cached: the next command finds it in the hub cache without reading it
             if not digest_matches(digest, spec.sha256, hash_prefix(spec)):
                 _remove_hub_file(path)
                 raise WeightsHashError(f"{spec.hf_repo}/{spec.filename}@{spec.hf_revision}: sha256 {digest}, "
@@ -346,7 +363,9 @@ def download(spec: WeightSpec, folder: Path | None = None, progress: bool = True
             url = mirror_url(spec.url, spec.filename)
             path = fetch_url(url, (folder or default_weights_dir()) / spec.filename, spec.sha256, hash_prefix(spec),
                              progress=progress, policy=policy)
-            digest = spec.sha256 or file_sha256(path)  # fetch_url checked a full digest: no second pass
+            if spec.sha256:  # fetch_url checked the full digest: no second pass, now or at the next command
+                remember_sha256(path, spec.sha256)
+            digest = spec.sha256 or file_sha256(path)
     except DownloadHashError as error:
         raise WeightsHashError(str(error)) from None
     except DownloadError as error:

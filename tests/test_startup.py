@@ -117,3 +117,23 @@ def test_corrupt_weight_hash_cache_is_ignored_with_a_warning(tmp_path, counted_h
     counted_hashes.new_process()
     assert weights.file_sha256(path) == hashlib.sha256(b"weights").hexdigest() and len(counted_hashes) == 1
     assert not list(cache.parent.glob("*.tmp*"))  # the rewrite was atomic: no temporary file left
+
+
+def test_a_verified_download_is_not_read_again_by_the_next_command(tmp_path, counted_hashes, monkeypatch):
+    """fetch_url checked the full sha256 while downloading: neither this process nor the next reads the file again."""
+    from misato import download as fetching
+
+    body = b"downloaded weights"
+    spec = weights.WeightSpec("k", "k.bin", "http://127.0.0.1:9/k.bin", hashlib.sha256(body).hexdigest(), "test file")
+
+    def verified_fetch(url, target, *args, **kwargs):  # what fetch_url leaves: the checked bytes at `target`
+        Path(target).write_bytes(body)
+        return Path(target)
+
+    for name in fetching.OFFLINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(fetching, "fetch_url", verified_fetch)
+    resolved = weights.download(spec, folder=tmp_path, progress=False)
+    assert resolved.matches and counted_hashes == []
+    counted_hashes.new_process()
+    assert weights.file_sha256(tmp_path / "k.bin") == spec.sha256 and counted_hashes == []
