@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from baselines.base import Inpainter
-from baselines.harness import value_policy
+from baselines.harness import inpaint_arrays, value_policy
 from misato.data import Dataset, Sample, load_dataset
 from misato.devices import Workers, choose_device, current_workers, device_record
 from misato.composite import composite_uint8
@@ -69,17 +69,26 @@ def fingerprint(inpainter: Inpainter, seed: int) -> dict[str, Any]:
     }
 
 
-def _check_resumable(folder: OutputFolder, expected: dict[str, Any]) -> None:
+def _check_resumable(folder: OutputFolder, expected: dict[str, Any], content_sha256: str) -> None:
+    """Refuse to resume a run of another method, options, weights or seed, or of another dataset (other files or
+    mask convention: `Dataset.content_hash`), so finished samples of one never count as samples of the other."""
     if not folder.manifest.is_file():
         return
     try:
-        previous = json.loads(folder.manifest.read_text()).get("fingerprint")
+        manifest = json.loads(folder.manifest.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{folder.manifest}: unreadable manifest ({error}); remove it or use another --out") from error
+    previous = manifest.get("fingerprint")
     if previous != expected:
         raise ValueError(
             f"{folder.root} holds a run with another method, options, weights or seed "
             f"({previous} != {expected}); use another output folder"
+        )
+    before = (manifest.get("dataset") or {}).get("content_sha256")
+    if before is not None and before != content_sha256:
+        raise ValueError(
+            f"{folder.root} holds a run on another dataset or mask convention (content sha256 {before[:12]}... "
+            f"!= {content_sha256[:12]}... of {manifest['dataset'].get('root')!r} now); use another output folder"
         )
 
 
@@ -99,8 +108,6 @@ def _process_batch(
     inpainter: Inpainter, dataset: Dataset, samples: list[Sample], seed: int, folder: OutputFolder,
     batch_size: int, workers: Workers, clip_outputs: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    from baselines.harness import inpaint_arrays
-
     images = [read_rgb(s.image_path) for s in samples]
     masks = [dataset.read_mask(s) for s in samples]
     seeds = [sample_seed(s.stem, seed) for s in samples]
@@ -183,7 +190,7 @@ def inpaint_dataset(
         inpainter = REGISTRY.create(method_spec, chosen, **extra, **(options or {}))
     folder = OutputFolder(out_dir)
     expected = fingerprint(inpainter, seed)
-    _check_resumable(folder, expected)
+    _check_resumable(folder, expected, dataset.content_hash())
     inpainter.prepare(stems)
     base = {
         "schema": MANIFEST_SCHEMA,
