@@ -27,7 +27,7 @@ import traceback
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from evaluators.metrics import SCORED
 from misato.data import CUSTOM, KINDS, Dataset, dataset_kind, load_dataset
@@ -398,18 +398,13 @@ def _run_locked(config: RunConfig, out: Path) -> RunReport:
     summary = run.run_record
     planned = [(o.dataset, o.method) for o in outcomes] + [(d.name, m.label) for d, _ in opened for m in config.methods]
     journal = RunReport(out, outcomes, {}, summary)
-    atomic_write_json(summary, _summary(config, journal, planned, "running"))
-    try:
-        for dataset, kind in opened:
-            stems = {s.stem for s in dataset.samples}
-            dataset_config = config if wanted is None else replace(
-                config, score=replace(config.score, thumbnail_samples=tuple(s for s in wanted if s in stems)))
-            for method in config.methods:
-                outcomes.append(run_one(dataset, kind, method, dataset_config))
-                atomic_write_json(summary, _summary(config, journal, planned, "running"))
-    except BaseException:  # Ctrl-C, SIGTERM: the record says so, the lock is released by the caller
-        atomic_write_json(summary, _summary(config, journal, planned, "interrupted"))
-        raise
+    pairs = []
+    for dataset, kind in opened:
+        stems = {s.stem for s in dataset.samples}
+        dataset_config = config if wanted is None else replace(
+            config, score=replace(config.score, thumbnail_samples=tuple(s for s in wanted if s in stems)))
+        pairs += [(dataset, kind, method, dataset_config) for method in config.methods]
+    run_pairs(pairs, outcomes, lambda status: atomic_write_json(summary, _summary(config, journal, planned, status)))
 
     leaderboard: dict[str, Path] = {}
     leaderboard_error = None
@@ -425,6 +420,21 @@ def _run_locked(config: RunConfig, out: Path) -> RunReport:
     report = RunReport(out, outcomes, leaderboard, summary, leaderboard_error)
     atomic_write_json(summary, _summary(config, report, planned, "finished"))
     return report
+
+
+def run_pairs(pairs: list[tuple[Dataset, str, MethodEntry, RunConfig]], outcomes: list[Outcome],
+              save: Callable[[str], None]) -> None:
+    """`run_one` on each (dataset, kind, method, config), its Outcome appended to `outcomes`; the job's record is
+    written through `save(status)`: "running" before the first pair and after each, "interrupted" when the loop is
+    left by any exception (Ctrl-C, SIGTERM; re-raised, the lock is released by the caller)."""
+    save("running")
+    try:
+        for dataset, kind, method, config in pairs:
+            outcomes.append(run_one(dataset, kind, method, config))
+            save("running")
+    except BaseException:
+        save("interrupted")
+        raise
 
 
 def failed_runs(outcomes: list[Outcome], score: "ScoreConfig") -> list["FailedRun"]:

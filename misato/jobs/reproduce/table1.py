@@ -167,7 +167,7 @@ def _run_pairs(inputs: Table1Inputs, preset: dict[str, Any], methods: dict[str, 
     from leaderboard.render import render_markdown
     from leaderboard.results import collect
     from leaderboard.tables import build_table1
-    from misato.jobs.pipeline import MethodEntry, failed_runs, run_one
+    from misato.jobs.pipeline import MethodEntry, failed_runs, run_pairs
 
     run = RunFolder(out)
     outcomes: list[Any] = []
@@ -179,16 +179,9 @@ def _run_pairs(inputs: Table1Inputs, preset: dict[str, Any], methods: dict[str, 
         summary.update(status=status, outcomes=[vars(o) for o in outcomes])
         atomic_write_json(run.reproduce_record, summary)
 
-    save("running")
-    try:
-        for dataset, kind, base in datasets:
-            for label, method in methods.items():
-                config = replace(base, batch_size=method["batch_size"], options=dict(method["options"]))
-                outcomes.append(run_one(dataset, kind, MethodEntry(label, method["spec"]), config))
-                save("running")
-    except BaseException:  # Ctrl-C, SIGTERM: recorded; the lock is released by the caller
-        save("interrupted")
-        raise
+    run_pairs([(dataset, kind, MethodEntry(label, method["spec"]),
+                replace(base, batch_size=method["batch_size"], options=dict(method["options"])))
+               for dataset, kind, base in datasets for label, method in methods.items()], outcomes, save)
     failures = failed_runs(outcomes, score)
     if run.result_files() or failures:
         results = collect([run.results]) if run.result_files() else []
