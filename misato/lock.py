@@ -146,8 +146,8 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def _acquire(path: Path) -> int:
-    """Open, flock and claim the lock file; returns its descriptor. Raises FolderLockedError when it is held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open, flock and claim the lock file (its folder exists: `folder_lock` made it); returns its descriptor.
+    Raises FolderLockedError when it is held."""
     host = socket.gethostname()
     for _ in range(_ATTEMPTS):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
