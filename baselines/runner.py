@@ -87,8 +87,9 @@ def _check_resumable(folder: OutputFolder, expected: dict[str, Any], content_sha
     before = (manifest.get("dataset") or {}).get("content_sha256")
     if before is not None and before != content_sha256:
         raise ValueError(
-            f"{folder.root} holds a run on another dataset or mask convention (content sha256 {before[:12]}... "
-            f"!= {content_sha256[:12]}... of {manifest['dataset'].get('root')!r} now); use another output folder"
+            f"{folder.root} holds a run on another dataset or mask convention (it ran on "
+            f"{manifest['dataset'].get('root')!r}, content sha256 {before[:12]}..., not {content_sha256[:12]}...); "
+            "use another output folder"
         )
 
 

@@ -147,6 +147,23 @@ def test_resume_refuses_another_method_or_seed(dataset_dir, tmp_path):
         inpaint_dataset(dataset_dir, "telea", out, limit=1, device="cpu", progress=False)
 
 
+
+def test_resume_refuses_another_dataset_or_mask_convention(dataset_dir, tmp_path):
+    """The same --out given another dataset used to resume: its finished samples were kept as the new dataset's
+    (nothing read, the manifest rewritten to name the new one)."""
+    out = tmp_path / "run"
+    inpaint_dataset(dataset_dir, "dummy", out, limit=1, device="cpu", progress=False)
+    other = tmp_path / "other"
+    shutil.copytree(dataset_dir, other)
+    save_png(other / "image" / sorted(os.listdir(other / "image"))[0], np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="another dataset or mask convention"):
+        inpaint_dataset(other, "dummy", out, limit=1, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="another dataset or mask convention"):
+        inpaint_dataset(load_dataset(dataset_dir, mask_hole_is_white=False), "dummy", out, limit=1, device="cpu",
+                        progress=False)
+    inpaint_dataset(dataset_dir, "dummy", out, limit=2, device="cpu", progress=False)  # the same one resumes
+    assert manifest(out)["num_finished"] == 2
+
 def test_folder_of_predictions(dataset_dir, tmp_path):
     first = tmp_path / "first"
     inpaint_dataset(dataset_dir, "dummy", first, device="cpu", options={"noise": 0.1}, progress=False)
