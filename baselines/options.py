@@ -86,6 +86,16 @@ def option_types(cls: type) -> dict[str, Any]:
         return {}
 
 
+def _shown(value: Any) -> str:
+    """`value` as typed on the command line (JSON) when it is JSON, else its repr (a Python caller's object)."""
+    if isinstance(value, (str, int, float, bool, type(None), list, dict)):
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError):  # a list or dict holding objects JSON cannot write
+            pass
+    return repr(value)
+
+
 def check_option_types(cls: type, options: dict[str, Any], where: str) -> None:
     """Raise ValueError for the first option whose value does not match its annotation, e.g.
     "--set sd-tiny.steps=10.7: steps takes an integer, got 10.7 (float)". `where` prefixes the message."""
@@ -93,6 +103,6 @@ def check_option_types(cls: type, options: dict[str, Any], where: str) -> None:
     for name, value in options.items():
         kind = hints.get(name)
         if kind is not None and not matches(value, kind):
-            shown = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None), list, dict)) else repr(value)
+            shown = _shown(value)
             raise ValueError(f"{where}{name}={shown}: {name} takes {describe(kind)}, got {shown} "
                              f"({type(value).__name__})")

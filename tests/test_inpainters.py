@@ -157,3 +157,18 @@ def test_classical_options_are_recorded():
     assert inpainter.config()["options"]["radius"] == 5
     with pytest.raises(ValueError, match="radius"):
         create_inpainter("ns", radius=0)
+
+
+# ---------------------------------------------------------------- option types
+def test_option_type_error_names_a_value_json_cannot_write():
+    """A Python caller's list of objects for a list[int] option is the one-line ValueError, not a TypeError from
+    writing the message."""
+    from baselines.options import check_option_types
+
+    class Sized:
+        def __init__(self, device: str = "cpu", sizes: list[int] | None = None) -> None: ...
+
+    check_option_types(Sized, {"sizes": [1, 2]}, "sized: option ")
+    with pytest.raises(ValueError, match=r"sized: option sizes=\[<object object at .*>\]: sizes takes a JSON list "
+                                         r"or null, got .* \(list\)"):
+        check_option_types(Sized, {"sizes": [object()]}, "sized: option ")
