@@ -82,6 +82,10 @@ class Source:
                  device: torch.device, cache: FeatureCache) -> None:
         self.protocol, self.n = protocol, len(dataset)
 
+    def _resolved(self, resolved: dict[str, ResolvedWeight]) -> tuple[ResolvedWeight, ...]:
+        """The resolved files of `weight_keys(protocol)`, in that order (the one list of what a source loads)."""
+        return tuple(resolved[key] for key in self.weight_keys(self.protocol))
+
     def prepare(self, sample: Decoded) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -155,7 +159,7 @@ class InceptionFeatures(_CachedEmbedding):
 
         super().__init__(dataset, protocol, resolved, device, cache)
         extractor = EXTRACTORS[protocol.feature_net]
-        weight = resolved[extractor.weight_key]
+        (weight,) = self._resolved(resolved)
         self.network = shared_network((extractor.key, weight.path, weight.sha256, str(device)),
                                       lambda: extractor(weight, device))
         self._pre = self.network.preprocess()
@@ -178,7 +182,7 @@ class ClipHoleEmbeddings(_CachedEmbedding):
         from evaluators.clip_score import ClipEmbedder
 
         super().__init__(dataset, protocol, resolved, device, cache)
-        weight = resolved[self.weight_keys(protocol)[0]]
+        (weight,) = self._resolved(resolved)
         self.network = shared_network(
             ("clip", protocol.clip_model, protocol.clip_quick_gelu, weight.path, weight.sha256, str(device)),
             lambda: ClipEmbedder(protocol.clip_model, weight, device, protocol.clip_quick_gelu))
@@ -211,7 +215,7 @@ class ClipImageEmbeddings(_CachedEmbedding):
         from evaluators.cmmd import WholeImage
 
         super().__init__(dataset, protocol, resolved, device, cache)
-        weight = resolved[self.weight_keys(protocol)[0]]
+        (weight,) = self._resolved(resolved)
         self.network = shared_network(
             ("clip", protocol.cmmd_clip_model, True, weight.path, weight.sha256, str(device)),
             lambda: ClipEmbedder(protocol.cmmd_clip_model, weight, device, True))
@@ -232,10 +236,10 @@ class Dinov2Embeddings(_CachedEmbedding):
         return (CONFIG_KEY, MODEL_KEY)
 
     def __init__(self, dataset, protocol, resolved, device, cache) -> None:
-        from evaluators.dinov2 import CONFIG_KEY, MODEL_KEY, Dinov2Features
+        from evaluators.dinov2 import Dinov2Features
 
         super().__init__(dataset, protocol, resolved, device, cache)
-        config, weight = resolved[CONFIG_KEY], resolved[MODEL_KEY]
+        config, weight = self._resolved(resolved)
         self.network = shared_network(
             ("dinov2", config.path, config.sha256, weight.path, weight.sha256, protocol.dinov2_size, str(device)),
             lambda: Dinov2Features(config, weight, device, protocol.dinov2_size))
@@ -257,10 +261,10 @@ class DreamSimPairs(Source):
         return (ARCHIVE_KEY, DINO_KEY)
 
     def __init__(self, dataset, protocol, resolved, device, cache) -> None:
-        from evaluators.dreamsim_metric import ARCHIVE_KEY, DINO_KEY, DreamSimDistance, DreamSimInputs
+        from evaluators.dreamsim_metric import DreamSimDistance, DreamSimInputs
 
         super().__init__(dataset, protocol, resolved, device, cache)
-        archive, dino = resolved[ARCHIVE_KEY], resolved[DINO_KEY]
+        archive, dino = self._resolved(resolved)
         self.network = shared_network(
             ("dreamsim", archive.path, archive.sha256, dino.path, dino.sha256, str(device)),
             lambda: DreamSimDistance(archive, dino, device))
@@ -303,7 +307,7 @@ class LpipsPairs(Source):
         from misato.devices import to_inference_layout
 
         super().__init__(dataset, protocol, resolved, device, cache)
-        backbone, lin = (resolved[key] for key in self.weight_keys(protocol))
+        backbone, lin = self._resolved(resolved)
         self.model = shared_network(
             ("lpips", protocol.lpips_net, backbone.path, backbone.sha256, lin.path, lin.sha256, str(device)),
             lambda: to_inference_layout(build_lpips(backbone, lin, protocol.lpips_net), device))
