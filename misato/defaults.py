@@ -22,7 +22,7 @@ KID_BOOTSTRAP_RESAMPLES = 0
 # A mask pixel is a hole when its gray level / 255 (oriented so that 1 = hole) is at least this: 128 of 255 in
 # files (`misato.io.MASK_THRESHOLD`), `Protocol.mask_threshold` when scoring.
 MASK_HOLE_FRACTION = 0.5
-EMBEDDED_SIZE = 512  # side of the embedded photo set (`misato.embedded`, `--embedded-size`, `misato demo --size`)
+EMBEDDED_SIZE = 512  # side of the embedded photo set (`misato.embedded`, `--embedded-size` of misato run and demo)
 # The most bootstrap resamples any count may ask for (--bootstrap, --set-bootstrap, --kid-bootstrap, study
 # tally --bootstrap; checked by `evaluators.bootstrap.check_resamples`). Memory is flat in the count (resamples are
 # drawn in chunks); time is not: 100,000 resamples of 10 per-image means at 2,000 images took 9.4 s on 2 CPU cores,
