@@ -77,6 +77,11 @@ class Table1Inputs:
     device: str = "auto"
     progress: bool = True
 
+    def folder(self, source: str) -> str | None:
+        """The folder given for a preset dataset's `source` ("misato": --misato, "places2": --places2; None for
+        "embedded", which needs none)."""
+        return {"misato": self.misato, "places2": self.places2}.get(source)
+
 
 def apply_sets(preset: dict[str, Any], sets: tuple[str, ...]) -> dict[str, Any]:
     """`LABEL.KEY=VALUE` (VALUE parsed as JSON when it parses) into the methods' options. An unknown label, an
@@ -107,7 +112,7 @@ def apply_sets(preset: dict[str, Any], sets: tuple[str, ...]) -> dict[str, Any]:
 def _check_paths(preset: dict[str, Any], inputs: Table1Inputs) -> None:
     """Dataset folders the preset needs, and files named by path-like options, exist (before any work)."""
     for key, dataset in preset["datasets"].items():
-        folder = {"misato": inputs.misato, "places2": inputs.places2}.get(dataset["source"])
+        folder = inputs.folder(dataset["source"])
         if dataset["source"] != "embedded" and (folder is None or not Path(folder).is_dir()):
             raise ValueError(f"{key} needs --{dataset['source']} DIR (a folder), got {folder!r}")
     for label, method in preset["methods"].items():
@@ -127,7 +132,7 @@ def run_table1(inputs: Table1Inputs) -> dict[str, Any]:
     from evaluators.scoring import ScoreConfig
     from misato.devices import check_device
     from misato.lock import folder_lock
-    from misato.jobs.pipeline import DatasetEntry, RunConfig, open_dataset
+    from misato.jobs.pipeline import EMBEDDED, DatasetEntry, RunConfig, open_dataset
 
     preset = apply_sets(load_preset(inputs.preset), inputs.sets)
     methods = preset["methods"]
@@ -151,7 +156,7 @@ def run_table1(inputs: Table1Inputs) -> dict[str, Any]:
     score.selected()
     datasets = []
     for key, spec in preset["datasets"].items():  # every dataset opened (built, checked) before any work
-        source = {"misato": inputs.misato, "places2": inputs.places2}.get(spec["source"], "embedded")
+        source = inputs.folder(spec["source"]) or EMBEDDED  # a missing folder was refused by _check_paths
         base = RunConfig(methods=[], datasets=[], out_dir=out, score=score, device=inputs.device, seed=preset["seed"],
                          kind=spec["kind"], embedded_size=spec.get("embedded_size", EMBEDDED_SIZE), progress=inputs.progress,
                          reuse_scores=True)
