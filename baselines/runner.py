@@ -44,6 +44,7 @@ from misato.devices import Workers, choose_device, current_workers, device_recor
 from misato.composite import composite_uint8
 from misato.environment import git_state, package_versions
 from misato.io import MASK_THRESHOLD, atomic_write_bytes, atomic_write_json, png_bytes, read_rgb
+from misato.masks.files import MaskError, MaskReport, format_problems
 from misato.outputs import MANIFEST_SCHEMA, OutputFolder
 from misato.seeds import sample_seed
 
@@ -91,6 +92,27 @@ def _check_resumable(folder: OutputFolder, expected: dict[str, Any], content_sha
             f"{manifest['dataset'].get('root')!r}, content sha256 {before[:12]}..., not {content_sha256[:12]}...); "
             "use another output folder"
         )
+
+
+def _check_image_sizes(dataset: Dataset, masks: MaskReport) -> None:
+    """Refuse, before any output is written, images whose header cannot be read or whose size differs from
+    their mask's (headers only: no pixel is decoded); `MaskError` lists every file."""
+    from PIL import Image
+
+    problems = []
+    for sample in dataset.samples:
+        try:
+            with Image.open(sample.image_path) as image:
+                size = image.size
+        except Exception as error:  # PIL raises several types for broken files
+            problems.append(f"{sample.image_path}: unreadable image ({error})")
+            continue
+        mask = masks.info.get(sample.stem)
+        if mask is not None and mask.size != size:
+            problems.append(f"{sample.image_path}: image {size[0]}x{size[1]} but mask {mask.size[0]}x{mask.size[1]} "
+                            f"({mask.path})")
+    if problems:
+        raise MaskError(format_problems(problems, 20, "image problem(s)"))
 
 
 def _manifest(
@@ -179,6 +201,7 @@ def inpaint_dataset(
     selected = dataset if len(stems) == len(dataset) else dataset.subset(stems)
     masks = selected.mask_report()
     masks.require_usable(allow_degenerate_masks)  # before building the inpainter (weights can take minutes)
+    _check_image_sizes(selected, masks)
     method_spec = inpainter if isinstance(inpainter, str) else None
     if isinstance(inpainter, str):
         from baselines.registry import REGISTRY

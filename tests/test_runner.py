@@ -164,6 +164,21 @@ def test_resume_refuses_another_dataset_or_mask_convention(dataset_dir, tmp_path
     inpaint_dataset(dataset_dir, "dummy", out, limit=2, device="cpu", progress=False)  # the same one resumes
     assert manifest(out)["num_finished"] == 2
 
+
+def test_image_of_another_size_or_unreadable_is_refused_before_any_output(dataset_dir, tmp_path):
+    """A mask of another size than its image, or a broken image file, used to stop the run at that sample
+    ("sample 0: mask shape ... differs", no file named) after the output folder had been created."""
+    broken = shutil.copytree(dataset_dir, tmp_path / "broken")
+    stems = sorted(p.stem for p in (broken / "image").iterdir())
+    save_png(broken / "image" / f"{stems[0]}.png", np.zeros((48, 64, 3), np.uint8))
+    (broken / "image" / f"{stems[1]}.png").write_bytes(b"not a png")
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="2 image problem") as error:
+        inpaint_dataset(broken, "telea", out, device="cpu", progress=False)
+    assert f"{stems[0]}.png: image 64x48 but mask 64x64" in str(error.value)
+    assert f"{stems[1]}.png: unreadable image" in str(error.value)
+    assert not out.exists()
+
 def test_folder_of_predictions(dataset_dir, tmp_path):
     first = tmp_path / "first"
     inpaint_dataset(dataset_dir, "dummy", first, device="cpu", options={"noise": 0.1}, progress=False)
