@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from evaluators.cmmd import WholeImage
 from evaluators.set_metrics import FrechetInceptionDistance
 from misato.weights import ResolvedWeight
 
@@ -49,18 +50,12 @@ def load_dinov2(config: Path, weights: Path) -> Any:
     return check_loaded(model, str(weights)).eval().requires_grad_(False)
 
 
-class Dinov2Resize:
-    """uint8 (H, W, 3) RGB -> float32 (3, size, size): [0, 1], antialiased bicubic resize, ImageNet mean/std."""
+class Dinov2Resize(WholeImage):
+    """uint8 (H, W, 3) RGB -> float32 (3, size, size): `evaluators.cmmd.WholeImage` ([0, 1], antialiased bicubic
+    resize) with the ImageNet mean/std."""
 
     def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
-        x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bicubic", antialias=True,
-                                            align_corners=False)[0]
-        mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-        return ((x - mean) / std).contiguous()
+        super().__init__(size, IMAGENET_MEAN, IMAGENET_STD)
 
 
 class Dinov2Features:
