@@ -209,7 +209,7 @@ def _attempt(url: str, part: Path, progress: bool, policy: DownloadPolicy) -> bo
             error.close()
             if size == str(offset):
                 return True
-            _remove(part)
+            part.unlink(missing_ok=True)
             raise http.client.HTTPException(f"{part} does not match the server's file; starting again") from None
         raise
     with response:
@@ -251,16 +251,11 @@ def _copy(response: http.client.HTTPResponse, part: Path, offset: int, total: in
                 handle.flush()
             except OSError as error:
                 handle.close()
-                _remove(part)
+                part.unlink(missing_ok=True)
                 reason = "no space left on the device" if error.errno == errno.ENOSPC else error.strerror
                 raise DownloadWriteError(error.errno, f"cannot write {part}: {reason}; the partial file was "
                                          f"removed (free space, or set MISATO_WEIGHTS_DIR to another disk)") from None
             bar.update(len(chunk))
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
 
 
 def remote_size(url: str, timeout_s: float = 10.0) -> int | None:
