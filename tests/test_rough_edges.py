@@ -351,3 +351,19 @@ def test_weights_fetch_unknown_protocol_or_key_is_one_plain_line(capsys):
     assert capsys.readouterr().err == "misato weights: error: unknown protocol 'bogus'; known: comod, clean, asuka\n"
     assert main(["weights", "fetch", "incepton-tf"]) == 1
     assert capsys.readouterr().err.startswith("misato weights: error: unknown weights key 'incepton-tf'; did you mean")
+
+
+def test_os_errors_name_the_file_without_errno(tmp_path):
+    """`study agreement --out FILE` ended in "[Errno 17] File exists: 'FILE'" (os.makedirs on a file)."""
+    import errno
+
+    from misato.cli import os_error_text
+
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        assert os_error_text(error) == f"{target} is a file, not a folder (a folder is expected there)"
+    missing = OSError(errno.ENOENT, "No such file or directory", str(tmp_path / "nope"))
+    assert os_error_text(missing) == f"{tmp_path / 'nope'}: No such file or directory"

@@ -81,8 +81,13 @@ DISK_ERRNOS: dict[int, str | None] = {
 def os_error_text(error: OSError) -> str:
     """One line for an OSError: "<file>: <reason> (<hint>)" for a full disk, a quota, a read-only file system or
     a permission denied (`DISK_ERRNOS`), which Python prints as "[Errno 28] ..." naming no file when a write
-    fails; the writers (`misato.io.atomic_write_bytes`, ...) set the file. Any other OSError as Python words it."""
+    fails; the writers (`misato.io.atomic_write_bytes`, ...) set the file. A file where a folder was to be made
+    or read says so; any other OSError naming a file is "<file>: <reason>", the rest as Python words it."""
+    if error.errno in (errno.EEXIST, errno.ENOTDIR) and error.filename is not None and os.path.isfile(error.filename):
+        return f"{error.filename} is a file, not a folder (a folder is expected there)"
     if error.errno not in DISK_ERRNOS:
+        if error.filename is not None and error.strerror:  # "[Errno 2] No such file or directory: 'x'" -> "x: ..."
+            return f"{error.filename}: {error.strerror}"
         return str(error)
     where = error.filename if error.filename is not None else "(file not named by the writer; -v shows where)"
     hint = DISK_ERRNOS[error.errno]
