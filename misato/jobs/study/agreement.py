@@ -33,9 +33,8 @@ import numpy as np
 from evaluators.bootstrap import LEVEL, Resamples, check_resamples, percentile_interval, resampled_means, \
     resampled_sums
 from misato.defaults import BOOTSTRAP_RESAMPLES
-from misato.jobs.study.design import DATABASE_FILE, Study, load_study
-from misato.jobs.study.store import AnswerStore
-from misato.jobs.study.tally import select, votes
+from misato.jobs.study.design import Study, load_study
+from misato.jobs.study.tally import answer_store, select, votes
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +175,7 @@ def study_agreement(folder: str | os.PathLike, results: list[Path], resamples: i
     study = load_study(folder)
     resamples = check_resamples(resamples)
     scores, orientation = read_scores(study, [Path(r) for r in results])
-    answers = AnswerStore.open(Path(folder) / DATABASE_FILE, study.study_id, create=False).answers()
+    answers = answer_store(folder, study).answers()
     _, _, kept = select(study, answers, min_seconds)
     if not kept:
         raise ValueError(f"{folder}: no complete answers that pass the attention checks")

@@ -263,11 +263,16 @@ def export_csv(study: Study, answers: list[Answer], externals: dict[str, str | N
     return buffer.getvalue()
 
 
+def answer_store(folder: str | os.PathLike, study: Study) -> AnswerStore:
+    """The existing answer database of the study in `folder` (for `tally` and `agreement`: never created)."""
+    return AnswerStore.open(Path(folder) / DATABASE_FILE, study.study_id, create=False)
+
+
 def tally_folder(folder: str | os.PathLike, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
                  min_seconds: float | None = None) -> tuple[Study, StudyTally]:
     """Load a study folder and tally its answer database."""
     study = load_study(folder)
-    store = AnswerStore.open(Path(folder) / DATABASE_FILE, study.study_id, create=False)
+    store = answer_store(folder, study)
     return study, tally(study, store.answers(), resamples, seed, store.participants(), min_seconds)
 
 
