@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from evaluators.metrics import CONSISTENCY, PER_IMAGE, spec
-from leaderboard.render import cell_text, format_value, metric_header
+from leaderboard.render import cell_texts, format_value, metric_header
 from leaderboard.results import Result, per_image_scores
 from leaderboard.tables import Table
 
@@ -82,12 +82,13 @@ def table_html(table: Table, notes: list[str] | None = None) -> str:
              "</thead><tbody>"]
     best = table.best.to_numpy(dtype=bool)
     failed = table.failed_cells()
+    texts = cell_texts(table)
     for i, label in enumerate(table.frame.index):
         labels = label if isinstance(label, tuple) else (label,)
         kind = table.row_kind[i]
         cells = [f'<th scope="row">{_e(labels[0])}</th>'] + [f"<td>{_e(x)}</td>" for x in labels[1:]]
         for j in range(table.frame.shape[1]):
-            text = cell_text(table, i, j)
+            text = texts[i][j]
             cls = ' class="best"' if best[i, j] else ' class="failed"' if failed[i, j] else ""
             cells.append(f"<td{cls}>{_e(text) if text is not None else '&ndash;'}</td>")
         parts.append(f'<tr class="{_e(kind)}">' + "".join(cells) + "</tr>")

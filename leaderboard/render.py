@@ -57,22 +57,22 @@ def half_widths(table: Table) -> np.ndarray:
     return table.half_width.to_numpy(dtype=float)
 
 
-def cell_text(table: Table, i: int, j: int) -> str | None:
-    """The text of cell (i, j): "failed" where its measurement failed, else `format_cell` (None: no value)."""
-    if table.failed is not None and bool(table.failed.iat[i, j]):
-        return FAILED
-    metric = table.frame.columns[j][1]
-    width = float(table.half_width.iat[i, j]) if table.half_width is not None else math.nan
-    return format_cell(table, float(table.frame.iat[i, j]), metric, table.row_kind[i], width)
+def cell_texts(table: Table) -> list[list[str | None]]:
+    """The text of every cell (rows x columns): "failed" where its measurement failed, else `format_cell` (None:
+    no value)."""
+    values, widths, failed = table.frame.to_numpy(dtype=float), half_widths(table), table.failed_cells()
+    metrics = [m for _, m in table.frame.columns]
+    return [[FAILED if failed[i, j] else format_cell(table, values[i, j], metric, table.row_kind[i], widths[i, j])
+             for j, metric in enumerate(metrics)] for i in range(len(values))]
 
 
 def _rows(table: Table):
     """Yield (labels tuple, row kind, [(text or None, best)]) per row."""
     best = table.best.to_numpy(dtype=bool)
+    texts = cell_texts(table)
     for i, label in enumerate(table.frame.index):
         labels = label if isinstance(label, tuple) else (label,)
-        cells = [(cell_text(table, i, j), bool(best[i, j])) for j in range(table.frame.shape[1])]
-        yield tuple(str(x) for x in labels), table.row_kind[i], cells
+        yield tuple(str(x) for x in labels), table.row_kind[i], list(zip(texts[i], (bool(b) for b in best[i])))
 
 
 def _index_names(table: Table) -> list[str]:
