@@ -113,7 +113,8 @@ class ServeConfig:
 
 
 class _Refused(Exception):
-    """A request refused with `status` and a message for the participant or client."""
+    """A request refused with `status` and a message for the participant or client: raised by a route, answered
+    by the app's exception handler (`StudyApp.refusal`: an error page, or JSON for a JSON client)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -162,7 +163,7 @@ class StudyApp:
             Route("/results", self.results, methods=["GET"]),
             Route("/export", self.export, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
-        ], exception_handlers={404: self._not_found, 405: self._not_found})
+        ], exception_handlers={404: self._not_found, 405: self._not_found, _Refused: self._refused})
         self.app.add_middleware(SecurityHeaders)
 
     # ------------------------------------------------------------ helpers
@@ -175,6 +176,11 @@ class StudyApp:
             return JSONResponse({"error": refused.message}, status_code=refused.status)
         return self.page("error.html", refused.status, status=refused.status, message=refused.message,
                          friendly=FRIENDLY.get(refused.status, "Something went wrong."))
+
+    async def _refused(self, request: Request, exc: Exception) -> Response:
+        """Every route's refusal: a route raises `_Refused`, this answers it (`refusal`)."""
+        assert isinstance(exc, _Refused)
+        return self.refusal(request, exc)
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -235,21 +241,15 @@ class StudyApp:
     async def welcome(self, request: Request) -> Response:
         if await self.participant(request):
             return RedirectResponse("/study", status_code=303)
-        try:
-            external = self.external_id(request.query_params.get(self.config.id_param), self.config.id_param)
-        except _Refused as refused:
-            return self.refusal(request, refused)
+        external = self.external_id(request.query_params.get(self.config.id_param), self.config.id_param)
         return self.page("welcome.html", study=self.study, total=len(self.study.items), external=external)
 
     async def start(self, request: Request) -> Response:
-        try:
-            self.check_same_origin(request)
-            form = await _read_form(request)
-            if form.get("consent") != "yes":
-                raise _Refused(422, "please tick the consent box to take part")
-            external = self.external_id(form.get("external"), self.config.id_param)
-        except _Refused as refused:
-            return self.refusal(request, refused)
+        self.check_same_origin(request)
+        form = await _read_form(request)
+        if form.get("consent") != "yes":
+            raise _Refused(422, "please tick the consent box to take part")
+        external = self.external_id(form.get("external"), self.config.id_param)
         if await self.participant(request):
             return RedirectResponse("/study", status_code=303)
         participant = new_id()  # stored once the cookie comes back (/begin): no row for a browser without cookies
@@ -263,10 +263,7 @@ class StudyApp:
         participant = self.cookie_id(request)
         if participant is None:
             return self.page("cookies.html", 400)
-        try:
-            external = self.external_id(request.query_params.get("external"), self.config.id_param)
-        except _Refused as refused:
-            return self.refusal(request, refused)
+        external = self.external_id(request.query_params.get("external"), self.config.id_param)
         await run_in_threadpool(self.store.add_participant, participant, external)
         return RedirectResponse("/study", status_code=303)
 
@@ -291,37 +288,34 @@ class StudyApp:
                          total=total)
 
     async def answer(self, request: Request) -> Response:
-        try:
-            self.check_same_origin(request)
-            participant = await self.participant(request)
-            if participant is None:
-                raise _Refused(401, "no participant: open the study's start page first (cookies must be on)")
-            form = await _read_form(request)
-            item = self.study.item(form.pop("item", ""))
-            if item is None:
-                raise _Refused(404, "unknown item")
-            choices = {}
-            for question in self.study.questions:
-                value = form.pop(question.key, None)
-                if value is None:
-                    raise _Refused(422, "please answer every question")
-                if item.option(value) is None:
-                    raise _Refused(422, f"{value!r} is not an option of this item")
-                choices[question.key] = value
-            if form:
-                raise _Refused(422, f"unknown field(s): {', '.join(sorted(form))}")
-            answered = await run_in_threadpool(self.store.answered_items, participant)
-            if item.id not in answered:
-                pending = self._pending(participant, answered)
-                if not pending or pending[0][1].id != item.id:
-                    raise _Refused(409, "this is not the image you are on: answers are taken in order")
-            position = next(i for i, other in enumerate(item_order(self.study, participant)) if other.id == item.id)
-            shown = [option.id for option in option_order(self.study, participant, item)]
-            outcome = await run_in_threadpool(self.store.add_answer, participant, item.id, choices, shown, position)
-            if outcome == CONFLICT:
-                raise _Refused(409, "this image was already answered differently; the first answer is kept")
-        except _Refused as refused:
-            return self.refusal(request, refused)
+        self.check_same_origin(request)
+        participant = await self.participant(request)
+        if participant is None:
+            raise _Refused(401, "no participant: open the study's start page first (cookies must be on)")
+        form = await _read_form(request)
+        item = self.study.item(form.pop("item", ""))
+        if item is None:
+            raise _Refused(404, "unknown item")
+        choices = {}
+        for question in self.study.questions:
+            value = form.pop(question.key, None)
+            if value is None:
+                raise _Refused(422, "please answer every question")
+            if item.option(value) is None:
+                raise _Refused(422, f"{value!r} is not an option of this item")
+            choices[question.key] = value
+        if form:
+            raise _Refused(422, f"unknown field(s): {', '.join(sorted(form))}")
+        answered = await run_in_threadpool(self.store.answered_items, participant)
+        if item.id not in answered:
+            pending = self._pending(participant, answered)
+            if not pending or pending[0][1].id != item.id:
+                raise _Refused(409, "this is not the image you are on: answers are taken in order")
+        position = next(i for i, other in enumerate(item_order(self.study, participant)) if other.id == item.id)
+        shown = [option.id for option in option_order(self.study, participant, item)]
+        outcome = await run_in_threadpool(self.store.add_answer, participant, item.id, choices, shown, position)
+        if outcome == CONFLICT:
+            raise _Refused(409, "this image was already answered differently; the first answer is kept")
         if _wants_json(request):
             answered = await run_in_threadpool(self.store.answered_items, participant)
             return JSONResponse({"status": outcome, "item": item.id, "answered": len(answered),
@@ -350,10 +344,7 @@ class StudyApp:
     async def _organiser(self, request: Request, answer: Callable[[], Response]) -> Response:
         """An organiser endpoint: the bearer token checked (401/403 refused), then `answer` run off the event loop
         (it reads the database)."""
-        try:
-            self.check_token(request)
-        except _Refused as refused:
-            return self.refusal(request, refused)
+        self.check_token(request)
         return await run_in_threadpool(answer)
 
     def _results(self) -> Response:
