@@ -101,10 +101,8 @@ def _evaluation_set(preset: dict[str, Any], inputs: Table2Inputs) -> tuple[Any, 
 
 def _pretrained_mae(preset: dict[str, Any], inputs: Table2Inputs, out: Path) -> str:
     """The pre-trained MAE file: --mae-pretrained, or (smoke) a random MAE of the named size saved without the
-    fine-tune parameters, as a pre-trained MAE-FAR file is."""
+    fine-tune parameters, as a pre-trained MAE-FAR file is. (--mae-pretrained was checked by `run_table2`.)"""
     if inputs.mae_pretrained:
-        if not Path(inputs.mae_pretrained).is_file():
-            raise FileNotFoundError(f"--mae-pretrained {inputs.mae_pretrained}: no such file")
         return inputs.mae_pretrained
     spec = preset["pretrained_mae"]
     if not isinstance(spec, dict) or "random" not in spec:
