@@ -85,6 +85,10 @@ class ScoreConfig:
     def selected(self) -> tuple[str, ...]:
         """The metrics to compute, checked (with the other settings that would otherwise fail late)."""
         self.bootstrap_config()  # its counts checked, naming their flags
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"--score-batch-size (batch_size) must be an integer >= 1, got {self.batch_size!r}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"--num-workers (num_workers) must be an integer >= 0, got {self.num_workers!r}")
         return check_metrics(tuple(self.metrics or DEFAULT))
 
     def bootstrap_config(self) -> BootstrapConfig:

@@ -367,3 +367,13 @@ def test_os_errors_name_the_file_without_errno(tmp_path):
         assert os_error_text(error) == f"{target} is a file, not a folder (a folder is expected there)"
     missing = OSError(errno.ENOENT, "No such file or directory", str(tmp_path / "nope"))
     assert os_error_text(missing) == f"{tmp_path / 'nope'}: No such file or directory"
+
+
+def test_score_batch_size_and_workers_checked_before_any_work(tiny_dataset, tiny_predictions, tmp_path, capsys):
+    """--score-batch-size 0 was accepted (a PSNR-only score ran), -1 ended in torch's DataLoader message naming
+    batch_size; --num-workers -2 likewise. Now one line naming the flag, nothing written."""
+    args = ["score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--label", "m",
+            "--out", str(tmp_path / "r"), "--metrics", "psnr", "--device", "cpu", "--no-progress"]
+    for flag, value in (("--score-batch-size", "0"), ("--score-batch-size", "-1"), ("--num-workers", "-2")):
+        assert main([*args, flag, value]) == 1
+        assert f"{flag} (" in capsys.readouterr().err and not (tmp_path / "r").exists()
