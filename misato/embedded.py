@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "misato.embedded/1"
 DEFAULT_SIZE = EMBEDDED_SIZE
+MIN_SIZE = 32  # the smallest side the embedded set is built at (`--embedded-size` is checked against it)
 DEFAULT_SEED = 0
 MASK_DOMAIN = "embedded"  # the stream name given to misato_mask (it only seeds the generator)
 RESAMPLE = Image.Resampling.LANCZOS
@@ -225,8 +226,8 @@ def build_embedded(
     """
     from misato.masks import misato_mask
 
-    if size < 32:
-        raise ValueError(f"embedded dataset size must be at least 32, got {size}")
+    if size < MIN_SIZE:
+        raise ValueError(f"embedded dataset size must be at least {MIN_SIZE}, got {size}")
     folder = Path(out_dir) if out_dir is not None else default_dir(size)
     parameters = _build_parameters(size, seed, sources)
     if not force and _is_current(folder, parameters):

@@ -377,3 +377,15 @@ def test_score_batch_size_and_workers_checked_before_any_work(tiny_dataset, tiny
     for flag, value in (("--score-batch-size", "0"), ("--score-batch-size", "-1"), ("--num-workers", "-2")):
         assert main([*args, flag, value]) == 1
         assert f"{flag} (" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", ["demo", "run"])
+def test_embedded_size_below_the_minimum_is_refused_when_parsed(command, tmp_path, capsys):
+    """`misato demo --embedded-size 0` used to write OUT/run.json and fail every pair ("embedded dataset size must
+    be at least 32") with exit 1; now argparse refuses it (exit 2) and nothing is written."""
+    from misato.embedded import MIN_SIZE
+
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--out", str(tmp_path / "o"), "--embedded-size", str(MIN_SIZE - 1), "--no-progress"])
+    assert stop.value.code == 2 and f"at least {MIN_SIZE} pixels" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -138,10 +138,24 @@ def print_config(config: object, **extra: object) -> int:
 def add_embedded_size_argument(group: argparse._ActionsContainer, old_flag: str | None = None) -> None:
     """`--embedded-size N` (`args.embedded_size`): the side of the embedded photo set. old_flag: its old spelling
     in this command, accepted for one release."""
-    size = group.add_argument("--embedded-size", type=int, default=EMBEDDED_SIZE, metavar="N",
+    size = group.add_argument("--embedded-size", type=parse_embedded_size, default=EMBEDDED_SIZE, metavar="N",
                               help="side of the 'embedded' photo set in pixels (default %(default)s)")
     if old_flag:
         add_deprecated_alias(group, old_flag, size)
+
+
+def parse_embedded_size(text: str) -> int:
+    """argparse type of `--embedded-size`: an integer of at least `misato.embedded.MIN_SIZE`, checked when the
+    command line is parsed (a smaller one used to fail every pair of the run after its folder was written)."""
+    from misato.embedded import MIN_SIZE
+
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if size < MIN_SIZE:
+        raise argparse.ArgumentTypeError(f"the embedded set's side must be at least {MIN_SIZE} pixels, got {size}")
+    return size
 
 
 def add_limit_argument(group: argparse._ActionsContainer) -> None:
