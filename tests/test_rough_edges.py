@@ -389,3 +389,14 @@ def test_embedded_size_below_the_minimum_is_refused_when_parsed(command, tmp_pat
         main([command, "--out", str(tmp_path / "o"), "--embedded-size", str(MIN_SIZE - 1), "--no-progress"])
     assert stop.value.code == 2 and f"at least {MIN_SIZE} pixels" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_verify_names_flat_domains_and_refuses_a_negative_max_listed(tiny_dataset, capsys):
+    """`misato verify` of an image/ + mask/ folder printed "None: landscape 4, indoor 4"; --max-listed -3 was
+    accepted (names[:-3] drops the last three of each list)."""
+    assert main(["verify", str(tiny_dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "domains: landscape 4, indoor 4" in out and "None" not in out
+    with pytest.raises(SystemExit) as stop:
+        main(["verify", str(tiny_dataset), "--max-listed", "-3"])
+    assert stop.value.code == 2 and "--max-listed: must be 0 or more, got -3" in capsys.readouterr().err

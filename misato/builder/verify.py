@@ -110,7 +110,7 @@ def check_structure(root: Path, report: VerifyReport) -> None:
                 if sample.domain is None:
                     report.structure.append(f"{where}{sample.stem}: not a MISATO index (0000-1999)")
                 counts[str(sample.domain)] = counts.get(str(sample.domain), 0) + 1
-            report.domains[str(resolution)] = counts
+            report.domains[str(resolution) if resolution else "domains"] = counts  # image/ + mask/: not "None"
 
 
 def verify_folder(root: str | Path, hash_files: bool = True) -> VerifyReport:
