@@ -400,3 +400,17 @@ def test_verify_names_flat_domains_and_refuses_a_negative_max_listed(tiny_datase
     with pytest.raises(SystemExit) as stop:
         main(["verify", str(tiny_dataset), "--max-listed", "-3"])
     assert stop.value.code == 2 and "--max-listed: must be 0 or more, got -3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_limit_below_one_is_refused_when_parsed(value, tmp_path, capsys):
+    """`misato build places2 --limit 0` built every image (0 read as no limit); --limit is now checked when parsed
+    in every command that takes it, and Places2Config(limit=0) is a ValueError."""
+    from misato.builder.places2 import Places2Config, build_places2
+
+    with pytest.raises(SystemExit) as stop:
+        main(["build", "places2", "--places2-val", str(tmp_path), "--out", str(tmp_path / "o"), "--limit", value])
+    assert stop.value.code == 2 and f"--limit: must be 1 or more, got {value}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        build_places2(Places2Config(val_dir=tmp_path, out=tmp_path / "o", limit=int(value)))
+    assert not (tmp_path / "o").exists()

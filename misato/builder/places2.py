@@ -118,6 +118,8 @@ def build_places2(config: Places2Config) -> dict[str, Any]:
         raise ValueError(f"places2 mode must be one of {MODES}, got {config.mode!r}")
     if config.mode == "resize" and config.resample not in export.RESAMPLE:
         raise ValueError(f"unknown resample filter {config.resample!r}; known: {', '.join(export.RESAMPLE)}")
+    if config.limit is not None and config.limit < 1:
+        raise ValueError(f"limit must be >= 1 or None (every image), got {config.limit}")
     source = FolderSource(Path(config.val_dir), ("*",))
     keys = source.keys()[: config.limit] if config.limit else source.keys()
     stems = [Path(k).stem for k in keys]

@@ -158,9 +158,20 @@ def parse_embedded_size(text: str) -> int:
     return size
 
 
+def parse_limit(text: str) -> int:
+    """argparse type of `--limit`: an integer >= 1 (`build places2 --limit 0` used to build every image)."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {count}")
+    return count
+
+
 def add_limit_argument(group: argparse._ActionsContainer) -> None:
     """`--limit N`: only the first N items of the input, in sorted order."""
-    group.add_argument("--limit", type=int, default=None, metavar="N",
+    group.add_argument("--limit", type=parse_limit, default=None, metavar="N",
                        help="only the first N samples of each dataset (source images for `build places2`), "
                             "in sorted name order")
 
