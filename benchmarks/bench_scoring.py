@@ -53,8 +53,9 @@ from PIL import Image
 MIN_SIZE = 256
 
 
-def make_inputs(root: Path, n: int, size: int) -> tuple[Path, Path, Path]:
-    """n ground-truth photos, MISATO masks and two noisy predictions (pred_a, pred_b) at size x size, seeded."""
+def make_inputs(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path, Path, Path]:
+    """n ground-truth photos, MISATO masks and two noisy predictions (pred_a, pred_b) at size x size, seeded (the
+    warm-ups use another seed: at --n 2 the same inputs were served from the caches, a forward of 0 s)."""
     from skimage import data
 
     from misato.masks import misato_mask
@@ -62,7 +63,7 @@ def make_inputs(root: Path, n: int, size: int) -> tuple[Path, Path, Path]:
     if size < MIN_SIZE:
         raise SystemExit(f"--size {size}: the benchmarks' MISATO masks need at least {MIN_SIZE} px")
     photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for sub in ("data/image", "data/mask", "pred_a", "pred_b"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -204,7 +205,7 @@ def time_new_metrics(tmp: Path, n: int, args: argparse.Namespace) -> None:
     from misato.data import load_dataset
 
     data_dir, pred, _ = make_inputs(tmp, n, args.size)
-    warm_data, warm_pred, _ = make_inputs(tmp / "warm", 2, args.size)
+    warm_data, warm_pred, _ = make_inputs(tmp / "warm", 2, args.size, seed=1)
     weights = new_metric_weights(tmp)
     walls = {}
     for name, metrics in {"baseline (psnr)": (), **NEW_METRICS}.items():
@@ -390,7 +391,7 @@ def in_process(tmp: Path, n: int, args: argparse.Namespace) -> None:
     config = ScoreConfig(metrics=metrics, weights=weights, device=args.device, batch_size=args.batch_size,
                          num_workers=args.num_workers, cache_dir=str(tmp / "cache"), protocol=args.protocol)
     # Warm-up on two other images (own cache key): builds the networks once, as `misato run` keeps them.
-    warm_data, warm_pred, _ = make_inputs(tmp / "warm", 2, args.size)
+    warm_data, warm_pred, _ = make_inputs(tmp / "warm", 2, args.size, seed=1)
     score(load_dataset(warm_data), warm_pred, "warmup", tmp / "res", config)
     start = time.perf_counter()
     first = score(dataset, pred_a, "a", tmp / "res", config)
@@ -419,17 +420,28 @@ def main() -> None:
     parser.add_argument("--size", type=_at_least(MIN_SIZE), default=512, help="image side")
     parser.add_argument("--batch-size", type=_at_least(1), default=8)
     parser.add_argument("--num-workers", type=_at_least(0), default=2)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (checked before any work)")
     parser.add_argument("--protocol", default="comod", choices=sorted(PROTOCOLS),
                         help="scoring protocol (asuka: the official scripts' own)")
     parser.add_argument("--clip", action="store_true", help="include the CLIP ViT-L/14 score")
     parser.add_argument("--official-eval", type=Path,
                         help="asuka-misato's asuka-flux/eval folder: time its scripts against misato score processes")
-    parser.add_argument("--rounds", type=_at_least(1), default=5,
+    parser.add_argument("--rounds", type=_at_least(1), default=None,
                         help="--official-eval: alternating rounds per --n; medians reported (default 5)")
     parser.add_argument("--new-metrics", action="store_true",
                         help="only time cmmd, fd_dinov2 and dreamsim (issue 25): added seconds per image")
     args = parser.parse_args()
+    if args.rounds is not None and not args.official_eval:
+        parser.error("--rounds goes with --official-eval")
+    args.rounds = args.rounds or 5
+    if args.new_metrics and (args.official_eval or args.clip):
+        parser.error("--new-metrics times cmmd, fd_dinov2 and dreamsim only: without --official-eval and --clip")
+    from misato.devices import check_device
+
+    try:
+        check_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     if args.official_eval:
         missing = [name for name in OFFICIAL_SCRIPTS if not (args.official_eval / name).is_file()]
         if missing:
