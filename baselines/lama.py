@@ -27,6 +27,7 @@ import torch
 
 from baselines.base import Inpainter, ResolutionPolicy
 from baselines.lama_ffc import FFCResNetConfig, FFCResNetGenerator, generator_state_dict
+from misato.checkpoints import CorruptCheckpointError
 
 # option value -> weights key
 CHECKPOINTS: dict[str, str] = {"torchscript": "lama-big", "authors": "lama-big-authors"}
@@ -68,7 +69,14 @@ class LamaInpainter(Inpainter):
             with warnings.catch_warnings():
                 # torch.jit is deprecated in favour of torch.export, but the published file is TorchScript
                 warnings.simplefilter("ignore", FutureWarning)
-                self.model = torch.jit.load(str(resolved.path), map_location=self.device)
+                try:
+                    self.model = torch.jit.load(str(resolved.path), map_location=self.device)
+                except RuntimeError as error:  # not a TorchScript archive: another checkpoint, truncated, ...
+                    raise CorruptCheckpointError(
+                        f"{resolved.path}: not a TorchScript file (lama's default checkpoint, big-lama.pt: "
+                        f"{str(error).split('.')[0]}); the authors' best.ckpt goes with --option checkpoint=authors "
+                        f"--weight {CHECKPOINTS['authors']}=PATH"
+                    ) from error
         else:
             self.generator_config = generator_config or FFCResNetConfig()
             self.model = load_authors_generator(resolved.path, self.generator_config).to(self.device)

@@ -270,3 +270,16 @@ def test_big_lama_real_size(tmp_path):
     assert pred.raw.shape == (512, 512, 3) and 0 <= pred.raw.min() and pred.raw.max() <= 1
     np.testing.assert_array_equal(composite_uint8(to_uint8(pred.raw), image, mask)[mask == 0], image[mask == 0])
     print(f"big-lama 512x512 CPU forward: {seconds:.1f} s on {torch.get_num_threads()} thread(s)")
+
+
+def test_a_file_that_is_not_torchscript_is_a_one_line_error(tmp_path):
+    """`--weight lama-big=FILE` with another kind of file ended in torch's RuntimeError traceback
+    (PytorchStreamReader failed reading zip archive ...); now a CorruptCheckpointError (a ValueError: the CLI's one
+    line) naming the file and the authors' checkpoint option."""
+    from misato.checkpoints import CorruptCheckpointError
+
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"not a TorchScript archive" * 40)
+    with pytest.raises(CorruptCheckpointError, match="not a TorchScript file") as error:
+        create_inpainter("lama", weight_paths={"lama-big": str(other)})
+    assert str(other) in str(error.value) and f"--weight {KEY}=PATH" in str(error.value)
