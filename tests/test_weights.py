@@ -101,6 +101,14 @@ def test_cli_list_and_verify(capsys):
     assert "lpips-alex-lin: ok" in capsys.readouterr().out
 
 
+
+def test_cli_verify_names_an_env_path_that_is_not_a_file(monkeypatch, tmp_path, capsys):
+    """MISATO_WEIGHT_<KEY> naming no file read "inception-tf: missing -" with exit 0, as a file not yet fetched."""
+    monkeypatch.setenv("MISATO_WEIGHT_INCEPTION_TF", str(tmp_path / "nope.pth"))
+    assert main(["weights", "verify", "inception-tf"]) == 1
+    assert f"inception-tf: BAD PATH $MISATO_WEIGHT_INCEPTION_TF={tmp_path / 'nope.pth'}: no such file" in \
+        capsys.readouterr().out
+
 def test_cli_fetch_offline_names_the_reason(spec, capsys):
     """The test session is offline (conftest): fetch connects nowhere, says why, exits 1, writes nothing."""
     assert main(["weights", "fetch", "test-net"]) == 1

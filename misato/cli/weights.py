@@ -67,11 +67,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _status(key: str) -> tuple[str, str, int | None]:
     """(state, where, size in bytes when present) of a key, without downloading."""
-    from misato.weights import WeightsHashError, WeightsNotFoundError, resolve
+    import os
+
+    from misato.weights import WeightsHashError, WeightsNotFoundError, env_var, resolve
 
     try:
         found = resolve(key)
     except WeightsNotFoundError:
+        named = os.environ.get(env_var(key))
+        if named:  # an explicit path that is not a file: not the same as a file not yet fetched
+            return "BAD PATH", f"${env_var(key)}={named}: no such file", None
         return "missing", "-", None
     except WeightsHashError as error:
         return "BAD HASH", str(error), None
@@ -134,7 +139,7 @@ def run_verify(args: argparse.Namespace) -> int:
     for key in keys:
         state, where, _ = _status(key)
         print(f"{key}: {state} {where}")
-        bad += state in ("MISMATCH", "BAD HASH")
+        bad += state in ("MISMATCH", "BAD HASH", "BAD PATH")
     return 1 if bad else 0
 
 
@@ -180,7 +185,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         label = f"{key} ({spec.filename}{'; ' + why if why else ''})"
         if state != "missing":
             print(f"{label}: {state}, {_size(size)}: {where}")
-            failed += state in ("BAD HASH",)
+            failed += state in ("BAD HASH", "BAD PATH")
         elif not spec.url or spec.manual:
             print(f"{label}: not downloadable: {fix_text(spec)}")
             failed += bool(spec.manual) or not args.job  # --for: unpublished files are what the job trains
