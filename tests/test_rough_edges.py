@@ -402,6 +402,15 @@ def test_verify_names_flat_domains_and_refuses_a_negative_max_listed(tiny_datase
     assert stop.value.code == 2 and "--max-listed: must be 0 or more, got -3" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--inpaint-batch-size", "--batch-size"])
+def test_inpaint_batch_size_below_one_is_refused_when_parsed(flag, tiny_dataset, tmp_path, capsys):
+    """`inpaint --inpaint-batch-size 0` was refused by the runner as "batch_size must be >= 1" (not the flag)."""
+    with pytest.raises(SystemExit) as stop:
+        main(["inpaint", "--method", "telea", "--dataset", str(tiny_dataset), "--out", str(tmp_path / "o"), flag, "0"])
+    assert stop.value.code == 2 and f"argument {flag}: must be 1 or more, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_limit_below_one_is_refused_when_parsed(value, tmp_path, capsys):
     """`misato build places2 --limit 0` built every image (0 read as no limit); --limit is now checked when parsed

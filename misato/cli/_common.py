@@ -115,7 +115,8 @@ def add_score_compute_arguments(group: argparse._ActionsContainer, old_batch_fla
 
 def add_inpaint_batch_argument(group: argparse._ActionsContainer) -> None:
     """`--inpaint-batch-size` (`args.batch_size`; old spelling `--batch-size` accepted for one release)."""
-    batch = group.add_argument("--inpaint-batch-size", dest="batch_size", type=int, default=INPAINT_BATCH_SIZE,
+    batch = group.add_argument("--inpaint-batch-size", dest="batch_size", type=parse_positive_int,
+                               default=INPAINT_BATCH_SIZE,
                                metavar="N", help="samples per inpainter call (batched inpainters; default %(default)s)")
     add_deprecated_alias(group, "--batch-size", batch)
 
@@ -158,8 +159,9 @@ def parse_embedded_size(text: str) -> int:
     return size
 
 
-def parse_limit(text: str) -> int:
-    """argparse type of `--limit`: an integer >= 1 (`build places2 --limit 0` used to build every image)."""
+def parse_positive_int(text: str) -> int:
+    """argparse type of `--limit` and `--inpaint-batch-size`: an integer >= 1 (`build places2 --limit 0` used to
+    build every image; `inpaint --inpaint-batch-size 0` was refused only by the runner, naming batch_size)."""
     try:
         count = int(text)
     except ValueError:
@@ -171,7 +173,7 @@ def parse_limit(text: str) -> int:
 
 def add_limit_argument(group: argparse._ActionsContainer) -> None:
     """`--limit N`: only the first N items of the input, in sorted order."""
-    group.add_argument("--limit", type=parse_limit, default=None, metavar="N",
+    group.add_argument("--limit", type=parse_positive_int, default=None, metavar="N",
                        help="only the first N samples of each dataset (source images for `build places2`), "
                             "in sorted name order")
 
