@@ -103,16 +103,6 @@ class _CleanResize:
         return {"_fn": None}
 
 
-class _TorchvisionInceptionTransform:
-    """torchvision Inception_V3_Weights.IMAGENET1K_V1.transforms() applied to a PIL image, as cal_ids.py does."""
-
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        from PIL import Image
-        from torchvision.models import Inception_V3_Weights
-
-        return Inception_V3_Weights.IMAGENET1K_V1.transforms()(Image.fromarray(image))
-
-
 class InceptionTF(FeatureExtractor):
     """comod: uint8 images at native size, TF1 bilinear resize to 299 inside the network."""
 
@@ -145,12 +135,12 @@ class InceptionTFClean(InceptionTF):
 
 
 def build_torchvision_inception(weights_path) -> torch.nn.Module:
-    """torchvision inception_v3 as `inception_v3(weights=IMAGENET1K_V1)` builds it, with fc = Identity."""
-    from torchvision.models import inception_v3
-
+    """torchvision's inception_v3 as `inception_v3(weights=IMAGENET1K_V1)` builds it, with fc = Identity (our
+    module of the same layout, `evaluators.inception_torchvision`: no torchvision import)."""
+    from evaluators.inception_torchvision import InceptionV3
     from misato.checkpoints import load_state_strict
 
-    net = build_empty(lambda: inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False))
+    net = build_empty(InceptionV3)
     load_state_strict(net, _load_state_dict(weights_path), weights_path, "torchvision Inception v3", assign=True)
     net.fc = torch.nn.Identity()
     return check_loaded(net, str(weights_path)).eval()
@@ -167,7 +157,9 @@ class InceptionTorchvision(FeatureExtractor):
         self.net = to_inference_layout(build_torchvision_inception(weights.path), device)
 
     def preprocess(self) -> Callable[[np.ndarray], torch.Tensor]:
-        return _TorchvisionInceptionTransform()
+        from evaluators.inception_torchvision import ImageNetInceptionTransform
+
+        return ImageNetInceptionTransform()
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:

@@ -51,17 +51,19 @@ def resolve_device(requested: str | None, process_device: "torch.device | None" 
 
 
 def fold_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
-    """`module` (in eval mode) with every Inception `BasicConv2d` (conv -> batch norm -> ReLU, torchvision's and
-    torch-fidelity's) folded into one biased convolution by torch's `fuse_conv_bn_eval`; the batch norm becomes
-    an identity. Same function up to float rounding (measured 1e-6 of the features' scale, test bound 1e-5); the
-    torchvision Inception forward at 299 takes 0.121 instead of 0.146 s per image on 2 CPU cores (channels-last
-    both, mean of 4 alternating runs)."""
+    """`module` (in eval mode) with every Inception `BasicConv2d` block folded into one biased convolution by torch's
+    `fuse_conv_bn_eval`; the batch norm becomes an identity. A block is any submodule whose children are exactly
+    `conv` (Conv2d) then `bn` (BatchNorm2d), run conv -> batch norm -> ReLU: the layout of torch-fidelity's and of
+    `evaluators.inception_torchvision`'s BasicConv2d (recognised by layout, so that neither package is imported
+    here). Same function up to float rounding (measured 1e-6 of the features' scale, test bound 1e-5); the torchvision
+    Inception forward at 299 takes 0.121 instead of 0.146 s per image on 2 CPU cores (channels-last both, mean of 4
+    alternating runs)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
-    from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d as FidelityBasicConv2d
-    from torchvision.models.inception import BasicConv2d
 
     for block in module.modules():
-        if isinstance(block, (BasicConv2d, FidelityBasicConv2d)) and isinstance(block.bn, torch.nn.BatchNorm2d):
+        children = dict(block.named_children())
+        if (list(children) == ["conv", "bn"] and isinstance(children["conv"], torch.nn.Conv2d)
+                and isinstance(children["bn"], torch.nn.BatchNorm2d)):
             block.conv = fuse_conv_bn_eval(block.conv, block.bn)
             block.bn = torch.nn.Identity()
     return module

@@ -54,15 +54,20 @@ def ssim_gaussian_rgb(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean([s[..., channel].mean(dtype=np.float64) for channel in range(s.shape[-1])]))
 
 
+def _gray_unit(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (H, W) in [0, 1]: torchvision's `rgb_to_grayscale` of `image / 255` (the ITU-R 601
+    weights 0.2989, 0.587, 0.114, the same float32 tensor operations; own lines, as torchvision's import costs
+    about 1 s of start-up: issue 26)."""
+    red, green, blue = (torch.from_numpy(image).permute(2, 0, 1).float() / 255.0).unbind(dim=0)
+    return (0.2989 * red + 0.587 * green + 0.114 * blue).numpy()
+
+
 def ssim_uniform_gray(pred: np.ndarray, gt: np.ndarray) -> float:
     """asuka: torchvision rgb_to_grayscale on [0, 1] floats, then skimage defaults (7x7 uniform), data_range 1.
-    skimage (scipy) and torchvision are imported here, by the protocol that uses them, not with the module."""
+    skimage (scipy) is imported here, by the protocol that uses it, not with the module."""
     from skimage.metrics import structural_similarity
-    from torchvision.transforms.functional import rgb_to_grayscale
 
-    p = rgb_to_grayscale(torch.from_numpy(pred).permute(2, 0, 1).float() / 255.0)[0].numpy()
-    g = rgb_to_grayscale(torch.from_numpy(gt).permute(2, 0, 1).float() / 255.0)[0].numpy()
-    return float(structural_similarity(p, g, data_range=1.0))
+    return float(structural_similarity(_gray_unit(pred), _gray_unit(gt), data_range=1.0))
 
 
 PSNR_VARIANTS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"uint8": psnr_uint8, "unit-eps": psnr_unit_eps}
