@@ -49,14 +49,37 @@ class FeatureExtractor(abc.ABC):
         """(B, ...) stacked preprocessed inputs -> float32 (B, dim) features on the CPU."""
 
 
+def _torch_fidelity_inception() -> type:
+    """torch-fidelity's `FeatureExtractorInceptionV3` class, without running the package's __init__ if the package is
+    not imported yet: that __init__ imports every metric and dataset of torch-fidelity, hence torchvision and with it
+    torch._dynamo (1.1-1.5 s of a score's start-up on 2 CPU cores, issue 26), none of which the network module
+    uses. The package is a bare placeholder (its path, no __init__) while the network module loads; then it and
+    the modules loaded under it leave `sys.modules` again, so that a later `import torch_fidelity` is the normal one
+    (tested: it then has all its attributes)."""
+    import importlib
+    import importlib.util
+    import sys
+
+    package, module = "torch_fidelity", "torch_fidelity.feature_extractor_inceptionv3"
+    if package in sys.modules:
+        return importlib.import_module(module).FeatureExtractorInceptionV3
+    before = set(sys.modules)
+    sys.modules[package] = importlib.util.module_from_spec(importlib.util.find_spec(package))
+    try:
+        return importlib.import_module(module).FeatureExtractorInceptionV3
+    finally:
+        for name in set(sys.modules) - before:
+            if name == package or name.startswith(package + "."):
+                del sys.modules[name]
+
+
 def build_tf_inception(weights_path) -> torch.nn.Module:
     """torch-fidelity's port of the TF Inception 2015-12-05 graph, loaded weights-only.
 
     torch-fidelity calls `torch.load(..., weights_only=False)` on the file; we patch that one call so the
     file is read weights-only (the port itself, layers and TF1 resize, is used unchanged).
     """
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
+    FeatureExtractorInceptionV3 = _torch_fidelity_inception()
     state = _load_state_dict(weights_path)
     with mock.patch.object(torch, "load", lambda *args, **kwargs: state):
         net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights_path))
