@@ -248,15 +248,16 @@ def official_workspace(root: Path, weights: dict[str, str]) -> dict[str, str]:
     return dict(os.environ, TORCH_HOME=str(root / "torch_home"), PYTHONPATH=str(shim))
 
 
-def run_official(eval_dir: Path, root: Path, data_dir: Path, pred: Path, n: int, env: dict[str, str]) -> tuple[float, dict]:
-    """Wall seconds of the three official scripts in turn (working directory `root`, the `official_workspace`),
-    and the values they print."""
+def run_official(eval_dir: Path, root: Path, data_dir: Path, pred: Path, n: int,
+                 env: dict[str, str]) -> tuple[dict[str, float], dict]:
+    """Wall seconds of each of the three official scripts, run in turn (working directory `root`, the
+    `official_workspace`), by script name, and the values they print."""
     gt_dir = root / f"pairs{n}" / "512"  # the scripts read the resolution from the folder name
     if not gt_dir.exists():
         gt_dir.parent.mkdir(exist_ok=True)
         gt_dir.symlink_to(data_dir.resolve())
     ids_resolution = "512" if n >= 512 else "2048"
-    outputs, total = {}, 0.0
+    outputs, walls = {}, {}
     extras = {"cal_psnr_lpips_ssim.py": [], "cal_ids.py": ["--resolution", ids_resolution],
               "cal_grad.py": ["--resolution", "512"]}
     for script in OFFICIAL_SCRIPTS:
@@ -264,7 +265,7 @@ def run_official(eval_dir: Path, root: Path, data_dir: Path, pred: Path, n: int,
         start = time.perf_counter()
         done = subprocess.run([sys.executable, str(eval_dir / script), "--generated_dir", str(pred), "--gt_dir",
                                str(gt_dir), *extra], cwd=root, env=env, capture_output=True, text=True)
-        total += time.perf_counter() - start
+        walls[script] = time.perf_counter() - start
         if done.returncode:
             raise SystemExit(f"{eval_dir / script} failed:\n{done.stderr[-2000:]}")
         outputs[script] = done.stdout
@@ -274,7 +275,7 @@ def run_official(eval_dir: Path, root: Path, data_dir: Path, pred: Path, n: int,
     values = {"psnr": psnr, "ssim": ssim, "lpips": lpips_value, "fid": fid, "grad_error": grad}
     if n >= 512:
         values.update(u_ids=u_ids, p_ids=p_ids)
-    return total, values
+    return walls, values
 
 
 def run_cli(data_dir: Path, pred: Path, method: str, out: Path, cache: Path, weights: dict[str, str],
@@ -286,8 +287,8 @@ def run_cli(data_dir: Path, pred: Path, method: str, out: Path, cache: Path, wei
     from evaluators.record import ResultRecord, result_stem
 
     command = [sys.executable, "-m", "misato", "score", "--dataset", str(data_dir), "--predictions", str(pred),
-               "--method", method, "--out", str(out), "--protocol", "asuka", "--metrics", ",".join(OFFICIAL_METRICS),
-               "--cache-dir", str(cache), "--device", args.device, "--batch-size", str(args.batch_size),
+               "--label", method, "--out", str(out), "--protocol", "asuka", "--metrics", ",".join(OFFICIAL_METRICS),
+               "--cache-dir", str(cache), "--device", args.device, "--score-batch-size", str(args.batch_size),
                "--num-workers", str(args.num_workers), "--no-progress"]
     for key, path in weights.items():  # every file `random_weights` wrote for the protocol
         command += ["--weight", f"{key}={path}"]
@@ -315,7 +316,7 @@ def compare_official(eval_dir: Path, root: Path, pairs: int, weights: dict[str, 
     from evaluators.record import ResultRecord
 
     data_dir, pred_a, pred_b = make_inputs(root, pairs, args.size)
-    official_walls: list[float] = []
+    official_walls: list[dict[str, float]] = []
     runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
     official: dict[str, float] = {}
     for index in range(args.rounds):
@@ -326,18 +327,19 @@ def compare_official(eval_dir: Path, root: Path, pairs: int, weights: dict[str, 
             runs["warm"].append(run_cli(data_dir, pred_b, "b", out, cache, weights, args))
 
         def theirs() -> None:
-            wall, values = run_official(eval_dir, workspace, data_dir, pred_a, pairs, env)
-            official_walls.append(wall)
+            walls, values = run_official(eval_dir, workspace, data_dir, pred_a, pairs, env)
+            official_walls.append(walls)
             official.update(values)
 
         for step in ((theirs, ours) if index % 2 == 0 else (ours, theirs)):
             step()
-        print(f"  round {index + 1}/{args.rounds}: official {official_walls[-1]:.1f} s, misato cold "
+        print(f"  round {index + 1}/{args.rounds}: official {sum(official_walls[-1].values()):.1f} s, misato cold "
               f"{runs['cold'][-1]['wall']:.1f} s, warm {runs['warm'][-1]['wall']:.1f} s "
               f"(load average {os.getloadavg()[0]:.1f})", flush=True)
-    theirs_s = _median(official_walls)
+    theirs_s = _median([sum(walls.values()) for walls in official_walls])
+    scripts = ", ".join(f"{name} {_median([walls[name] for walls in official_walls]):.1f} s" for name in OFFICIAL_SCRIPTS)
     print(f"{pairs} pairs at {args.size}, medians of {args.rounds} alternating rounds:")
-    print(f"  official trio (3 processes) {theirs_s:.1f} s ({theirs_s / pairs:.3f} s per pair)")
+    print(f"  official trio (3 processes) {theirs_s:.1f} s ({theirs_s / pairs:.3f} s per pair; {scripts})")
     for state, measured in runs.items():
         median = {part: _median([run[part] for run in measured]) for part in measured[0]}
         print(f"  misato score {state}: {median['wall']:.1f} s, {theirs_s / median['wall']:.2f}x faster; start-up "

@@ -51,6 +51,47 @@ def test_psnr_only_score_imports_no_heavy_package(tiny_dataset, tiny_predictions
     assert json.loads(next(out.glob("*.json")).read_text())["metrics"]["overall"]["psnr"] > 0  # it scored
 
 
+# The networks' own packages that the scoring path replaced (issue 26): lpips and torch-fidelity's __init__ import
+# torchvision, and torchvision.ops imports torch._dynamo.
+NETWORK_PACKAGES = ("torchvision", "torch._dynamo", "lpips", "torch_fidelity")
+
+
+@pytest.mark.parametrize("protocol,inception,ssim_packages", [("asuka", "inception-torchvision", ["scipy", "skimage"]),
+                                                              ("comod", "inception-tf", [])])
+def test_network_score_imports_neither_torchvision_nor_dynamo(protocol, inception, ssim_packages, random_weights,
+                                                              tiny_dataset, tiny_predictions, tmp_path):
+    """LPIPS, FID and SSIM (the official trio's metrics) under both Inceptions: own LPIPS and torchvision-layout
+    Inception modules, torch-fidelity's network module without its package __init__."""
+    out = tmp_path / "results"
+    weight_flags = [f"--weight={key}={random_weights[key]}" for key in (inception, "alexnet-torchvision", "lpips-alex-lin")]
+    assert _loaded("score", "--dataset", str(tiny_dataset), "--predictions", str(tiny_predictions), "--label", "m",
+                   "--out", str(out), "--metrics", "lpips,fid,ssim", "--protocol", protocol, "--no-progress",
+                   "--offline", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), *weight_flags,
+                   heavy=(*HEAVY, *NETWORK_PACKAGES)) == ssim_packages  # asuka's SSIM is skimage's
+    overall = json.loads(next(out.glob("*.json")).read_text())["metrics"]["overall"]
+    assert overall["lpips"] > 0 and overall["fid"] > 0 and 0 < overall["ssim"] < 1
+
+
+def test_torch_fidelity_stays_a_normal_package_after_its_network_is_built(random_weights):
+    """The network module is loaded under a placeholder package; a later `import torch_fidelity` is the real one."""
+    script = (
+        "import sys, torch\n"
+        "from evaluators.features import build_tf_inception\n"
+        "net = build_tf_inception(sys.argv[1]).eval()\n"
+        "assert not any(name.startswith(('torch_fidelity', 'torchvision')) for name in sys.modules)\n"
+        "import torch_fidelity\n"
+        "assert callable(torch_fidelity.calculate_metrics)\n"
+        "reference = torch_fidelity.feature_extractor_inceptionv3.FeatureExtractorInceptionV3(\n"
+        "    'inception-v3-compat', ['2048'], feature_extractor_weights_path=sys.argv[1]).eval()\n"
+        "x = torch.randint(0, 256, (1, 3, 80, 80), dtype=torch.uint8)\n"
+        "with torch.no_grad():\n"
+        "    assert torch.equal(net(x)[0], reference(x)[0])\n"
+        "print('OK')\n")
+    done = subprocess.run([sys.executable, "-c", script, random_weights["inception-tf"]], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr
+
+
 class HashCalls(list):
     """The files `misato.weights` read to hash them, in order; `new_process()` forgets this process's digests."""
 
