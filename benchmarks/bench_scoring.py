@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from misato.cli._common import int_at_least
+
 
 # MISATO masks below it may miss the 20-80% hole ratio: index 7 fails at 64 px, 115 at 128 px; 200 passed at 160.
 MIN_SIZE = 256
@@ -362,22 +364,9 @@ def official_comparisons(eval_dir: Path, root: Path, args: argparse.Namespace) -
         compare_official(eval_dir, root / f"pairs{pairs}", pairs, weights, workspace, env, args)
 
 
-def _at_least(low: int):
-    """An argparse type: an integer no smaller than `low`."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-    return parse
-
-
 def _counts(low: int):
     """An argparse type: comma-separated integers, each no smaller than `low`."""
-    parse = _at_least(low)
+    parse = int_at_least(low)
     return lambda text: [parse(part) for part in text.split(",") if part.strip()]
 
 
@@ -419,16 +408,16 @@ def main() -> None:
     parser.add_argument("--n", type=_counts(2), default=[64],
                         help="image pairs, comma-separated for several runs (each at least 2: covariances; "
                              "default 64; --official-eval 64,512 for the issue-26 figures)")
-    parser.add_argument("--size", type=_at_least(MIN_SIZE), default=512, help="image side")
-    parser.add_argument("--batch-size", type=_at_least(1), default=8)
-    parser.add_argument("--num-workers", type=_at_least(0), default=2)
+    parser.add_argument("--size", type=int_at_least(MIN_SIZE), default=512, help="image side")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=8)
+    parser.add_argument("--num-workers", type=int_at_least(0), default=2)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (checked before any work)")
     parser.add_argument("--protocol", default="comod", choices=sorted(PROTOCOLS),
                         help="scoring protocol (asuka: the official scripts' own)")
     parser.add_argument("--clip", action="store_true", help="include the CLIP ViT-L/14 score")
     parser.add_argument("--official-eval", type=Path,
                         help="asuka-misato's asuka-flux/eval folder: time its scripts against misato score processes")
-    parser.add_argument("--rounds", type=_at_least(1), default=None,
+    parser.add_argument("--rounds", type=int_at_least(1), default=None,
                         help="--official-eval: alternating rounds per --n; medians reported (default 5)")
     parser.add_argument("--new-metrics", action="store_true",
                         help="only time cmmd, fd_dinov2 and dreamsim (issue 25): added seconds per image")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from misato.defaults import (
     BOOTSTRAP_MAX, BOOTSTRAP_RESAMPLES, EMBEDDED_SIZE, INPAINT_BATCH_SIZE, KID_BOOTSTRAP_RESAMPLES, PROTOCOL,
@@ -145,30 +145,31 @@ def add_embedded_size_argument(group: argparse._ActionsContainer, old_flag: str 
         add_deprecated_alias(group, old_flag, size)
 
 
+def int_at_least(low: int, message: str = "must be at least {low}, got {value}") -> Callable[[str], int]:
+    """An argparse type: an integer >= `low`, checked when the command line is parsed; below it, `message` (with
+    {low} and {value}) as the flag's one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(message.format(low=low, value=value))
+        return value
+    return parse
+
+
+# `--limit` and `--inpaint-batch-size` (`build places2 --limit 0` used to build every image; `inpaint
+# --inpaint-batch-size 0` was refused only by the runner, naming batch_size).
+parse_positive_int = int_at_least(1, "must be 1 or more, got {value}")
+
+
 def parse_embedded_size(text: str) -> int:
     """argparse type of `--embedded-size`: an integer of at least `misato.embedded.MIN_SIZE`, checked when the
     command line is parsed (a smaller one used to fail every pair of the run after its folder was written)."""
     from misato.embedded import MIN_SIZE
 
-    try:
-        size = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if size < MIN_SIZE:
-        raise argparse.ArgumentTypeError(f"the embedded set's side must be at least {MIN_SIZE} pixels, got {size}")
-    return size
-
-
-def parse_positive_int(text: str) -> int:
-    """argparse type of `--limit` and `--inpaint-batch-size`: an integer >= 1 (`build places2 --limit 0` used to
-    build every image; `inpaint --inpaint-batch-size 0` was refused only by the runner, naming batch_size)."""
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {count}")
-    return count
+    return int_at_least(MIN_SIZE, "the embedded set's side must be at least {low} pixels, got {value}")(text)
 
 
 def add_limit_argument(group: argparse._ActionsContainer) -> None:

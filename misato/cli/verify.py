@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from misato.cli._common import add_deprecated_alias
+from misato.cli._common import add_deprecated_alias, int_at_least
 
 HELP = "check a MISATO/Places2/embedded folder: manifest (missing, changed, unlisted files) and structure"
 
@@ -18,21 +18,10 @@ EPILOG = """examples:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("root", help="dataset folder (with or without manifest.json)")
-    listed = parser.add_argument("--max-listed", dest="limit", type=_count, default=20, metavar="N",
+    listed = parser.add_argument("--max-listed", dest="limit", type=int_at_least(0, "must be 0 or more, got {value}"), default=20, metavar="N",
                                  help="names listed per problem kind (default %(default)s)")
     add_deprecated_alias(parser, "--limit", listed)
     parser.set_defaults(handler=run)
-
-
-def _count(text: str) -> int:
-    """argparse type of --max-listed: an integer >= 0 (a negative one cut names off the end of each list)."""
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if count < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {count}")
-    return count
 
 
 def run(args: argparse.Namespace) -> int:
