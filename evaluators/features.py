@@ -13,20 +13,9 @@ from unittest import mock
 import numpy as np
 import torch
 
-from misato.checkpoints import build_empty, check_loaded
+from misato.checkpoints import build_empty, check_loaded, load_state_dict_file
 from misato.devices import to_inference_layout
 from misato.weights import ResolvedWeight
-
-
-def _load_state_dict(path) -> dict:
-    """Weights-only load of a plain state dict (never unpickles arbitrary objects; a damaged file is a one-line
-    error naming it)."""
-    from misato.checkpoints import load_checkpoint
-
-    state = load_checkpoint(path)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return state
 
 
 class FeatureExtractor(abc.ABC):
@@ -80,7 +69,7 @@ def build_tf_inception(weights_path) -> torch.nn.Module:
     file is read weights-only (the port itself, layers and TF1 resize, is used unchanged).
     """
     FeatureExtractorInceptionV3 = _torch_fidelity_inception()
-    state = _load_state_dict(weights_path)
+    state = load_state_dict_file(weights_path)
     with mock.patch.object(torch, "load", lambda *args, **kwargs: state):
         net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights_path))
     return net
@@ -164,7 +153,7 @@ def build_torchvision_inception(weights_path) -> torch.nn.Module:
     from misato.checkpoints import load_state_strict
 
     net = build_empty(InceptionV3)
-    load_state_strict(net, _load_state_dict(weights_path), weights_path, "torchvision Inception v3", assign=True)
+    load_state_strict(net, load_state_dict_file(weights_path), weights_path, "torchvision Inception v3", assign=True)
     net.fc = torch.nn.Identity()
     return check_loaded(net, str(weights_path)).eval()
 

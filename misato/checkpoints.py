@@ -272,6 +272,15 @@ def sub_state(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch
     return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
 
 
+def load_state_dict_file(path: str | os.PathLike, what: str = "a state dict") -> dict:
+    """`load_checkpoint(path)` when it holds a dict (a state dict); else ValueError naming `path` and `what` it
+    should be."""
+    loaded = load_checkpoint(path)
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: not {what} (a dict of tensors), found {type(loaded).__name__}")
+    return loaded
+
+
 def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike,
                       what: str, allow_missing: tuple[str, ...] = (), assign: bool = False) -> torch.nn.Module:
     """Load `state` into `module` strictly, or raise ValueError naming `source` (the file), `what` (the

@@ -176,15 +176,15 @@ def build_lpips(backbone: ResolvedWeight, lin: ResolvedWeight, net: str = "alex"
     without a needed tensor, or heads with foreign keys, is a ValueError naming the file.
     Call the result with two (B, 3, H, W) tensors in [-1, 1]; it returns (B, 1, 1, 1).
     """
-    from misato.checkpoints import build_empty, check_loaded, load_checkpoint
+    from misato.checkpoints import build_empty, check_loaded, load_state_dict_file
 
     model = build_empty(lambda: LPIPS(net))
     model.scaling_layer = ScalingLayer()  # its constants are in no file
-    heads = _state_dict(load_checkpoint(lin.path), lin.path, f"LPIPS linear heads for {net!r}")
+    heads = load_state_dict_file(lin.path, f"LPIPS linear heads for {net!r}")
     unexpected = _load(model, heads, lin.path, strict=False).unexpected_keys
     if unexpected:
         raise ValueError(f"{lin.path}: not LPIPS linear heads for {net!r} (unexpected {', '.join(unexpected[:5])})")
-    state = _state_dict(load_checkpoint(backbone.path), backbone.path, f"a torchvision {net!r} state dict")
+    state = load_state_dict_file(backbone.path, f"a torchvision {net!r} state dict")
     mapped = {}
     for name, _ in list(model.net.named_parameters()) + list(model.net.named_buffers()):
         _, index_and_param = name.split(".", 1)  # "slice1.0.weight" -> "0.weight"
@@ -195,13 +195,6 @@ def build_lpips(backbone: ResolvedWeight, lin: ResolvedWeight, net: str = "alex"
     _load(model.net, mapped, backbone.path, strict=True)
     check_loaded(model, f"{backbone.path} + {lin.path}")
     return model.eval().requires_grad_(False)
-
-
-def _state_dict(loaded: object, path: object, what: str) -> dict:
-    """`loaded` when it is a dict (a state dict); else ValueError naming `path` and `what` it should be."""
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: not {what} (a dict of tensors), found {type(loaded).__name__}")
-    return loaded
 
 
 def _load(module: nn.Module, state: dict, path: object, strict: bool):
