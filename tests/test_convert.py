@@ -37,12 +37,12 @@ from baselines.lama_ffc import authors_state_dict
 from baselines.mat.inpainter import NETWORK_PICKLE_KEY, MatInpainter
 from baselines.mat.network import Generator
 from baselines.registry import create_inpainter
-from evaluators.features import _load_state_dict
 from misato.checkpoints import (
     CheckpointNeedsConversionError,
     CorruptCheckpointError,
     convert_checkpoint,
     load_checkpoint,
+    load_state_dict_file,
 )
 from misato.cli import main
 from misato.unpickle import RestrictedUnpickler, StandIn, read_release
@@ -420,7 +420,7 @@ def test_damaged_files_are_one_line_errors_naming_the_file(tmp_path, capsys, kin
         convert_checkpoint(path, tmp_path / "out.safetensors", "G_ema")
     assert not (tmp_path / "out.safetensors").exists()
     with pytest.raises(CorruptCheckpointError, match=f"^{path}: "):  # the Inception files' reader: the same one
-        _load_state_dict(path)
+        load_state_dict_file(path)
     assert main(["weights", "convert", str(path), str(tmp_path / "out.safetensors")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"misato weights: error: {path}: "), err
